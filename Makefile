@@ -1,0 +1,50 @@
+# dkt-platform — run `make help` for the targets.
+# Feature areas add their own targets in mk/*.mk (included below) and may append to TEST_PREREQS.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+DKT_HOME ?= $(CURDIR)/.dkt
+export DKT_HOME
+
+# Embedded defaults (override in the environment to use AWS S3 / MinIO, another registry, ...).
+DKT_S3_ENDPOINT_URL ?= http://127.0.0.1:9000
+DKT_S3_BUCKET ?= dkt-platform
+AWS_DEFAULT_REGION ?= us-east-1
+export DKT_S3_ENDPOINT_URL DKT_S3_BUCKET AWS_DEFAULT_REGION
+# OpenMP busy-waiting collapses LightGBM/torch throughput on 2 shared cores.
+export OMP_WAIT_POLICY ?= PASSIVE
+
+PYTEST_ARGS ?=
+TEST_PREREQS := setup
+
+## help: list the targets
+help:
+	@grep -hE '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /' | column -t -s ':'
+
+## setup: create .venv and install dkt_core with every pinned dependency (idempotent)
+setup: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required: install python3.11 (and python3.11-venv) first." >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements.lock -e '.[serve,client,airflow,dev]'
+	touch $@
+
+## lint: ruff over the whole tree
+lint: setup
+	$(BIN)/ruff check dkt_core tests bench dags plugins bento_service
+
+-include mk/*.mk
+
+## test: everything CI runs (unit + integration: moto, bentoml, browser, Airflow, docker/swarm)
+test: $(TEST_PREREQS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## unit: the fast unit tests only
+unit: setup
+	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
+
+.PHONY: help setup lint test unit

@@ -1,0 +1,91 @@
+"""Shared fixtures: tiny synthetic interaction logs, a real moto S3 server, the shared data folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("DKT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class MotoServer:
+    """A real moto S3 HTTP server on loopback, stoppable and restartable (for outage tests)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.endpoint_url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
+        self.proc = subprocess.Popen(
+            [exe, "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()  # moto_server may ignore SIGTERM
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def reset(self) -> None:
+        import urllib.request
+
+        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST"))
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    server = MotoServer(free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(moto_server, monkeypatch):
+    """Environment pointing dkt_core's S3 settings at a clean moto server; yields the S3Settings."""
+    from dkt_core.storage.s3 import S3Settings
+
+    moto_server.reset()
+    monkeypatch.setenv("DKT_S3_ENDPOINT_URL", moto_server.endpoint_url)
+    monkeypatch.setenv("DKT_S3_BUCKET", "dkt-test")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return S3Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "assist2009_dev.csv.gz").exists():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent; tests on real data are skipped")
+    return SHARED_DATA

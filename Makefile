@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required: install python3.11 (and python3.11-venv) first." >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements.lock -e '.[serve,client,airflow,dev]'
+	$(BIN)/pip install -q -c requirements.lock -e '.[ml,serve,client,deploy,airflow,dev]'
 	touch $@
 
 ## lint: ruff over the whole tree

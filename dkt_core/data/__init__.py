@@ -1,0 +1,1 @@
+"""Data stage: reading interaction logs, the data contract (validation), splits, simulation."""

@@ -1,0 +1,139 @@
+"""Validation: split a log into valid rows and rejected rows (each with a reason), drop exact
+duplicates, sort per user by time. Invariant: valid + rejected + duplicates == rows read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.errors
+
+from dkt_core.data.io import COLUMNS, RawTable, read_raw, read_raw_bytes
+from dkt_core.data.schema import RAW_SCHEMA, TIMESTAMP_FORMAT, VALID_SCHEMA
+
+WRONG_FIELD_COUNT = "wrong field count"
+
+
+@dataclass
+class ValidationResult:
+    name: str
+    valid: pd.DataFrame  # typed seed columns, sorted per user by time (users in order of appearance)
+    rejected: pd.DataFrame  # "line", "reason", the raw seed fields (as text), "raw" for malformed lines
+    duplicates: int
+    rows_read: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def reasons(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self.rejected["reason"].value_counts().sort_index().items()}
+
+    def summary(self) -> dict:
+        return {
+            "file": self.name,
+            "rows_read": self.rows_read,
+            "valid": len(self.valid),
+            "rejected": len(self.rejected),
+            "duplicates": self.duplicates,
+            "reasons": self.reasons,
+            "users": int(self.valid["userID"].nunique()),
+            "warnings": self.warnings,
+        }
+
+    def write_quarantine(self, directory: str | Path) -> Path:
+        """Write valid.csv, rejected.csv (with reasons) and report.json under ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        to_seed_csv(self.valid, directory / "valid.csv")
+        self.rejected.to_csv(directory / "rejected.csv", index=False)
+        (directory / "report.json").write_text(json.dumps(self.summary(), indent=2))
+        return directory
+
+
+def validate_file(path: str | Path) -> ValidationResult:
+    """Read and validate ``path``; raises ``DataFileError`` when the file is unusable."""
+    return validate_raw(read_raw(path))
+
+
+def validate_bytes(data: bytes, name: str) -> ValidationResult:
+    return validate_raw(read_raw_bytes(data, name))
+
+
+def validate_raw(raw: RawTable) -> ValidationResult:
+    frame = raw.frame
+    reason = _first_failed_check(frame)
+    bad_mask = reason.notna().to_numpy()
+    rejected = frame.loc[bad_mask, ["line", *COLUMNS]].assign(reason=reason[bad_mask].to_numpy())
+    malformed = pd.DataFrame(
+        {"line": [n for n, _ in raw.bad_lines], "reason": WRONG_FIELD_COUNT, "raw": [t for _, t in raw.bad_lines]}
+    )
+    rejected = pd.concat([rejected, malformed], ignore_index=True).sort_values("line", kind="stable")
+    rejected = rejected[["line", "reason", *COLUMNS, "raw"]].reset_index(drop=True)
+
+    good = frame.loc[~bad_mask, COLUMNS]
+    deduped = good.drop_duplicates(keep="first")
+    duplicates = len(good) - len(deduped)
+    valid = _typed_sorted(deduped)
+    warnings = []
+    if raw.extra_columns:
+        warnings.append(f"{raw.name}: extra column(s) ignored: {', '.join(raw.extra_columns)}")
+    result = ValidationResult(raw.name, valid, rejected, duplicates, raw.rows_read, warnings)
+    assert len(valid) + len(rejected) + duplicates == raw.rows_read, "validation lost rows"
+    return result
+
+
+def _first_failed_check(frame: pd.DataFrame) -> pd.Series:
+    """Per row: the name of the first failed contract check (the rejection reason), or NA."""
+    reason = pd.Series(pd.NA, index=frame.index, dtype="object")
+    try:
+        RAW_SCHEMA.validate(frame, lazy=True)
+        return reason
+    except pandera.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+    cases = cases[cases["index"].notna()]
+    order = {name: i for i, name in enumerate(_check_order())}
+    cases = cases.assign(rank=cases["check"].map(order).fillna(len(order)))
+    first = cases.sort_values("rank", kind="stable").drop_duplicates("index")
+    reason.loc[first["index"].astype(np.int64).to_numpy()] = first["check"].to_numpy()
+    return reason
+
+
+def _check_order() -> list[str]:
+    """Checks in column order, 'missing X' before the value checks of X."""
+    return [c.name for col in RAW_SCHEMA.columns.values() for c in col.checks]
+
+
+def _typed_sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame(
+        {
+            "userID": frame["userID"].str.strip().astype(str),
+            "assessmentItemID": frame["assessmentItemID"].str.strip().astype(str),
+            "testId": frame["testId"].str.strip().astype(str),
+            "answerCode": frame["answerCode"].astype(np.int8),
+            "Timestamp": pd.to_datetime(frame["Timestamp"], format=TIMESTAMP_FORMAT).astype("datetime64[ns]"),
+            "KnowledgeTag": frame["KnowledgeTag"].str.strip().astype(str),
+        }
+    )
+    return VALID_SCHEMA.validate(sort_interactions(out))
+
+
+def sort_interactions(frame: pd.DataFrame) -> pd.DataFrame:
+    """Stable sort per user (users in order of first appearance) by time."""
+    user_order = pd.factorize(frame["userID"])[0]
+    order = np.lexsort((frame["Timestamp"].to_numpy(), user_order))
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def to_seed_csv(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write typed interactions back in the seed CSV format."""
+    out = frame[COLUMNS].copy()
+    out["Timestamp"] = out["Timestamp"].dt.strftime(TIMESTAMP_FORMAT)
+    out.to_csv(path, index=False)
+
+
+def load_interactions(path: str | Path) -> pd.DataFrame:
+    """Read + validate, returning only the valid rows (for training/evaluation inputs)."""
+    return validate_file(path).valid

@@ -1,0 +1,16 @@
+"""gunicorn settings of the student web client (loopback by default; never Flask's debug server).
+
+``DKT_CLIENT_HOST`` (127.0.0.1), ``DKT_CLIENT_PORT`` (8088), ``DKT_CLIENT_WORKERS`` (2),
+``DKT_CLIENT_THREADS`` (4: a page may wait up to the inference timeout).
+"""
+
+import os
+
+bind = f"{os.environ.get('DKT_CLIENT_HOST', '127.0.0.1')}:{os.environ.get('DKT_CLIENT_PORT', '8088')}"
+workers = int(os.environ.get("DKT_CLIENT_WORKERS", "2"))
+threads = int(os.environ.get("DKT_CLIENT_THREADS", "4"))
+worker_class = "gthread"
+timeout = 30
+graceful_timeout = 20  # time for the exit flush of each worker's spool batch
+accesslog = "-"
+preload_app = False  # each worker builds its own app: own spool file, own flush thread

@@ -1,0 +1,98 @@
+"""Per-student progress and history, shared by all gunicorn workers through one SQLite file.
+
+This is the client's view state (which item comes next, the history sent to the inference service), not
+the record of interactions: that is the spool -> S3 path. An answer is accepted only for the item the
+student is due to answer, inside one write transaction, so a double submit or two tabs cannot log the
+same answer twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from dkt_core.webclient.bank import SEED_COLUMNS
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS interactions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    userID TEXT NOT NULL, assessmentItemID TEXT NOT NULL, testId TEXT NOT NULL,
+    answerCode INTEGER NOT NULL, Timestamp TEXT NOT NULL, KnowledgeTag TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS by_user_test ON interactions (userID, testId);
+"""
+
+
+class StaleAnswer(Exception):
+    """The submitted item is not the one the student is due to answer (resubmit, old tab, forged form)."""
+
+
+class StateStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        # A connection per call: cheap for SQLite and never shared across threads or forks.
+        db = sqlite3.connect(self.path, timeout=15, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def answered(self, user: str, test: str) -> int:
+        """How many answers ``user`` gave on ``test`` in all sittings (position = answered % len(test))."""
+        with self._connect() as db:
+            return db.execute(
+                "SELECT COUNT(*) FROM interactions WHERE userID=? AND testId=?", (user, test)
+            ).fetchone()[0]
+
+    def history(self, user: str, limit: int = 200) -> list[dict]:
+        """The user's last ``limit`` interactions, oldest first, as seed-format dicts."""
+        with self._connect() as db:
+            rows = db.execute(
+                f"SELECT {', '.join(SEED_COLUMNS)} FROM interactions WHERE userID=? ORDER BY id DESC LIMIT ?",
+                (user, limit),
+            ).fetchall()
+        return [dict(r) for r in reversed(rows)]
+
+    def started_tests(self, user: str) -> set[str]:
+        with self._connect() as db:
+            return {r[0] for r in db.execute("SELECT DISTINCT testId FROM interactions WHERE userID=?", (user,))}
+
+    def record(self, row: dict, test_items: Sequence[str], before_commit: Callable[[], None]) -> None:
+        """Store ``row`` (seed-format dict) if its item is the one due; ``before_commit`` runs inside the
+        transaction (the spool append), so a failed spool write records nothing here either."""
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")  # serialises answers of all workers
+            n = db.execute(
+                "SELECT COUNT(*) FROM interactions WHERE userID=? AND testId=?", (row["userID"], row["testId"])
+            ).fetchone()[0]
+            due = test_items[n % len(test_items)]
+            if row["assessmentItemID"] != due:
+                raise StaleAnswer(f"item {row['assessmentItemID']} was already answered; the next item is {due}")
+            before_commit()
+            db.execute(
+                f"INSERT INTO interactions ({', '.join(SEED_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
+                [row[c] for c in SEED_COLUMNS],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            db.close()
+
+    def last_rows(self, user: str, test: str, k: int) -> list[dict]:
+        """The last ``k`` interactions of ``user`` on ``test``, oldest first (a sitting's answers)."""
+        with self._connect() as db:
+            rows = db.execute(
+                f"SELECT {', '.join(SEED_COLUMNS)} FROM interactions WHERE userID=? AND testId=? "
+                "ORDER BY id DESC LIMIT ?",
+                (user, test, k),
+            ).fetchall()
+        return [dict(r) for r in reversed(rows)]

@@ -1,0 +1,94 @@
+"""HTTP client of the inference service (``POST /predict``, ``POST /knowledge_state``).
+
+Requests and replies go through the pydantic models of ``dkt_core.api``. Every failure (down, slow, 4xx/5xx,
+malformed reply) returns ``None`` with a reason, so the quiz keeps working and says predictions are
+unavailable. After a failure the client stays quiet for ``cooldown_s`` instead of making every page wait
+for the timeout again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import requests
+from pydantic import ValidationError
+
+from dkt_core.api import (
+    Interaction,
+    KnowledgeStateRequest,
+    KnowledgeStateResponse,
+    PredictRequest,
+    PredictResponse,
+    StudentRequest,
+    Target,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _interactions(history: list[dict]) -> list[Interaction]:
+    # History rows are seed-format dicts; the API's Interaction has no userID (it sits on the student).
+    return [Interaction(**{k: v for k, v in h.items() if k != "userID"}) for h in history]
+
+
+@dataclass
+class Outcome:
+    value: object | None
+    model_version: str | None = None
+    error: str | None = None
+
+
+class InferenceClient:
+    def __init__(self, base_url: str, *, timeout_s: float = 2.0, cooldown_s: float = 10.0):
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.cooldown_s = cooldown_s
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+        self._session = requests.Session()
+
+    def _post(self, path: str, payload: dict) -> tuple[dict | None, str | None]:
+        with self._lock:
+            if time.monotonic() < self._down_until:
+                return None, "inference service recently failed; retrying shortly"
+        try:
+            r = self._session.post(f"{self.base_url}{path}", json=payload, timeout=self.timeout_s)
+            if r.status_code != 200:
+                raise requests.HTTPError(f"HTTP {r.status_code}: {r.text[:200]}")
+            return r.json(), None
+        except (requests.RequestException, ValueError) as e:
+            with self._lock:
+                self._down_until = time.monotonic() + self.cooldown_s
+            log.warning("inference %s%s failed: %s", self.base_url, path, e)
+            return None, f"{type(e).__name__}: {e}"
+
+    def predict_next(self, user: str, history: list[dict], target: dict) -> Outcome:
+        """P(correct) of ``user`` on ``target`` (item, test, tag, timestamp) given ``history``."""
+        req = PredictRequest(students=[StudentRequest(
+            userID=user, history=_interactions(history), targets=[Target(**target)],
+        )])
+        body, err = self._post("/predict", req.model_dump())
+        if body is None:
+            return Outcome(None, error=err)
+        try:
+            resp = PredictResponse.model_validate(body)
+            return Outcome(float(resp.results[0].probabilities[0]), resp.model_version)
+        except (ValidationError, IndexError) as e:
+            return Outcome(None, error=f"malformed /predict reply: {e}")
+
+    def knowledge_state(self, user: str, history: list[dict]) -> Outcome:
+        """P(correct) per KnowledgeTag for ``user``; needs at least one interaction."""
+        if not history:
+            return Outcome(None, error="no answers yet")
+        req = KnowledgeStateRequest(userID=user, history=_interactions(history))
+        body, err = self._post("/knowledge_state", req.model_dump())
+        if body is None:
+            return Outcome(None, error=err)
+        try:
+            resp = KnowledgeStateResponse.model_validate(body)
+            return Outcome(dict(resp.tags), resp.model_version)
+        except ValidationError as e:
+            return Outcome(None, error=f"malformed /knowledge_state reply: {e}")

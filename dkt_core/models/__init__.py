@@ -7,10 +7,18 @@ subclass) and one line here. Nothing else in the code base may branch on a model
 from __future__ import annotations
 
 from dkt_core.models.base import DKTModel, FeatureSpec, FitResult
+from dkt_core.models.bert import BertModel
 from dkt_core.models.lgbm import LGBMModel
+from dkt_core.models.lstm import LSTMModel
+from dkt_core.models.lstm_attn import LSTMAttnModel
+from dkt_core.models.saint import SaintModel
 
 MODELS: dict[str, type[DKTModel]] = {
     LGBMModel.name: LGBMModel,
+    LSTMModel.name: LSTMModel,
+    LSTMAttnModel.name: LSTMAttnModel,
+    BertModel.name: BertModel,
+    SaintModel.name: SaintModel,
 }
 
 

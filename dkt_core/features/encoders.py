@@ -1,0 +1,44 @@
+"""Categorical encoders with explicit padding/unknown classes, and a numeric scaler; both JSON-able."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+PAD, UNKNOWN = 0, 1  # reserved codes; known values start at 2
+
+
+@dataclass
+class CategoryEncoder:
+    vocab: list[str] = field(default_factory=list)
+
+    @classmethod
+    def fit(cls, values: np.ndarray | pd.Series) -> CategoryEncoder:
+        return cls(vocab=sorted(pd.unique(np.asarray(values).astype(str)).tolist()))
+
+    @property
+    def cardinality(self) -> int:
+        return len(self.vocab) + 2
+
+    def transform(self, values: np.ndarray | pd.Series) -> np.ndarray:
+        codes = pd.Index(self.vocab).get_indexer(np.asarray(values).astype(str))
+        return np.where(codes >= 0, codes + 2, UNKNOWN).astype(np.int64)
+
+
+@dataclass
+class NumericScaler:
+    mean: dict[str, float] = field(default_factory=dict)
+    std: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame) -> NumericScaler:
+        std = frame.std(ddof=0).replace(0.0, 1.0).fillna(1.0)
+        return cls(mean=frame.mean().fillna(0.0).to_dict(), std=std.to_dict())
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        cols = list(self.mean)
+        mean = np.array([self.mean[c] for c in cols])
+        std = np.array([self.std[c] for c in cols])
+        return ((frame[cols] - mean) / std).astype(np.float32)

@@ -1,0 +1,160 @@
+"""FeaturePipeline: interactions -> feature frame, the one code path for training and serving.
+
+``fit_transform`` on the training users fits the encoders, the population statistics and the scaler
+(population statistics out-of-fold on those rows); ``transform`` applies the stored state to anything
+else (validation users, evaluation files, a request's history at serving time). State is saved as JSON
+next to the model so a retrained model always ships with its own encoders.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dkt_core.features.elo import difficulty_from_accuracy, elo_ratings
+from dkt_core.features.encoders import CategoryEncoder, NumericScaler
+from dkt_core.features.groupops import Grouping
+from dkt_core.features.history import history_features
+from dkt_core.features.ids import decompose_items, elapsed_seconds
+from dkt_core.features.stats import STAT_KEYS, PopulationStats, out_of_fold
+from dkt_core.models.base import LABEL, USER, FeatureSpec
+
+# Encoded categorical inputs of the sequence models (item/test/tag ids, id parts, elapsed 1-s bin,
+# previous answer: 2 wrong, 3 correct, 1 none).
+CATEGORICAL = ["item", "test", "tag", "head", "mid", "tail", "mid_tail", "elapsed_bin", "prev_answer"]
+ENCODED = ["item", "test", "tag", "head", "mid", "tail", "mid_tail"]
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    oof_folds: int = 5
+    seed: int = 0
+
+
+class FeaturePipeline:
+    def __init__(self, config: FeatureConfig | None = None):
+        self.config = config or FeatureConfig()
+        self.encoders: dict[str, CategoryEncoder] = {}
+        self.stats: PopulationStats | None = None
+        self.scaler: NumericScaler | None = None
+
+    # -- public API ------------------------------------------------------------------------------------
+    def fit_transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        base = _base_columns(frame)
+        self.encoders = {c: CategoryEncoder.fit(_categorical(base, c)) for c in ENCODED}
+        keys = _stat_keys(base)
+        self.stats = PopulationStats.fit(keys, base["answer"])
+        oof = out_of_fold(keys, base["answer"], base["user_code"], self.config.oof_folds, self.config.seed)
+        numeric = self._numeric(base, oof)
+        self.scaler = NumericScaler.fit(numeric)
+        return self._assemble(frame, base, numeric)
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        if self.stats is None or self.scaler is None:
+            raise RuntimeError("FeaturePipeline must be fit (or loaded) before transform")
+        base = _base_columns(frame)
+        numeric = self._numeric(base, self.stats.transform(_stat_keys(base)))
+        return self._assemble(frame, base, numeric)
+
+    @property
+    def spec(self) -> FeatureSpec:
+        cards = {c: self.encoders[c].cardinality for c in ENCODED}
+        cards.update({"elapsed_bin": 602 + 2, "prev_answer": 4})
+        numeric = list(self.scaler.mean) if self.scaler else []
+        return FeatureSpec(categorical=cards, numeric=numeric, tabular=numeric)
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {
+            "config": asdict(self.config),
+            "encoders": {k: v.vocab for k, v in self.encoders.items()},
+            "stats": self.stats.to_dict() if self.stats else None,
+            "scaler": {"mean": self.scaler.mean, "std": self.scaler.std} if self.scaler else None,
+        }
+        (directory / "feature_state.json").write_text(json.dumps(state))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> FeaturePipeline:
+        state = json.loads((Path(directory) / "feature_state.json").read_text())
+        pipe = cls(FeatureConfig(**state["config"]))
+        pipe.encoders = {k: CategoryEncoder(vocab=v) for k, v in state["encoders"].items()}
+        pipe.stats = PopulationStats.from_dict(state["stats"])
+        pipe.scaler = NumericScaler(**state["scaler"])
+        return pipe
+
+    # -- internals -------------------------------------------------------------------------------------
+    def _numeric(self, base: dict, pop: dict[str, np.ndarray]) -> pd.DataFrame:
+        prior = self.stats.prior
+        hist = history_features(
+            base["user_code"], base["item_code"], base["test_code"], base["tag_code"], base["head_code"],
+            base["answer"], base["seconds"], prior,
+        )
+        difficulty = difficulty_from_accuracy(pop["item_acc"])
+        theta, p_elo = elo_ratings(base["user_code"], base["pos"], difficulty, base["answer"])
+        num = pd.DataFrame(pop)
+        num = pd.concat([hist, num], axis=1)
+        num["tag_acc_gap"] = num["user_tag_acc"] - num["tag_acc"]
+        num["elo_theta"], num["elo_p"] = theta, p_elo
+        num["elapsed_log"] = np.log1p(base["elapsed"])
+        by_user = Grouping(base["user_code"])
+        n_before = by_user.count_before()
+        num["user_elapsed_mean"] = np.log1p(by_user.sum_before(base["elapsed"]) / np.maximum(n_before, 1))
+        num["tail_num"] = base["parts"]["tail_num"].to_numpy()
+        return num.astype(np.float64)
+
+    def _assemble(self, frame: pd.DataFrame, base: dict, numeric: pd.DataFrame) -> pd.DataFrame:
+        out = {USER: frame[USER].to_numpy(), LABEL: base["answer"].astype(np.int64)}
+        for c in ENCODED:
+            out[c] = self.encoders[c].transform(_categorical(base, c))
+        out["elapsed_bin"] = base["elapsed"].astype(np.int64) + 2
+        prev = Grouping(base["user_code"]).previous(base["answer"], fill=-2)
+        out["prev_answer"] = np.select([prev == 0, prev == 1], [2, 3], 1).astype(np.int64)
+        result = pd.DataFrame(out, index=frame.index)
+        scaled = self.scaler.transform(numeric)
+        scaled.index = frame.index
+        return pd.concat([result, scaled], axis=1)
+
+
+def _base_columns(frame: pd.DataFrame) -> dict:
+    """Codes and raw arrays every feature family needs; checks the frame is sorted per user by time."""
+    user_code = pd.factorize(frame[USER])[0].astype(np.int64)
+    ts = frame["Timestamp"]
+    seconds = ts.to_numpy().astype("datetime64[s]").astype(np.int64)
+    if len(frame) > 1:
+        user_changes = np.count_nonzero(user_code[1:] != user_code[:-1])
+        backwards = (user_code[1:] == user_code[:-1]) & (seconds[1:] < seconds[:-1])
+        if user_changes + 1 != user_code.max() + 1 or backwards.any():
+            raise ValueError("interactions must be sorted per user by time (dkt_core.data.validate sorts them)")
+    parts = decompose_items(frame["assessmentItemID"], frame["testId"])
+    codes = {
+        name: pd.factorize(values)[0].astype(np.int64)
+        for name, values in (("item", frame["assessmentItemID"]), ("test", frame["testId"]),
+                             ("tag", frame["KnowledgeTag"]), ("head", parts["head"]))
+    }
+    return {
+        "user_code": user_code,
+        "item_code": codes["item"], "test_code": codes["test"], "tag_code": codes["tag"],
+        "head_code": codes["head"],
+        "item": frame["assessmentItemID"].to_numpy(), "test": frame["testId"].to_numpy(),
+        "tag": frame["KnowledgeTag"].to_numpy(),
+        "parts": parts,
+        "answer": frame[LABEL].to_numpy().astype(np.int64),
+        "seconds": seconds,
+        "elapsed": elapsed_seconds(user_code, ts),
+        "pos": Grouping(user_code).count_before(),
+    }
+
+
+def _categorical(base: dict, name: str) -> np.ndarray:
+    parts = base["parts"]
+    return parts[name].to_numpy() if name in parts else base[name]
+
+
+def _stat_keys(base: dict) -> dict[str, np.ndarray]:
+    values = {"item": base["item"], "test": base["test"], "tag": base["tag"], "head": base["parts"]["head"].to_numpy()}
+    return {k: values[k] for k in STAT_KEYS}

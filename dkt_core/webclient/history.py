@@ -73,7 +73,8 @@ class StateStore:
             ).fetchone()[0]
             due = test_items[n % len(test_items)]
             if row["assessmentItemID"] != due:
-                raise StaleAnswer(f"item {row['assessmentItemID']} was already answered; the next item is {due}")
+                raise StaleAnswer(f"item {row['assessmentItemID']} is not the question due (answered already, or "
+                                  f"skipped ahead); the next item is {due}")
             before_commit()
             db.execute(
                 f"INSERT INTO interactions ({', '.join(SEED_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",

@@ -1,0 +1,179 @@
+"""Flask app through its test client: validation, grading, spooling, and the inference panel against a
+loopback HTTP server that speaks the dkt_core.api contract (the real BentoML service is tested elsewhere)."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from dkt_core.api import KnowledgeStateRequest, PredictRequest
+from dkt_core.webclient.app import create_app
+from dkt_core.webclient.bank import CHOICES, Item, QuestionBank, answer_for
+from dkt_core.webclient.settings import ClientSettings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bank() -> QuestionBank:
+    items = {f"i{n}": Item(f"i{n}", "T1", f"k{n % 2}", f"text {n}", answer_for(f"i{n}")) for n in range(3)}
+    return QuestionBank(items, {"T1": ["i0", "i1", "i2"]})
+
+
+class ContractServer(ThreadingHTTPServer):
+    """Answers /predict and /knowledge_state per the API models, validating every request; ``delay_s``
+    makes it slow. Probabilities are a fixed function of the history length, so pages are checkable."""
+
+    def __init__(self, delay_s: float = 0.0):
+        self.delay_s, self.requests = delay_s, []
+        super().__init__(("127.0.0.1", free_port()), _Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def do_POST(self):
+        time.sleep(self.server.delay_s)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.requests.append((self.path, body))
+        if self.path == "/predict":
+            req = PredictRequest.model_validate(body)
+            out = {"model_version": "m1", "results": [
+                {"userID": s.userID, "probabilities": [0.25 + 0.1 * len(s.history)] * len(s.targets)}
+                for s in req.students]}
+        else:
+            req = KnowledgeStateRequest.model_validate(body)
+            out = {"model_version": "m1", "userID": req.userID, "tags": {"k0": 0.5, "k1": 0.75, "zz": 0.1}}
+        data = json.dumps(out).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def make_client(tmp_path, s3_env):
+    apps = []
+
+    def make(api_url: str, timeout_s: float = 1.0):
+        _bank().save(tmp_path / "bank.json")
+        settings = ClientSettings(bank_path=tmp_path / "bank.json", spool_dir=tmp_path / "spool",
+                                  state_db=tmp_path / "state.sqlite", api_url=api_url, api_timeout_s=timeout_s,
+                                  spool_max_rows=100, spool_max_age_s=3600)
+        app = create_app(settings, start_flusher=False)
+        apps.append(app)
+        return app, app.test_client()
+
+    return make
+
+
+def _csrf(client, url: str) -> tuple[str, str]:
+    page = client.get(url).get_data(as_text=True)
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1), page
+
+
+def _answer(client, user, item, choice, test="T1"):
+    token, _ = _csrf(client, f"/quiz/{user}/{test}")
+    return client.post(f"/quiz/{user}/{test}/answer", data={"csrf": token, "item": item, "choice": choice})
+
+
+def _spooled(app) -> list[list[str]]:
+    spool = app.extensions["dkt"]["spool"]
+    spool.seal()
+    return [line.split(",") for b in spool.sealed_batches() for line in b.read_text().splitlines()[1:]]
+
+
+def test_grading_spooling_and_progress(make_client):
+    app, c = make_client(f"http://127.0.0.1:{free_port()}")  # nothing listens: service down
+    right = answer_for("i0")
+    wrong = next(x for x in CHOICES if x != answer_for("i1"))
+    r = _answer(c, "stu-1", "i0", right)
+    assert r.status_code == 303 and r.headers["Location"].endswith("/quiz/stu-1/T1?answered=i0")
+    page = c.get(r.headers["Location"]).get_data(as_text=True)
+    assert 'data-answer-code="1"' in page and "Question 2 of 3" in page
+    assert "Predictions are unavailable" in page
+    assert _answer(c, "stu-1", "i1", wrong).status_code == 303
+    assert _answer(c, "stu-1", "i1", right).status_code == 409  # already answered: not logged twice
+    rows = _spooled(app)
+    assert [(r[0], r[1], r[2], r[3], r[5]) for r in rows] == [("stu-1", "i0", "T1", "1", "k0"),
+                                                             ("stu-1", "i1", "T1", "0", "k1")]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", r[4]) for r in rows)
+    _answer(c, "stu-1", "i2", answer_for("i2"))
+    page = c.get("/quiz/stu-1/T1").get_data(as_text=True)
+    assert "You finished this test: 2 of 3 correct" in page and "Question 1 of 3" in page
+
+
+@pytest.mark.parametrize("path,form,code,msg", [
+    ("/start", {"user": "bad user!", "test": "T1"}, 400, "User id must be"),
+    ("/start", {"user": "ok", "test": "T404"}, 404, "is not in the question bank"),
+    ("/quiz/ok/T1/answer", {"item": "i0", "choice": "Z"}, 400, "Pick one of the choices"),
+    ("/quiz/ok/T1/answer", {"item": "i9", "choice": "A"}, 400, "is not part of test"),
+    ("/quiz/ok/T1/answer", {"item": "i1", "choice": "A"}, 409, "is not the question due"),
+])
+def test_invalid_input_is_refused_with_a_message(make_client, path, form, code, msg):
+    app, c = make_client(f"http://127.0.0.1:{free_port()}")
+    token, _ = _csrf(c, "/")
+    r = c.post(path, data={"csrf": token, **form})
+    assert r.status_code == code and msg in r.get_data(as_text=True)
+    assert _spooled(app) == []
+
+
+def test_forms_need_the_csrf_token_and_start_assigns_a_test(make_client):
+    app, c = make_client(f"http://127.0.0.1:{free_port()}")
+    r = c.post("/start", data={"user": "ok", "test": "T1"})
+    assert r.status_code == 400 and "reload the page" in r.get_data(as_text=True)
+    token, page = _csrf(c, "/")
+    assert '<option value="T1">' in page
+    r = c.post("/start", data={"csrf": token, "user": "ok", "test": ""})
+    assert r.status_code == 303 and r.headers["Location"].endswith("/quiz/ok/T1")
+    assert c.get("/quiz/bad%20user/T1").status_code == 400
+    assert c.get("/healthz").get_json()["items"] == 3
+
+
+def test_prediction_and_knowledge_chart_from_the_service(make_client):
+    server = ContractServer()
+    try:
+        app, c = make_client(server.url)
+        page = c.get("/quiz/stu-2/T1").get_data(as_text=True)
+        assert 'data-probability="0.2500"' in page and "knowledge-unavailable" in page  # no history yet
+        _answer(c, "stu-2", "i0", answer_for("i0"))
+        page = c.get("/quiz/stu-2/T1").get_data(as_text=True)
+        assert 'data-probability="0.3500"' in page and "(model m1)" in page
+        bars = re.findall(r'data-tag="([^"]+)" data-p="([^"]+)"', page)
+        assert bars == [("k0", "0.5000"), ("k1", "0.7500")]  # tags of this test; "zz" is not shown
+        path, body = [r for r in server.requests if r[0] == "/predict"][-1]
+        (student,) = body["students"]
+        assert student["history"][0]["assessmentItemID"] == "i0"
+        assert student["targets"][0]["assessmentItemID"] == "i1"
+    finally:
+        server.shutdown()
+
+
+def test_slow_service_times_out_and_the_page_still_works(make_client):
+    server = ContractServer(delay_s=1.5)
+    try:
+        app, c = make_client(server.url, timeout_s=0.3)
+        t0 = time.monotonic()
+        page = c.get("/quiz/stu-3/T1").get_data(as_text=True)
+        assert "Predictions are unavailable" in page and time.monotonic() - t0 < 1.2
+        t0 = time.monotonic()
+        c.get("/quiz/stu-3/T1")  # cooldown: no second wait for the timeout
+        assert time.monotonic() - t0 < 0.2
+    finally:
+        server.shutdown()

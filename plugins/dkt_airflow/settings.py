@@ -1,0 +1,38 @@
+"""DAG settings read from the environment (nothing hard-coded) and the retry policy of S3 tasks."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+RETRAIN_DAG_ID = "dkt_retrain"
+SENSOR_DAG_ID = "dkt_ingest_sensor"
+# Airflow connection holding the S3 endpoint/credentials (AIRFLOW_CONN_AWS_DEFAULT in `make airflow`).
+AWS_CONN_ID = os.environ.get("DKT_AWS_CONN_ID", "aws_default")
+# cron, a preset like "@daily", or "none" for manual/data-triggered runs only
+RETRAIN_SCHEDULE = os.environ.get("DKT_RETRAIN_SCHEDULE", "@daily")
+SENSOR_SCHEDULE = os.environ.get("DKT_SENSOR_SCHEDULE", "@continuous")
+SENSOR_POKE_S = int(os.environ.get("DKT_SENSOR_POKE_S", "30"))
+SENSOR_TIMEOUT_S = int(os.environ.get("DKT_SENSOR_TIMEOUT_S", "3600"))
+DEFAULT_MODELS = [m for m in os.environ.get("DKT_MODELS", "lgbm,lstm").split(",") if m]
+RAW_PREFIX = os.environ.get("DKT_RAW_PREFIX", "interactions/")
+
+
+def schedule_or_none(value: str) -> str | None:
+    return None if value.strip().lower() in {"", "none", "null", "manual"} else value
+
+
+# S3 calls: transient failures (endpoint restarting, throttling, another run holding the ingest lease)
+# are retried with exponential backoff: 10 s, 20 s, 40 s, ... capped at 5 min.
+S3_RETRY = {
+    "retries": int(os.environ.get("DKT_S3_TASK_RETRIES", "4")),
+    "retry_delay": timedelta(seconds=int(os.environ.get("DKT_S3_RETRY_DELAY_S", "10"))),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=5),
+}
+
+DEFAULT_ARGS = {
+    "owner": "dkt-platform",
+    "retries": 1,
+    "retry_delay": timedelta(seconds=30),
+}

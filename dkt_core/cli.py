@@ -1,0 +1,53 @@
+"""The ``dkt`` command line: one subcommand module per stage (dkt_core/commands/).
+
+Errors the user can fix (bad file, bad option, missing artifact) print one sentence on stderr and
+exit 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from dkt_core import __version__
+
+# Each module registers its subcommands; add a stage by adding its module here.
+COMMAND_MODULES = [
+    "dkt_core.commands.data",
+    "dkt_core.commands.model",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dkt", description="dkt-platform: knowledge-tracing data, models and deployment")
+    parser.add_argument("--version", action="version", version=f"dkt {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    from dkt_core.data.io import DataFileError
+
+    try:
+        return int(args.func(args) or 0)
+    except DataFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        if args.verbose:
+            raise
+        msg = exc.args[0] if exc.args else exc
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

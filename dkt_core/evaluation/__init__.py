@@ -1,0 +1,1 @@
+"""Evaluation stage: last-item and all-item metrics with user-level bootstrap intervals."""

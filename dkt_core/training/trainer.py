@@ -1,0 +1,91 @@
+"""Training: validated log -> user split -> features -> each registered model -> ensemble -> artifact.
+
+The trainer knows nothing model-specific: it talks to models only through the ``DKTModel`` surface
+and picks them only through the ``MODELS`` registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dkt_core.data.fingerprint import fingerprint
+from dkt_core.data.split import split_users
+from dkt_core.data.validate import validate_file
+from dkt_core.evaluation.metrics import evaluate_predictions
+from dkt_core.features.pipeline import FeaturePipeline
+from dkt_core.models import MODELS
+from dkt_core.models.base import LABEL, USER
+from dkt_core.training.artifact import git_sha, write_artifact
+from dkt_core.training.config import TrainConfig
+from dkt_core.training.ensemble import SoftVoteEnsemble
+
+log = logging.getLogger("dkt.train")
+
+
+def train(data_path: str | Path, out_dir: str | Path, config: TrainConfig, *, progress: bool = True) -> Path:
+    """Train ``config.models`` on ``data_path`` and write a self-contained artifact to ``out_dir``."""
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    result = validate_file(data_path)
+    if len(result.rejected):
+        log.warning("%s: %d row(s) rejected and not used for training: %s", data_path, len(result.rejected),
+                    result.reasons)
+    frame = result.valid
+    frame = frame[frame[LABEL] >= 0].reset_index(drop=True)  # rows to predict carry no label to learn
+    fp = fingerprint(data_path, frame)
+    log.info("data: %d rows, %d users (%s)", fp["rows"], fp["users"], fp["data_version"])
+
+    train_df, valid_df = split_users(frame, config.valid_frac, salt=f"valid-{config.seed}")
+    log.info("split by user: %d train users, %d validation users", train_df[USER].nunique(), valid_df[USER].nunique())
+
+    t = time.perf_counter()
+    pipeline = FeaturePipeline(config.features)
+    f_train = pipeline.fit_transform(train_df)
+    f_valid = pipeline.transform(valid_df)
+    log.info("features: %d columns in %.1fs", f_train.shape[1], time.perf_counter() - t)
+
+    models, valid_pred, member_info = {}, {}, {}
+    for i, name in enumerate(config.models, 1):
+        log.info("[%d/%d] training %s", i, len(config.models), name)
+        model = MODELS[name](config.model_config(name))
+        fit = model.fit(f_train, f_valid, pipeline.spec, seed=config.seed, progress=progress)
+        valid_pred[name] = model.predict_proba(f_valid)
+        models[name] = model
+        member_info[name] = {"train_seconds": round(fit.seconds, 2), "best_iteration": fit.best_iteration,
+                             "n_parameters": model.n_parameters(), "history": fit.history}
+        log.info("[%d/%d] %s done in %.1fs", i, len(config.models), name, fit.seconds)
+
+    ensemble = SoftVoteEnsemble.fit(valid_pred, f_valid[LABEL].to_numpy())
+    users, labels = f_valid[USER].to_numpy(), f_valid[LABEL].to_numpy()
+    metrics = {"validation": {name: {**evaluate_predictions(users, labels, p, n_boot=0), **member_info[name]}
+                              for name, p in valid_pred.items()}}
+    metrics["validation"]["ensemble"] = evaluate_predictions(users, labels, ensemble.predict(valid_pred))
+    metrics["ensemble_weights"] = ensemble.weights
+
+    trained_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    data_version = config.data_version or fp["data_version"]
+    digest = hashlib.sha256(json.dumps([fp["sha256"], config.to_dict()], sort_keys=True).encode()).hexdigest()[:8]
+    manifest = {
+        "model_version": f"{trained_at[:19].replace('-', '').replace(':', '').replace('T', '-')}-{digest}",
+        "data_version": data_version,
+        "trained_at": trained_at,
+        "members": list(models),
+        "git_sha": git_sha(),
+        "fingerprint": fp,
+        "train_seconds": round(time.perf_counter() - t0, 1),
+        "n_train_users": int(train_df[USER].nunique()),
+        "n_valid_users": int(valid_df[USER].nunique()),
+    }
+    write_artifact(out_dir, manifest=manifest, config_dict=config.to_dict(), pipeline=pipeline, models=models,
+                   ensemble=ensemble, metrics=metrics)
+    ens = metrics["validation"]["ensemble"]
+    log.info("artifact %s (%s): validation auc_all=%s auc_last=%s in %.0fs", out_dir, manifest["model_version"],
+             ens["auc_all"], ens["auc_last"], manifest["train_seconds"])
+    return out_dir
+
+

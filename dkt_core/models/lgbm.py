@@ -81,7 +81,7 @@ class LGBMModel(DKTModel):
 
     def feature_importance(self) -> dict[str, float]:
         gains = self.booster.feature_importance("gain")
-        return dict(sorted(zip(self.spec.tabular, map(float, gains)), key=lambda kv: -kv[1]))
+        return dict(sorted(zip(self.spec.tabular, map(float, gains), strict=True), key=lambda kv: -kv[1]))
 
     def _save_weights(self, directory: Path) -> None:
         self.booster.save_model(str(directory / "model.txt"), num_iteration=self.booster.best_iteration or None)

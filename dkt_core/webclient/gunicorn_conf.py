@@ -14,3 +14,6 @@ timeout = 30
 graceful_timeout = 20  # time for the exit flush of each worker's spool batch
 accesslog = "-"
 preload_app = False  # each worker builds its own app: own spool file, own flush thread
+# gunicorn >= 25 opens a control socket at one fixed per-user path; several gunicorns on one host (tests,
+# other services) would fight over it, and nothing here uses it.
+control_socket_disable = True

@@ -89,3 +89,20 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "assist2009_dev.csv.gz").exists():
         pytest.skip(f"real data folder {SHARED_DATA} is absent; tests on real data are skipped")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_log():
+    """A small synthetic log (typed, sorted per user by time): 60 users, ~18k rows."""
+    from dkt_core.data.simulate import SimulationConfig, simulate
+
+    return simulate(SimulationConfig(users=60, seed=7, tests=80, tags=30))
+
+
+@pytest.fixture(scope="session")
+def tiny_log_csv(tiny_log, tmp_path_factory) -> Path:
+    from dkt_core.data.simulate import write_log
+
+    path = tmp_path_factory.mktemp("logs") / "tiny.csv"
+    write_log(tiny_log, str(path))
+    return path

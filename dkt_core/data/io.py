@@ -75,6 +75,8 @@ def _read_parquet(data: bytes, name: str) -> pa.Table:
 
 
 def _read_csv(data: bytes, name: str) -> tuple[pa.Table, list[tuple[int, str]]]:
+    if not data.strip():
+        raise DataFileError(f"{name}: is empty (no header and no data rows)")
     if b"\x00" in data[:4096]:
         raise DataFileError(f"{name}: is a binary file, not a CSV (expected the seed CSV format)")
     try:
@@ -124,7 +126,8 @@ def _to_raw(table: pa.Table, bad: list[tuple[int, str]], name: str) -> RawTable:
 
 def _as_string(col: pa.ChunkedArray) -> pa.ChunkedArray:
     if pa.types.is_timestamp(col.type):  # Parquet timestamps -> the seed's text form
-        col = pa.compute.strftime(col, format="%Y-%m-%d %H:%M:%S")
+        # via whole seconds: arrow's %S would print fractional seconds
+        col = pa.compute.strftime(col.cast(pa.timestamp("s", tz=col.type.tz), safe=False), format="%Y-%m-%d %H:%M:%S")
     return pa.compute.fill_null(col.cast(pa.string()), "")
 
 

@@ -71,7 +71,7 @@ def validate_raw(raw: RawTable) -> ValidationResult:
         {"line": [n for n, _ in raw.bad_lines], "reason": WRONG_FIELD_COUNT, "raw": [t for _, t in raw.bad_lines]}
     )
     rejected = pd.concat([rejected, malformed], ignore_index=True).sort_values("line", kind="stable")
-    rejected = rejected[["line", "reason", *COLUMNS, "raw"]].reset_index(drop=True)
+    rejected = rejected[["line", "reason", *COLUMNS, "raw"]].reset_index(drop=True).astype({"line": np.int64})
 
     good = frame.loc[~bad_mask, COLUMNS]
     deduped = good.drop_duplicates(keep="first")

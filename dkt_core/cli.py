@@ -17,6 +17,7 @@ from dkt_core import __version__
 COMMAND_MODULES = [
     "dkt_core.commands.data",
     "dkt_core.commands.model",
+    "dkt_core.commands.package",
 ]
 
 

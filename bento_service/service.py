@@ -1,0 +1,113 @@
+"""DKT inference service (BentoML 1.4): ``dkt-model:<version>`` from the model store, served over HTTP.
+
+Routes (POST unless noted; JSON bodies are the pydantic models of ``dkt_core.api``):
+  /predict            {"students": [StudentRequest, ...]} -> PredictResponse. The students of one request
+                      go through the feature pipeline and the ensemble as one frame (request-level batching).
+  /predict_batched    same body; adaptive batching across concurrent requests (BentoML's dispatcher) ->
+                      [StudentPrediction + model_version, ...]. See docs/serving.md for when it helps.
+  /knowledge_state    {"userID", "history"} -> KnowledgeStateResponse (P per KnowledgeTag).
+  /version            GET (and POST) -> VersionResponse of the loaded model.
+  /livez /readyz /metrics  BentoML's; /readyz is 200 only once the model is loaded and warmed up.
+
+Settings (environment, read at startup): DKT_MODEL_TAG (default: the newest dkt-model in the store),
+DKT_SERVE_WORKERS (1), DKT_BATCH_MAX_STUDENTS (256), DKT_BATCH_MAX_LATENCY_MS (10000),
+DKT_HISTORY_WINDOW (400). Nothing is read from the source tree: the model folder holds the whole artifact.
+"""
+
+from __future__ import annotations
+
+import os
+
+# One math thread per worker: request-sized work gains nothing from OpenMP and 2 cores are shared.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from typing import Annotated  # noqa: E402
+
+import bentoml  # noqa: E402
+from bentoml.exceptions import InvalidArgument, ServiceUnavailable  # noqa: E402
+from pydantic import Field  # noqa: E402
+from starlette.applications import Starlette  # noqa: E402
+from starlette.responses import JSONResponse  # noqa: E402
+from starlette.routing import Route  # noqa: E402
+
+with bentoml.importing():
+    from dkt_core.api import (
+        MAX_STUDENTS_PER_REQUEST,
+        Interaction,
+        KnowledgeStateResponse,
+        PredictResponse,
+        StudentRequest,
+        VersionResponse,
+    )
+    from dkt_core.serving import InferenceEngine, ModelLoader
+    from dkt_core.serving.batched import BatchedPrediction
+
+MODEL_TAG = os.environ.get("DKT_MODEL_TAG") or "dkt-model:latest"
+WORKERS = int(os.environ.get("DKT_SERVE_WORKERS", "1"))
+BATCH_MAX_STUDENTS = int(os.environ.get("DKT_BATCH_MAX_STUDENTS", str(MAX_STUDENTS_PER_REQUEST)))
+# Not a wait target (the dispatcher sizes its wait from measured latency): the age at which a queued
+# request is refused with 503. 20-50 ms shed load on 2 cores; 10 s sheds only under real overload.
+BATCH_MAX_LATENCY_MS = int(os.environ.get("DKT_BATCH_MAX_LATENCY_MS", "10000"))
+
+_instance: DKTService | None = None  # for the GET /version route mounted below (same worker process)
+
+
+async def _get_version(request):
+    if _instance is None or not _instance.loader.ready:
+        return JSONResponse({"error": "model is still loading; retry when /readyz is 200"}, status_code=503)
+    return JSONResponse(_instance.loader.engine.version().model_dump())
+
+
+_version_app = Starlette(routes=[Route("/version", _get_version, methods=["GET"])])
+
+Students = Annotated[list[StudentRequest], Field(min_length=1, max_length=MAX_STUDENTS_PER_REQUEST)]
+History = Annotated[list[Interaction], Field(min_length=1)]
+UserID = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+@bentoml.service(name="dkt_inference", workers=WORKERS, traffic={"timeout": 30})
+@bentoml.asgi_app(_version_app, path="/")
+class DKTService:
+    # A class attribute, so `bentoml build` packs exactly this model into the Bento.
+    model = bentoml.models.BentoModel(MODEL_TAG)
+
+    def __init__(self) -> None:
+        global _instance
+        stored = self.model  # on an instance the BentoModel attribute is the resolved store Model
+        meta, artifact = dict(stored.info.metadata), stored.path_of("artifact")
+        self.loader = ModelLoader(lambda: InferenceEngine.from_artifact(artifact, meta)).start()
+        _instance = self
+
+    def __is_ready__(self) -> bool:
+        return self.loader.ready
+
+    def _engine(self) -> InferenceEngine:
+        engine = self.loader.engine
+        if engine is None:
+            raise ServiceUnavailable(self.loader.error and f"model failed to load: {self.loader.error}"
+                                     or "model is still loading; retry when /readyz is 200")
+        return engine
+
+    @bentoml.api(route="/predict")
+    def predict(self, students: Students) -> PredictResponse:
+        return self._engine().predict(students)
+
+    @bentoml.api(route="/predict_batched", batchable=True, max_batch_size=BATCH_MAX_STUDENTS,
+                 max_latency_ms=BATCH_MAX_LATENCY_MS)
+    def predict_batched(self, students: list[StudentRequest]) -> list[BatchedPrediction]:
+        engine = self._engine()
+        version = engine.model_version
+        return [BatchedPrediction(model_version=version, **p.model_dump())
+                for p in engine.predict_students(students)]
+
+    @bentoml.api(route="/knowledge_state")
+    def knowledge_state(self, userID: UserID, history: History) -> KnowledgeStateResponse:
+        try:
+            return self._engine().knowledge_state(userID.strip(), history)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+
+    @bentoml.api(route="/version")
+    def version(self) -> VersionResponse:
+        return self._engine().version()

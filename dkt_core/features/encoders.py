@@ -26,6 +26,10 @@ class CategoryEncoder:
         codes = pd.Index(self.vocab).get_indexer(np.asarray(values).astype(str))
         return np.where(codes >= 0, codes + 2, UNKNOWN).astype(np.int64)
 
+    def transform_codes(self, codes: np.ndarray, uniques: np.ndarray) -> np.ndarray:
+        """Encode rows given as (factorized codes, distinct values): string work once per value."""
+        return self.transform(uniques)[codes]
+
 
 @dataclass
 class NumericScaler:
@@ -41,4 +45,7 @@ class NumericScaler:
         cols = list(self.mean)
         mean = np.array([self.mean[c] for c in cols])
         std = np.array([self.std[c] for c in cols])
-        return ((frame[cols] - mean) / std).astype(np.float32)
+        values = frame[cols].to_numpy(np.float32)
+        values -= mean.astype(np.float32)
+        values /= std.astype(np.float32)
+        return pd.DataFrame(values, columns=cols, index=frame.index)

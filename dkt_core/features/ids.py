@@ -14,30 +14,28 @@ SEED_ID = r"^[A-Za-z]\d{9}$"
 ELAPSED_CAP_S = 600
 
 
-def decompose_items(items: pd.Series, tests: pd.Series) -> pd.DataFrame:
-    """head, mid, tail, paper (head+mid) and mid_tail for every row."""
-    codes, uniq = pd.factorize(items)
-    item = pd.Series(np.asarray(uniq), dtype=str)
-    # an item's test (used as "mid" for non-seed ids) is the test of its first occurrence
-    first = np.full(len(uniq), -1, dtype=np.int64)
-    first[codes[::-1]] = np.arange(len(codes))[::-1]
-    u = {"test": pd.Series(tests.to_numpy()[first], dtype=str)}
-    seed_form = item.str.fullmatch(SEED_ID).to_numpy()
-    head = np.where(seed_form, item.str.slice(1, 4), "other")
-    mid = np.where(seed_form, item.str.slice(4, 7), u["test"].astype(str))
-    tail = np.where(seed_form, item.str.slice(7, 10), "other")
+def decompose_items(item_uniques: np.ndarray, item_test: np.ndarray) -> pd.DataFrame:
+    """head, mid, tail, paper (head+mid), mid_tail and tail number for each *distinct* item.
+
+    ``item_test`` is each item's test (used as "mid" for ids that are not of the seed form).
+    Callers gather rows with the item codes, so string work happens once per item, not per row.
+    """
+    item = pd.Series(np.asarray(item_uniques, dtype=object), dtype=str)
+    seed_form = item.str.fullmatch(SEED_ID).to_numpy(dtype=bool)
+    head = np.where(seed_form, item.str.slice(1, 4), "other").astype(str)
+    mid = np.where(seed_form, item.str.slice(4, 7), np.asarray(item_test, dtype=object).astype(str)).astype(str)
+    tail = np.where(seed_form, item.str.slice(7, 10), "other").astype(str)
     tail_num = np.where(seed_form, pd.to_numeric(item.str.slice(7, 10), errors="coerce"), 0)
-    per_unique = pd.DataFrame(
+    return pd.DataFrame(
         {
             "head": head,
             "mid": mid,
             "tail": tail,
-            "paper": np.char.add(head.astype(str), mid.astype(str)),
-            "mid_tail": np.char.add(np.char.add(mid.astype(str), "_"), tail.astype(str)),
+            "paper": np.char.add(head, mid),
+            "mid_tail": np.char.add(np.char.add(mid, "_"), tail),
             "tail_num": np.nan_to_num(tail_num.astype(np.float64)),
         }
     )
-    return per_unique.take(codes).reset_index(drop=True)
 
 
 def elapsed_seconds(user_codes: np.ndarray, timestamps: pd.Series) -> np.ndarray:

@@ -45,7 +45,7 @@ class FeaturePipeline:
     # -- public API ------------------------------------------------------------------------------------
     def fit_transform(self, frame: pd.DataFrame) -> pd.DataFrame:
         base = _base_columns(frame)
-        self.encoders = {c: CategoryEncoder.fit(_categorical(base, c)) for c in ENCODED}
+        self.encoders = {c: CategoryEncoder.fit(base["categorical"][c][1]) for c in ENCODED}
         keys = _stat_keys(base)
         self.stats = PopulationStats.fit(keys, base["answer"])
         oof = out_of_fold(keys, base["answer"], base["user_code"], self.config.oof_folds, self.config.seed)
@@ -90,8 +90,9 @@ class FeaturePipeline:
     # -- internals -------------------------------------------------------------------------------------
     def _numeric(self, base: dict, pop: dict[str, np.ndarray]) -> pd.DataFrame:
         prior = self.stats.prior
+        codes = {k: key[0] for k, key in _stat_keys(base).items()}
         hist = history_features(
-            base["user_code"], base["item_code"], base["test_code"], base["tag_code"], base["head_code"],
+            base["user_code"], codes["item"], codes["test"], codes["tag"], codes["head"],
             base["answer"], base["seconds"], prior,
         )
         difficulty = difficulty_from_accuracy(pop["item_acc"])
@@ -104,13 +105,13 @@ class FeaturePipeline:
         by_user = Grouping(base["user_code"])
         n_before = by_user.count_before()
         num["user_elapsed_mean"] = np.log1p(by_user.sum_before(base["elapsed"]) / np.maximum(n_before, 1))
-        num["tail_num"] = base["parts"]["tail_num"].to_numpy()
+        num["tail_num"] = base["tail_num"]
         return num.astype(np.float64)
 
     def _assemble(self, frame: pd.DataFrame, base: dict, numeric: pd.DataFrame) -> pd.DataFrame:
         out = {USER: frame[USER].to_numpy(), LABEL: base["answer"].astype(np.int64)}
         for c in ENCODED:
-            out[c] = self.encoders[c].transform(_categorical(base, c))
+            out[c] = self.encoders[c].transform_codes(*base["categorical"][c])
         out["elapsed_bin"] = base["elapsed"].astype(np.int64) + 2
         prev = Grouping(base["user_code"]).previous(base["answer"], fill=-2)
         out["prev_answer"] = np.select([prev == 0, prev == 1], [2, 3], 1).astype(np.int64)
@@ -130,19 +131,19 @@ def _base_columns(frame: pd.DataFrame) -> dict:
         backwards = (user_code[1:] == user_code[:-1]) & (seconds[1:] < seconds[:-1])
         if user_changes + 1 != user_code.max() + 1 or backwards.any():
             raise ValueError("interactions must be sorted per user by time (dkt_core.data.validate sorts them)")
-    parts = decompose_items(frame["assessmentItemID"], frame["testId"])
-    codes = {
-        name: pd.factorize(values)[0].astype(np.int64)
-        for name, values in (("item", frame["assessmentItemID"]), ("test", frame["testId"]),
-                             ("tag", frame["KnowledgeTag"]), ("head", parts["head"]))
-    }
+    item, test, tag = (_factorize(frame[c]) for c in ("assessmentItemID", "testId", "KnowledgeTag"))
+    # the id parts are computed once per distinct item, then gathered by item code
+    first_row = np.zeros(len(item[1]), dtype=np.int64)
+    first_row[item[0][::-1]] = np.arange(len(frame))[::-1]
+    parts = decompose_items(item[1], test[1][test[0][first_row]])
+    head_of_item, head_uniques = _factorize(parts["head"])
+    categorical = {"item": item, "test": test, "tag": tag}
+    categorical.update({c: (item[0], parts[c].to_numpy()) for c in ("head", "mid", "tail", "mid_tail")})
     return {
         "user_code": user_code,
-        "item_code": codes["item"], "test_code": codes["test"], "tag_code": codes["tag"],
-        "head_code": codes["head"],
-        "item": frame["assessmentItemID"].to_numpy(), "test": frame["testId"].to_numpy(),
-        "tag": frame["KnowledgeTag"].to_numpy(),
-        "parts": parts,
+        "categorical": categorical,
+        "stat_keys": {"item": item, "test": test, "tag": tag, "head": (head_of_item[item[0]], head_uniques)},
+        "tail_num": parts["tail_num"].to_numpy()[item[0]],
         "answer": frame[LABEL].to_numpy().astype(np.int64),
         "seconds": seconds,
         "elapsed": elapsed_seconds(user_code, ts),
@@ -150,11 +151,10 @@ def _base_columns(frame: pd.DataFrame) -> dict:
     }
 
 
-def _categorical(base: dict, name: str) -> np.ndarray:
-    parts = base["parts"]
-    return parts[name].to_numpy() if name in parts else base[name]
+def _factorize(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    codes, uniques = pd.factorize(values)
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
 
 
-def _stat_keys(base: dict) -> dict[str, np.ndarray]:
-    values = {"item": base["item"], "test": base["test"], "tag": base["tag"], "head": base["parts"]["head"].to_numpy()}
-    return {k: values[k] for k in STAT_KEYS}
+def _stat_keys(base: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {k: base["stat_keys"][k] for k in STAT_KEYS}

@@ -3,6 +3,8 @@
 Smoothed accuracy (difficulty) and log popularity per key. On the training rows themselves the values
 are *out-of-fold* by user (each user's rows see statistics of the other folds), so a row's own label
 never feeds its features; held-out users, evaluation and serving use the full training statistics.
+
+Keys arrive factorized, as ``(codes per row, distinct values)``, so the work per row is integer-only.
 """
 
 from __future__ import annotations
@@ -10,9 +12,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 SMOOTHING = 5.0  # pseudo-answers at the global accuracy
 STAT_KEYS = ("item", "test", "tag", "head")
+
+Key = tuple[np.ndarray, np.ndarray]  # (int codes per row, distinct string values)
+
+
+def _prior(answer: np.ndarray) -> float:
+    known = answer >= 0
+    return float((answer[known] == 1).mean()) if known.any() else 0.5
+
+
+def _smoothed(correct: np.ndarray, known: np.ndarray, prior: float) -> np.ndarray:
+    return (correct + SMOOTHING * prior) / (known + SMOOTHING)
 
 
 @dataclass
@@ -23,15 +37,13 @@ class KeyStats:
     correct: list[float]
     known: list[float]
 
-    def lookup(self, values: np.ndarray, prior: float) -> tuple[np.ndarray, np.ndarray]:
-        """(smoothed accuracy, log1p count) for each value; unseen values get the prior and 0."""
-        index = {k: i for i, k in enumerate(self.keys)}
-        uniq, inv = np.unique(values.astype(str), return_inverse=True)
-        pos = np.array([index.get(u, -1) for u in uniq], dtype=np.int64)
+    def lookup(self, key: Key, prior: float) -> tuple[np.ndarray, np.ndarray]:
+        """(smoothed accuracy, log1p count) per row; values never seen in training get the prior and 0."""
+        codes, uniques = key
+        pos = pd.Index(self.keys).get_indexer(np.asarray(uniques).astype(str))
         corr = np.where(pos >= 0, np.asarray(self.correct + [0.0])[pos], 0.0)
         known = np.where(pos >= 0, np.asarray(self.known + [0.0])[pos], 0.0)
-        acc = (corr + SMOOTHING * prior) / (known + SMOOTHING)
-        return acc[inv], np.log1p(known)[inv]
+        return _smoothed(corr, known, prior)[codes], np.log1p(known)[codes]
 
 
 @dataclass
@@ -40,25 +52,25 @@ class PopulationStats:
     tables: dict[str, KeyStats] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, keys: dict[str, np.ndarray], answer: np.ndarray) -> PopulationStats:
-        known = answer >= 0
+    def fit(cls, keys: dict[str, Key], answer: np.ndarray) -> PopulationStats:
+        known = (answer >= 0).astype(np.float64)
         correct = (answer == 1).astype(np.float64)
-        prior = float(correct[known].mean()) if known.any() else 0.5
         tables = {}
-        for name, values in keys.items():
-            uniq, inv = np.unique(values[known].astype(str), return_inverse=True)
+        for name, (codes, uniques) in keys.items():
+            n = len(uniques)
+            k = np.bincount(codes, weights=known, minlength=n)
+            seen = k > 0
             tables[name] = KeyStats(
-                keys=uniq.tolist(),
-                correct=np.bincount(inv, weights=correct[known], minlength=len(uniq)).tolist(),
-                known=np.bincount(inv, minlength=len(uniq)).astype(float).tolist(),
+                keys=np.asarray(uniques).astype(str)[seen].tolist(),
+                correct=np.bincount(codes, weights=correct, minlength=n)[seen].tolist(),
+                known=k[seen].tolist(),
             )
-        return cls(prior=prior, tables=tables)
+        return cls(prior=_prior(answer), tables=tables)
 
-    def transform(self, keys: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def transform(self, keys: dict[str, Key]) -> dict[str, np.ndarray]:
         out = {}
-        for name, values in keys.items():
-            acc, cnt = self.tables[name].lookup(values, self.prior)
-            out[f"{name}_acc"], out[f"{name}_pop"] = acc, cnt
+        for name, key in keys.items():
+            out[f"{name}_acc"], out[f"{name}_pop"] = self.tables[name].lookup(key, self.prior)
         return out
 
     def to_dict(self) -> dict:
@@ -69,23 +81,20 @@ class PopulationStats:
         return cls(prior=d["prior"], tables={k: KeyStats(**v) for k, v in d["tables"].items()})
 
 
-def out_of_fold(keys: dict[str, np.ndarray], answer: np.ndarray, user: np.ndarray, folds: int = 5,
+def out_of_fold(keys: dict[str, Key], answer: np.ndarray, user: np.ndarray, folds: int = 5,
                 seed: int = 0) -> dict[str, np.ndarray]:
     """Statistics for training rows where each user's rows use only the other folds' users."""
-    known = answer >= 0
+    known = (answer >= 0).astype(np.float64)
     correct = (answer == 1).astype(np.float64)
-    prior = float(correct[known].mean()) if known.any() else 0.5
-    rng = np.random.default_rng(seed)
-    fold = rng.integers(0, folds, int(user.max(initial=0)) + 1)[user]
+    prior = _prior(answer)
+    fold = np.random.default_rng(seed).integers(0, folds, int(user.max(initial=0)) + 1)[user]
     out = {}
-    for name, values in keys.items():
-        _, inv = np.unique(values.astype(str), return_inverse=True)
-        n = int(inv.max(initial=0)) + 1
-        cell = inv * folds + fold
-        c_fold = np.bincount(cell, weights=correct * known, minlength=n * folds).reshape(n, folds)
-        k_fold = np.bincount(cell, weights=known.astype(float), minlength=n * folds).reshape(n, folds)
-        c = c_fold.sum(1)[inv] - c_fold[inv, fold]
-        k = k_fold.sum(1)[inv] - k_fold[inv, fold]
-        out[f"{name}_acc"] = (c + SMOOTHING * prior) / (k + SMOOTHING)
-        out[f"{name}_pop"] = np.log1p(k)
+    for name, (codes, uniques) in keys.items():
+        n = len(uniques)
+        cell = codes * folds + fold
+        c_fold = np.bincount(cell, weights=correct, minlength=n * folds).reshape(n, folds)
+        k_fold = np.bincount(cell, weights=known, minlength=n * folds).reshape(n, folds)
+        c = c_fold.sum(1)[codes] - c_fold[codes, fold]
+        k = k_fold.sum(1)[codes] - k_fold[codes, fold]
+        out[f"{name}_acc"], out[f"{name}_pop"] = _smoothed(c, k, prior), np.log1p(k)
     return out

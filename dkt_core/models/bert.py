@@ -24,14 +24,13 @@ from dkt_core.models.torch_common import (
 class BertConfig(SeqConfig):
     n_layers: int = 2
     n_heads: int = 2
-    epochs: int = 12
     lr: float = 2e-3
 
 
 class BertModule(SeqModule):
     def __init__(self, spec: FeatureSpec, c: BertConfig):
         super().__init__()
-        self.embed = FeatureEmbedding(list(spec.categorical.values()), len(spec.numeric), c.emb_dim, c.hidden)
+        self.embed = FeatureEmbedding(spec, c, prev_interaction=c.prev_interaction)
         self.pos = nn.Embedding(c.max_seq_len, c.hidden)
         layer = nn.TransformerEncoderLayer(c.hidden, c.n_heads, dim_feedforward=2 * c.hidden, dropout=c.dropout,
                                            activation="gelu", batch_first=True, norm_first=True)

@@ -17,14 +17,13 @@ from dkt_core.models.torch_common import FeatureEmbedding, SeqConfig, SeqModule,
 @dataclass
 class LSTMConfig(SeqConfig):
     n_layers: int = 1
-    epochs: int = 12
     lr: float = 3e-3
 
 
 class LSTMModule(SeqModule):
     def __init__(self, spec: FeatureSpec, c: LSTMConfig):
         super().__init__()
-        self.embed = FeatureEmbedding(list(spec.categorical.values()), len(spec.numeric), c.emb_dim, c.hidden)
+        self.embed = FeatureEmbedding(spec, c, prev_interaction=c.prev_interaction)
         self.lstm = nn.LSTM(c.hidden, c.hidden, num_layers=c.n_layers, batch_first=True,
                             dropout=c.dropout if c.n_layers > 1 else 0.0)
         self.head = nn.Sequential(nn.Dropout(c.dropout), nn.Linear(c.hidden, c.hidden), nn.GELU(),

@@ -24,14 +24,13 @@ class LSTMAttnConfig(SeqConfig):
     n_layers: int = 1  # LSTM layers
     n_attn_layers: int = 1
     n_heads: int = 2
-    epochs: int = 12
     lr: float = 3e-3
 
 
 class LSTMAttnModule(SeqModule):
     def __init__(self, spec: FeatureSpec, c: LSTMAttnConfig):
         super().__init__()
-        self.embed = FeatureEmbedding(list(spec.categorical.values()), len(spec.numeric), c.emb_dim, c.hidden)
+        self.embed = FeatureEmbedding(spec, c, prev_interaction=c.prev_interaction)
         self.lstm = nn.LSTM(c.hidden, c.hidden, num_layers=c.n_layers, batch_first=True,
                             dropout=c.dropout if c.n_layers > 1 else 0.0)
         layer = nn.TransformerEncoderLayer(c.hidden, c.n_heads, dim_feedforward=2 * c.hidden, dropout=c.dropout,

@@ -27,20 +27,17 @@ class SaintConfig(SeqConfig):
     n_layers: int = 1  # encoder layers = decoder layers
     n_heads: int = 2
     response_columns: tuple[str, ...] = ("prev_answer",)  # categorical columns that describe past answers
-    epochs: int = 12
     lr: float = 2e-3
 
 
 class SaintModule(SeqModule):
     def __init__(self, spec: FeatureSpec, c: SaintConfig):
         super().__init__()
-        names = list(spec.categorical)
-        cards = list(spec.categorical.values())
-        exercise = [i for i, n in enumerate(names) if n not in c.response_columns]
-        self.enc_embed = FeatureEmbedding(cards, len(spec.numeric), c.emb_dim, c.hidden, columns=exercise,
-                                          use_numeric=False)
-        # The decoder sees everything: responses, numeric history features and the exercise itself.
-        self.dec_embed = FeatureEmbedding(cards, len(spec.numeric), c.emb_dim, c.hidden)
+        exercise = [n for n in spec.categorical if n not in c.response_columns]
+        self.enc_embed = FeatureEmbedding(spec, c, columns=exercise, use_numeric=False)
+        # The decoder sees everything: responses, numeric history features, the exercise itself and
+        # (with prev_interaction) the previous exercise x answer.
+        self.dec_embed = FeatureEmbedding(spec, c, prev_interaction=c.prev_interaction)
         self.enc_pos = nn.Embedding(c.max_seq_len, c.hidden)
         self.dec_pos = nn.Embedding(c.max_seq_len, c.hidden)
         with warnings.catch_warnings():  # "nested tensors unused with norm_first": expected, harmless

@@ -62,7 +62,7 @@ def _split_keys(frame: pd.DataFrame, group_by: Sequence[str], split_every_tests:
 
 
 def build_sequences(frame: pd.DataFrame, spec: FeatureSpec, *, group_by: Sequence[str] = (),
-                    split_every_tests: int = 0, test_column: str = "testId") -> SequenceData:
+                    split_every_tests: int = 0, test_column: str = "test") -> SequenceData:
     """Arrays + sequence boundaries of ``frame`` (rows sorted by user then time, as the pipeline gives)."""
     cat_cols = list(spec.categorical)
     needed = cat_cols + list(spec.numeric) + list(group_by) + ([test_column] if split_every_tests > 0 else [])

@@ -68,8 +68,17 @@ def _metadata(artifact_dir: Path) -> dict:
         "members": members,
         "models": members,  # the key the deploy tooling and VersionResponse use
         "git_sha": str(manifest.get("git_sha", "unknown")),
-        "metrics": metrics.get("validation", metrics),
+        "metrics": _without_none(metrics.get("validation", metrics)),
     }
+
+
+def _without_none(value):
+    """BentoML metadata refuses None (e.g. a metric undefined on a tiny validation set): drop those keys."""
+    if isinstance(value, dict):
+        return {str(k): _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value if v is not None]
+    return value
 
 
 def package_artifact(artifact_dir: str | Path, home: str | Path | None = None) -> PackagedModel:

@@ -22,7 +22,7 @@ def _artifact(root, version: str, data_version: str = "d1"):
     d = root / version
     (d / "models" / "lgbm").mkdir(parents=True)
     (d / "models" / "lgbm" / "model.txt").write_text("weights")
-    (d / "metrics.json").write_text(json.dumps({"validation": {"ensemble": {"auc_all": 0.7}}}))
+    (d / "metrics.json").write_text(json.dumps({"validation": {"ensemble": {"auc_all": 0.7, "auc_last": None}}}))
     (d / "manifest.json").write_text(json.dumps({"model_version": version, "data_version": data_version,
                                                   "trained_at": "2025-01-01T00:00:00Z", "members": ["lgbm"]}))
     return d

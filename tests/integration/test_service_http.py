@@ -1,0 +1,139 @@
+"""The inference service as a real `bentoml serve` HTTP server on loopback: predictions, parity with
+`dkt predict`, 4xx on bad input (never 500), /version, /livez, /readyz, /metrics, and readiness of a
+server whose model cannot load."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from dkt_core.api import MAX_STUDENTS_PER_REQUEST
+from dkt_core.data.validate import load_interactions, to_seed_csv
+from tests.integration.conftest import _package, start_bentoml, stop
+
+pytestmark = pytest.mark.integration
+FMT = "%Y-%m-%d %H:%M:%S"
+
+
+def _row(r) -> dict:
+    return {"assessmentItemID": r.assessmentItemID, "testId": r.testId, "KnowledgeTag": r.KnowledgeTag,
+            "Timestamp": r.Timestamp.strftime(FMT)}
+
+
+def _students(data, n_users: int = 3, n_hist: int = 40, n_targets: int = 2):
+    log = load_interactions(data)
+    counts = log["userID"].value_counts()
+    users = counts[counts >= n_hist + n_targets].index[:n_users]
+    body, rows = [], []
+    for u in users:
+        g = log[log["userID"] == u].head(n_hist + n_targets)
+        hist, tg = g.iloc[:n_hist], g.iloc[n_hist:]
+        body.append({"userID": u, "history": [{**_row(r), "answerCode": int(r.answerCode)} for r in hist.itertuples()],
+                     "targets": [_row(r) for r in tg.itertuples()]})
+        rows.append(pd.concat([hist, tg.assign(answerCode=-1)]))
+    return body, pd.concat(rows)
+
+
+def test_predict_equals_dkt_predict(inference_server, tmp_path):
+    students, frame = _students(inference_server.data)
+    r = requests.post(inference_server.url + "/predict", json={"students": students}, timeout=30)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model_version"] == inference_server.tag.split(":")[1]
+    served = [p for s in body["results"] for p in s["probabilities"]]
+    assert [s["userID"] for s in body["results"]] == [s["userID"] for s in students]
+
+    to_seed_csv(frame.assign(answerCode=frame["answerCode"].astype(int)), tmp_path / "rows.csv")
+    dkt = shutil.which("dkt", path=str(sys.executable.rsplit("/", 1)[0])) or "dkt"
+    subprocess.run([dkt, "predict", "--model", str(inference_server.artifact), "--data", str(tmp_path / "rows.csv"),
+                    "--out", str(tmp_path / "pred.csv")], check=True, capture_output=True)
+    expected = pd.read_csv(tmp_path / "pred.csv")["prediction"].to_numpy()
+    np.testing.assert_allclose(served, expected, atol=1e-6)
+    # deterministic, and the batched endpoint gives the same numbers
+    again = requests.post(inference_server.url + "/predict", json={"students": students}, timeout=30).json()
+    assert again == body
+    batched = requests.post(inference_server.url + "/predict_batched", json={"students": students}, timeout=30)
+    assert batched.status_code == 200, batched.text
+    assert [p for s in batched.json() for p in s["probabilities"]] == served
+
+
+def test_knowledge_state_and_version(inference_server):
+    students, _ = _students(inference_server.data, n_users=1)
+    r = requests.post(inference_server.url + "/knowledge_state",
+                      json={"userID": "u1", "history": students[0]["history"]}, timeout=30)
+    assert r.status_code == 200, r.text
+    tags = r.json()["tags"]
+    assert set(tags) == {h["KnowledgeTag"] for h in students[0]["history"]}
+    v = requests.get(inference_server.url + "/version", timeout=5)
+    assert v.status_code == 200
+    assert v.json()["model_version"] == inference_server.tag.split(":")[1]
+    assert v.json()["models"] == ["lgbm"] and v.json()["data_version"] and v.json()["trained_at"]
+    assert requests.post(inference_server.url + "/version", timeout=5).json() == v.json()
+    assert requests.get(inference_server.url + "/livez", timeout=5).status_code == 200
+    assert requests.get(inference_server.url + "/readyz", timeout=5).status_code == 200
+    metrics = requests.get(inference_server.url + "/metrics", timeout=5)
+    assert metrics.status_code == 200 and "bentoml_service_request" in metrics.text
+
+
+def test_unknown_ids_are_not_errors(inference_server):
+    row = {"assessmentItemID": "never-seen-item", "testId": "no-test", "KnowledgeTag": "no-tag",
+           "Timestamp": "2021-05-01 10:00:00"}
+    r = requests.post(inference_server.url + "/predict", timeout=10, json={"students": [
+        {"userID": "new", "history": [{**row, "answerCode": 0}], "targets": [row]}]})
+    assert r.status_code == 200, r.text
+    assert 0 < r.json()["results"][0]["probabilities"][0] < 1
+
+
+def _bad_requests():
+    ok_row = {"assessmentItemID": "A1", "testId": "T", "KnowledgeTag": "1", "Timestamp": "2021-05-01 10:00:00"}
+    student = {"userID": "u", "history": [], "targets": [ok_row]}
+    return {
+        "not json": ("/predict", b"{nope", "json_invalid"),
+        "missing students": ("/predict", {}, "students"),
+        "empty batch": ("/predict", {"students": []}, "at least 1"),
+        "too many students": ("/predict", {"students": [student] * (MAX_STUDENTS_PER_REQUEST + 1)}, "at most"),
+        "missing targets": ("/predict", {"students": [{"userID": "u"}]}, "targets"),
+        "bad timestamp": ("/predict", {"students": [{**student, "targets": [{**ok_row, "Timestamp": "yesterday"}]}]},
+                          "must look like"),
+        "answerCode 2": ("/predict", {"students": [{**student, "history": [{**ok_row, "answerCode": 2}]}]},
+                         "less than or equal"),
+        "wrong type": ("/predict", {"students": [{**student, "history": "abc"}]}, "list"),
+        "empty history": ("/knowledge_state", {"userID": "u", "history": []}, "at least 1"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_requests()))
+def test_bad_input_is_4xx_with_a_reason(inference_server, case):
+    path, payload, reason = _bad_requests()[case]
+    kwargs = {"data": payload, "headers": {"Content-Type": "application/json"}} if isinstance(payload, bytes) \
+        else {"json": payload}
+    r = requests.post(inference_server.url + path, timeout=10, **kwargs)
+    assert 400 <= r.status_code < 500, (r.status_code, r.text)
+    assert reason in r.text
+
+
+def test_not_ready_while_the_model_cannot_load(trained_tiny, tmp_path):
+    """A model whose weights are missing: the server lives, /readyz stays 503, predictions say why."""
+    artifact, _ = trained_tiny
+    broken = tmp_path / "broken"
+    shutil.copytree(artifact, broken)
+    for f in (broken / "models" / "lgbm").glob("model.txt"):
+        f.unlink()
+    home = tmp_path / "bentoml"
+    tag = _package(broken, home)
+    proc, url = start_bentoml(home, tag, tmp_path / "serve.log", wait_ready=False)
+    try:
+        assert requests.get(url + "/livez", timeout=5).status_code == 200
+        assert requests.get(url + "/readyz", timeout=5).status_code == 503
+        r = requests.post(url + "/predict", timeout=10, json={"students": [{"userID": "u", "targets": [
+            {"assessmentItemID": "A1", "testId": "T", "KnowledgeTag": "1", "Timestamp": "2021-05-01 10:00:00"}]}]})
+        assert r.status_code == 503
+        assert requests.get(url + "/version", timeout=5).status_code == 503
+    finally:
+        stop(proc)

@@ -137,3 +137,16 @@ def test_not_ready_while_the_model_cannot_load(trained_tiny, tmp_path):
         assert requests.get(url + "/version", timeout=5).status_code == 503
     finally:
         stop(proc)
+
+
+def test_the_web_clients_inference_client_works_against_the_service(inference_server_url, inference_server):
+    """Contract with dkt_core/webclient: its InferenceClient's requests and reply parsing."""
+    from dkt_core.webclient.inference import InferenceClient
+
+    students, _ = _students(inference_server.data, n_users=1)
+    history = [{"userID": "u", **h} for h in students[0]["history"]]
+    client = InferenceClient(inference_server_url, timeout_s=10)
+    nxt = client.predict_next("u", history, students[0]["targets"][0])
+    assert nxt.error is None and 0 < nxt.value < 1 and nxt.model_version == inference_server.tag.split(":")[1]
+    ks = client.knowledge_state("u", history)
+    assert ks.error is None and set(ks.value) == {h["KnowledgeTag"] for h in history}

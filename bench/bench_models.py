@@ -6,7 +6,7 @@ FeaturePipeline is fit on the training users only. Reported AUCs are on the test
 labelled row from its own past) and last-item (each user's last row from the rest of the history).
 
     OMP_WAIT_POLICY=PASSIVE python bench/bench_models.py --data ../shared/data/assist2009_dev.csv.gz \
-        --models lgbm,lstm,lstm_attn,bert,saint [--set lstm.epochs=5] [--json out.json]
+        --models lgbm,lstm,lstm_attn,bert,saint [--set lstm.max_epochs=5] [--json out.json]
 """
 
 from __future__ import annotations
@@ -24,10 +24,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from dkt_core.data.validate import load_interactions  # noqa: E402
-from dkt_core.features.pipeline import FeaturePipeline  # noqa: E402
 from dkt_core.models import MODELS  # noqa: E402
-from dkt_core.models.base import LABEL, USER  # noqa: E402
+from dkt_core.models.base import LABEL, USER, FeatureSpec  # noqa: E402
 from dkt_core.training.ensemble import SoftVoteEnsemble  # noqa: E402
 
 
@@ -38,6 +36,21 @@ def split_users(frame: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFr
     parts = users[:n_test], users[n_test:n_test + n_valid], users[n_test + n_valid:]
     train, valid, test = (frame[frame[USER].isin(set(p))].reset_index(drop=True) for p in parts[::-1])
     return train, valid, test
+
+
+def synthetic_features(n_users: int, seed: int) -> tuple[pd.DataFrame, FeatureSpec]:
+    """A feature frame shaped like the pipeline's output on assist2009_dev (same columns, cardinalities and
+    rows per user), for timing where the real data and the pipeline's dependencies are absent (GPU box)."""
+    rng = np.random.default_rng(seed)
+    lengths = np.minimum(rng.geometric(1 / 67, n_users), 2000)
+    n = int(lengths.sum())
+    cards = {"item": 15867, "test": 138, "tag": 103, "head": 3, "mid": 138, "tail": 3, "mid_tail": 138,
+             "elapsed_bin": 604, "prev_answer": 4}
+    cols = {USER: np.repeat(np.arange(n_users), lengths), LABEL: rng.integers(0, 2, n)}
+    cols.update({c: rng.integers(1, k, n) for c, k in cards.items()})
+    numeric = [f"num{i}" for i in range(34)]
+    cols.update({c: rng.normal(size=n).astype(np.float32) for c in numeric})
+    return pd.DataFrame(cols), FeatureSpec(categorical=cards, numeric=numeric, tabular=numeric)
 
 
 def aucs(frame: pd.DataFrame, p: np.ndarray) -> dict[str, float]:
@@ -78,7 +91,7 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, object]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True)
+    ap.add_argument("--data", required=True, help="a log file, or synthetic:USERS (timing only)")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], help="MODEL.FIELD=VALUE config override")
@@ -89,12 +102,19 @@ def main() -> None:
     overrides = parse_overrides(args.set)
 
     t0 = time.perf_counter()
-    raw = load_interactions(args.data)
-    train_raw, valid_raw, test_raw = split_users(raw, args.seed)
-    pipe = FeaturePipeline()
-    train = pipe.fit_transform(train_raw)
-    valid, test = pipe.transform(valid_raw), pipe.transform(test_raw)
-    spec = pipe.spec
+    if args.data.startswith("synthetic:"):  # timing only: random labels, AUCs mean nothing
+        raw, spec = synthetic_features(int(args.data.split(":")[1]), args.seed)
+        train, valid, test = split_users(raw, args.seed)
+    else:
+        from dkt_core.data.validate import load_interactions
+        from dkt_core.features.pipeline import FeaturePipeline
+
+        raw = load_interactions(args.data)
+        train_raw, valid_raw, test_raw = split_users(raw, args.seed)
+        pipe = FeaturePipeline()
+        train = pipe.fit_transform(train_raw)
+        valid, test = pipe.transform(valid_raw), pipe.transform(test_raw)
+        spec = pipe.spec
     print(f"data: {len(raw)} rows; train/valid/test users {train[USER].nunique()}/{valid[USER].nunique()}/"
           f"{test[USER].nunique()}; features {time.perf_counter() - t0:.1f}s; device "
           f"{'cuda' if torch.cuda.is_available() else 'cpu'}; torch threads {torch.get_num_threads()}")
@@ -109,8 +129,6 @@ def main() -> None:
             raise SystemExit(f"unknown option(s) {sorted(bad)} for {name}")
         model = cls(cls.Config(**opts))
         fit = model.fit(train, valid, spec, seed=args.seed, progress=False)
-        if hasattr(model, "module") and model.module is not None:
-            model.module.to("cpu")
         valid_preds[name] = model.predict_proba(valid)
         test_preds[name] = model.predict_proba(test)
         torch.set_num_threads(args.threads)

@@ -42,7 +42,7 @@ class SeqConfig(LoopConfig):
     split_every_tests: int = 0  # cut a user's sequence every K tests (0 = never)
     test_column: str = "test"
     batch_size: int = 64
-    epochs: int = 8
+    max_epochs: int = 8
     patience: int = 2
     emb_dim: int = 16  # per categorical column
     hidden: int = 64

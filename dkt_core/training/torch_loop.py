@@ -28,7 +28,7 @@ Step = tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]
 
 @dataclass
 class LoopConfig:
-    epochs: int = 10
+    max_epochs: int = 10
     lr: float = 1e-3
     weight_decay: float = 0.01
     scheduler: str = "cosine"  # cosine | plateau | none
@@ -90,11 +90,11 @@ def train_loop(module: torch.nn.Module, loss_fn: Callable[[torch.Tensor, torch.T
     t0 = time.perf_counter()
     seed_everything(seed)
     opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = _scheduler(opt, cfg, max(1, cfg.epochs * steps_per_epoch))
+    sched = _scheduler(opt, cfg, max(1, cfg.max_epochs * steps_per_epoch))
     best_auc, best_epoch, best_state, bad = -math.inf, -1, None, 0
     history: list[dict[str, float]] = []
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=desc, disable=not progress, leave=False)
-    for epoch in range(cfg.epochs):
+    bar = tqdm(total=cfg.max_epochs * steps_per_epoch, desc=desc, disable=not progress, leave=False)
+    for epoch in range(cfg.max_epochs):
         module.train()
         total, count = 0.0, 0
         for inputs, labels, mask in epoch_batches(epoch):

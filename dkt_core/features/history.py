@@ -57,6 +57,7 @@ def history_features(
         if name == "item":
             out["user_item_last"] = g.previous(answer, fill=-1).astype(np.float64)
         if name == "tag":
+            out["user_tag_recent_acc_3"] = _acc(g.window_sum_before(correct, 3), g.window_sum_before(known, 3), prior)
             last_seen = g.last_where_before(np.ones(len(user), bool), seconds, fill=-1)
             since = np.where(last_seen >= 0, seconds - last_seen, 10 * 86400)
             out["tag_seconds_since"] = np.log1p(np.clip(since, 0, None)).astype(np.float64)
@@ -71,4 +72,16 @@ def history_features(
     sittings = Grouping(combine_codes(user, test)).sum_before(new_cycle) + new_cycle  # incl. the current one
     out["test_sittings_before"] = np.log1p(sittings - 1)
     out["is_first"] = (pos == 0).astype(np.float64)
+    return pd.DataFrame(out)
+
+
+def residual_features(user: np.ndarray, tag: np.ndarray, answer: np.ndarray, expected: np.ndarray) -> pd.DataFrame:
+    """How much better than expected (by item difficulty) the student did so far, overall and per tag:
+    mean of (answer - expected P(correct)) over earlier answered rows."""
+    known = (answer >= 0).astype(np.float64)
+    resid = np.where(answer >= 0, (answer == 1) - expected, 0.0)
+    out = {}
+    for name, codes in (("user_resid", user), ("user_tag_resid", combine_codes(user, tag))):
+        g = Grouping(codes)
+        out[name] = g.sum_before(resid) / (g.sum_before(known) + PRIOR_STRENGTH)
     return pd.DataFrame(out)

@@ -18,7 +18,7 @@ import pandas as pd
 from dkt_core.features.elo import difficulty_from_accuracy, elo_ratings
 from dkt_core.features.encoders import CategoryEncoder, NumericScaler
 from dkt_core.features.groupops import Grouping
-from dkt_core.features.history import history_features
+from dkt_core.features.history import history_features, residual_features
 from dkt_core.features.ids import decompose_items, elapsed_seconds
 from dkt_core.features.stats import STAT_KEYS, PopulationStats, out_of_fold
 from dkt_core.models.base import LABEL, USER, FeatureSpec
@@ -97,8 +97,8 @@ class FeaturePipeline:
         )
         difficulty = difficulty_from_accuracy(pop["item_acc"])
         theta, p_elo = elo_ratings(base["user_code"], base["pos"], difficulty, base["answer"])
-        num = pd.DataFrame(pop)
-        num = pd.concat([hist, num], axis=1)
+        resid = residual_features(base["user_code"], codes["tag"], base["answer"], pop["item_acc"])
+        num = pd.concat([hist, pd.DataFrame(pop), resid], axis=1)
         num["tag_acc_gap"] = num["user_tag_acc"] - num["tag_acc"]
         num["elo_theta"], num["elo_p"] = theta, p_elo
         num["elapsed_log"] = np.log1p(base["elapsed"])

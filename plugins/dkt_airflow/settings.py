@@ -36,3 +36,17 @@ DEFAULT_ARGS = {
     "retries": 1,
     "retry_delay": timedelta(seconds=30),
 }
+
+# Gate: promote if challenger AUC >= champion AUC - tolerance (the per-run param defaults to this).
+GATE_TOLERANCE = float(os.environ.get("DKT_GATE_TOLERANCE", "0.002"))
+# JSON: model name -> TrainConfig.model_options overrides, e.g. '{"lgbm": {"num_boost_round": 200}}'
+MODEL_OPTIONS = os.environ.get("DKT_MODEL_OPTIONS", "{}")
+
+# Registry/Docker calls (build, push, rollout): retried with backoff like S3. A rollout that fails its
+# health/smoke check is *not* retried (the task raises AirflowFailException): it was rolled back already.
+DOCKER_RETRY = {
+    "retries": int(os.environ.get("DKT_DOCKER_TASK_RETRIES", "2")),
+    "retry_delay": timedelta(seconds=int(os.environ.get("DKT_DOCKER_RETRY_DELAY_S", "30"))),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=10),
+}

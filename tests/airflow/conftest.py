@@ -20,6 +20,8 @@ AIRFLOW_ENV = {
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__CORE__PARALLELISM": "4",
     "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+    # Read when the DAG file is parsed: retries of S3 tasks after 1 s (not 10 s) keep the retry test short.
+    "DKT_S3_RETRY_DELAY_S": "1",
 }
 # Must happen at import time: airflow reads its configuration once, on first import.
 os.environ.update(AIRFLOW_ENV)
@@ -47,3 +49,69 @@ def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(REPO / "dags"))
+
+
+class CuttableProxy:
+    """A loopback TCP forwarder in front of the moto server that can be cut and restored.
+
+    While ``flag`` exists every connection (new or pooled) is closed on its next use, so S3 clients get
+    real connection errors while moto keeps its objects in memory. The flag is a file because Airflow
+    runs each task in a forked process: a task-side fault hook cuts S3 by creating it.
+    """
+
+    def __init__(self, target_port: int, flag: Path):
+        import socket
+        import threading
+
+        self.target_port, self.flag = target_port, flag
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(32)
+        self.port = self._listener.getsockname()[1]
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut(self) -> None:
+        self.flag.touch()
+
+    def restore(self) -> None:
+        self.flag.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            if self.flag.exists():
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src, dst) -> None:
+        try:
+            while (data := src.recv(65536)) and not self.flag.exists():
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+
+@pytest.fixture
+def s3_proxy(moto_server, tmp_path):
+    proxy = CuttableProxy(moto_server.port, tmp_path / "s3-down")
+    yield proxy
+    proxy.close()

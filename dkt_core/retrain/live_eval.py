@@ -1,0 +1,105 @@
+"""Live evaluation: the serving champion scored on the newly ingested rows, before they train anything.
+
+The new rows of curated version N are the rows not in version N-1. Each is predicted from its own
+past, with the user's earlier curated history as context (the features are past-only, so predicting the
+user's whole history and keeping the new rows is exactly that). This is the honest measure of how the
+deployed model does on real traffic; one entry per data version goes to ``reports/live_auc.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dkt_core.evaluation.metrics import evaluate_predictions
+from dkt_core.ingest import layout as ingest_layout
+from dkt_core.ingest.curated import COLUMNS, read_version
+from dkt_core.ingest.s3ops import PreconditionFailed, get_json, put_json
+from dkt_core.models.base import LABEL, USER
+from dkt_core.retrain.champion import champion_dir, read_champion
+from dkt_core.retrain.layout import LIVE_AUC_KEY
+from dkt_core.retrain.settings import RetrainSettings
+from dkt_core.storage.s3 import S3Settings, s3_client
+
+
+def new_rows_mask(current: pd.DataFrame, parent: pd.DataFrame | None) -> np.ndarray:
+    """True for rows of ``current`` that ``parent`` does not hold (curated versions have no exact dups)."""
+    if parent is None or not len(parent):
+        return np.ones(len(current), dtype=bool)
+    keys = parent[COLUMNS].astype(current[COLUMNS].dtypes.to_dict())
+    merged = current[COLUMNS].merge(keys.drop_duplicates(), how="left", on=COLUMNS, indicator=True)
+    return (merged["_merge"] == "left_only").to_numpy()
+
+
+def score_new_rows(predictor, current: pd.DataFrame, is_new: np.ndarray) -> dict[str, Any]:
+    """Metrics of ``predictor`` on the new answered rows, each predicted with the user's full past."""
+    users = current.loc[is_new, USER].unique()
+    context = current[current[USER].isin(users)]  # still sorted per user by time
+    new_in_context = is_new[context.index.to_numpy()]
+    context = context.reset_index(drop=True)
+    proba = predictor.predict_frame(context)
+    sel = new_in_context & (context[LABEL].to_numpy() >= 0)
+    if not sel.any():
+        return {"n_rows": 0, "auc_all": None}
+    return evaluate_predictions(context.loc[sel, USER].to_numpy(), context.loc[sel, LABEL].to_numpy(),
+                                proba[sel], n_boot=0)
+
+
+def record_live_auc(client, bucket: str, entry: dict[str, Any], attempts: int = 5) -> str:
+    """Insert/replace the entry of entry["data_version"] with compare-and-set (retry-safe, no dups)."""
+    for _ in range(attempts):
+        got = get_json(client, bucket, LIVE_AUC_KEY)
+        entries = [e for e in (got[0]["entries"] if got else []) if e["data_version"] != entry["data_version"]]
+        doc = {"schema": 1, "entries": sorted(entries + [entry], key=lambda e: e["data_version"])}
+        try:
+            if got is None:
+                put_json(client, bucket, LIVE_AUC_KEY, doc, if_absent=True)
+            else:
+                put_json(client, bucket, LIVE_AUC_KEY, doc, if_match=got[1])
+            return f"s3://{bucket}/{LIVE_AUC_KEY}"
+        except PreconditionFailed:
+            time.sleep(0.2)
+    raise RuntimeError(f"s3://{bucket}/{LIVE_AUC_KEY} kept changing under us; retry the task")
+
+
+def live_history(client, bucket: str) -> list[dict[str, Any]]:
+    got = get_json(client, bucket, LIVE_AUC_KEY)
+    return got[0]["entries"] if got else []
+
+
+def live_evaluate(data_version: str, parent_version: str | None, *, settings: RetrainSettings | None = None,
+                  s3: S3Settings | None = None) -> dict[str, Any]:
+    """Score the champion on the rows version ``data_version`` added; record and return the result."""
+    settings = settings or RetrainSettings.from_env()
+    s3 = s3 or S3Settings.from_env()
+    client, bucket = s3_client(s3), s3.bucket
+    champion = read_champion(client, bucket)
+    if champion is None:
+        return {"status": "skipped", "reason": "no champion serves yet: nothing to evaluate live",
+                "data_version": data_version}
+    from dkt_core.predict import Predictor
+
+    current = read_version(client, bucket, ingest_layout.parse_version(data_version))
+    parent = read_version(client, bucket, ingest_layout.parse_version(parent_version)) if parent_version else None
+    is_new = new_rows_mask(current, parent)
+    predictor = Predictor.load(champion_dir(client, champion, settings.cache_dir))
+    metrics = score_new_rows(predictor, current, is_new)
+    entry = {
+        "data_version": data_version,
+        "parent_version": parent_version,
+        "model_version": champion["model_version"],
+        "champion_data_version": champion.get("data_version"),
+        "n_new_rows": int(is_new.sum()),
+        "n_scored": int(metrics.get("n_rows", 0)),
+        "n_users": int(metrics.get("n_users", 0)),
+        "auc": metrics.get("auc_all"),
+        "acc": metrics.get("acc_all"),
+        "logloss": metrics.get("logloss_all"),
+        "evaluated_at": datetime.now(UTC).isoformat(),
+    }
+    uri = record_live_auc(client, bucket, entry)
+    return {"status": "evaluated", "live_auc_uri": uri, **entry}

@@ -1,0 +1,111 @@
+"""The run report stored with the artifact: models/<model_version>/report.html (+ report.json, PNGs).
+
+Contents: hold-out metrics of challenger and champion and the gate's decision, ROC and calibration
+plots, the data-quality summary of the ingest, drift of the new rows vs the previous version, and the
+trend of the serving model's live AUC.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from dkt_core.ingest import layout as ingest_layout
+from dkt_core.ingest.curated import read_version
+from dkt_core.ingest.s3ops import get_json, put_bytes
+from dkt_core.models.base import LABEL
+from dkt_core.retrain import plots
+from dkt_core.retrain.drift import drift_summary, quality_summary
+from dkt_core.retrain.gate import METRIC, decide
+from dkt_core.retrain.layout import model_key
+from dkt_core.retrain.live_eval import live_history, new_rows_mask
+from dkt_core.retrain.s3io import read_parquet, write_json
+from dkt_core.storage.s3 import S3Settings, s3_client
+
+
+def _table(rows: dict[str, Any]) -> str:
+    cells = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows.items())
+    return f"<table>{cells}</table>"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    if isinstance(v, dict | list):
+        return json.dumps(v, default=str)
+    return "" if v is None else str(v)
+
+
+def render_html(doc: dict[str, Any]) -> str:
+    ev, gate = doc["evaluation"], doc["gate"]
+    metrics = ["auc_all", "auc_all_ci95", "auc_last", "acc_all", "logloss_all", "n_users", "n_rows"]
+    rows = "".join(
+        f"<tr><th>{m}</th><td>{html.escape(_fmt((ev['challenger'] or {}).get(m)))}</td>"
+        f"<td>{html.escape(_fmt((ev['champion'] or {}).get(m)))}</td></tr>" for m in metrics)
+    drift = doc["drift"]
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>dkt run {html.escape(doc['run_id'])}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1000px}}table{{border-collapse:collapse;margin:.5em 0}}
+th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}}img{{max-width:48%}}</style></head><body>
+<h1>Retraining run {html.escape(doc['run_id'])}</h1>
+<p>challenger <b>{html.escape(doc['model_version'])}</b> on data {html.escape(doc['data_version'])}
+(parent {html.escape(str(doc['parent_version']))}); created {html.escape(doc['created_at'])}</p>
+<h2>Gate: {"PROMOTE" if gate['promote'] else "KEEP CHAMPION"}</h2><p>{html.escape(gate['reason'])}</p>
+<h2>Hold-out metrics (same users for both)</h2>
+<table><tr><th></th><th>challenger {html.escape(doc['model_version'])}</th>
+<th>champion {html.escape(str(ev['champion_version']))}</th></tr>{rows}</table>
+<img src="roc.png" alt="ROC"> <img src="calibration.png" alt="calibration">
+<h2>Live AUC of the serving model on newly ingested rows</h2>{_table({e['data_version']: e.get('auc') for e in doc['live_trend']})}
+<img src="live_auc.png" alt="live AUC trend">
+<h2>Data quality of this ingest</h2>{_table({k: v for k, v in doc['quality'].items() if k != 'sources'})}
+{_table({s['key']: s for s in doc['quality']['sources']})}
+<h2>Drift: new rows vs previous version ({html.escape(str(drift.get('verdict', drift.get('note', ''))))})</h2>
+{_table({'PSI ' + k: v for k, v in drift.get('psi', {}).items()})}
+{_table({'accuracy shift': drift.get('accuracy_shift'), 'new users': drift.get('new_users')})}
+<table><tr><th></th><th>previous version</th><th>new rows</th></tr>{"".join(
+        f"<tr><th>{k}</th><td>{_fmt((drift['parent'] or {}).get(k))}</td><td>{_fmt(drift['new_rows'].get(k))}</td></tr>"
+        for k in drift['new_rows'])}</table>
+</body></html>"""
+
+
+def build_report(run_id: str, data_version: str, parent_version: str | None, evaluation: dict[str, Any],
+                 *, tolerance: float, force: bool = False, s3: S3Settings | None = None) -> dict[str, Any]:
+    """Write the report files next to the artifact; returns their URIs and the gate's decision."""
+    s3 = s3 or S3Settings.from_env()
+    client, bucket = s3_client(s3), s3.bucket
+    version = evaluation["model_version"]
+    current = read_version(client, bucket, ingest_layout.parse_version(data_version))
+    parent = read_version(client, bucket, ingest_layout.parse_version(parent_version)) if parent_version else None
+    new_rows = current[new_rows_mask(current, parent)]
+    meta = get_json(client, bucket, ingest_layout.metadata_key(ingest_layout.parse_version(data_version)))
+
+    preds = read_parquet(client, evaluation["predictions_uri"])
+    preds = preds[preds[LABEL] >= 0]
+    y = preds[LABEL].to_numpy().astype(float)
+    curves = {f"challenger {version}": preds["challenger"].to_numpy()}
+    if "champion" in preds:
+        curves[f"champion {evaluation['champion_version']}"] = preds["champion"].to_numpy()
+    ch, cp = evaluation["challenger"] or {}, evaluation["champion"] or {}
+    gate = decide(ch.get(METRIC), cp.get(METRIC), tolerance=tolerance, force=force,
+                  champion_version=evaluation["champion_version"]).to_dict()
+    doc = {
+        "run_id": run_id, "model_version": version, "data_version": data_version,
+        "parent_version": parent_version, "created_at": datetime.now(UTC).isoformat(),
+        "evaluation": evaluation, "gate": gate,
+        "quality": quality_summary(meta[0] if meta else {}),
+        "drift": drift_summary(parent, new_rows),
+        "live_trend": live_history(client, bucket),
+    }
+    files = {
+        "roc.png": (plots.roc_png(y, curves), "image/png"),
+        "calibration.png": (plots.calibration_png(y, curves), "image/png"),
+        "live_auc.png": (plots.live_auc_png(doc["live_trend"]), "image/png"),
+        "report.html": (render_html(doc).encode(), "text/html"),
+    }
+    for name, (body, ctype) in files.items():
+        put_bytes(client, bucket, model_key(version, name), body, content_type=ctype)
+    json_uri = write_json(client, bucket, model_key(version, "report.json"), doc)
+    return {"report_uri": f"s3://{bucket}/{model_key(version, 'report.html')}", "report_json_uri": json_uri,
+            "gate": gate, "drift_verdict": doc["drift"].get("verdict"), "quality": {
+                k: v for k, v in doc["quality"].items() if k != "sources"}}

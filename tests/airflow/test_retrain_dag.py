@@ -1,0 +1,191 @@
+"""dag.test() runs of the whole dkt_retrain DAG against a real moto S3 server, deploy disabled.
+
+Tiny LightGBM configs (via the model_options param) keep each run to a few seconds.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.airflow
+
+TINY = {"lgbm": {"num_boost_round": 30, "num_leaves": 15, "min_data_in_leaf": 20, "early_stopping_rounds": 10,
+                 "num_threads": 1}}
+STUMP = {"lgbm": {"num_boost_round": 1, "num_leaves": 2, "min_data_in_leaf": 20, "num_threads": 1}}
+PROMOTE_PATH = ["package", "deploy", "set_champion"]
+
+
+@pytest.fixture(scope="module")
+def logs() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(initial, later) interactions of 120 simulated users split at a point in time."""
+    from dkt_core.data.simulate import SimulationConfig, simulate
+
+    df = simulate(SimulationConfig(users=120, seed=3, tests=40, tags=20, mean_tests_per_user=8))
+    cut = df["Timestamp"].quantile(0.75)
+    return df[df["Timestamp"] < cut].reset_index(drop=True), df[df["Timestamp"] >= cut].reset_index(drop=True)
+
+
+@pytest.fixture
+def env(airflow_db, s3_env, tmp_path, monkeypatch):
+    """Connection + local state for one test; deployment disabled (no Docker needed)."""
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(
+        {"conn_type": "aws", "login": "testing", "password": "testing",
+         "extra": {"region_name": "us-east-1", "endpoint_url": s3_env.endpoint_url}}))
+    monkeypatch.setenv("DKT_DEPLOY", "none")
+    monkeypatch.setenv("DKT_HOME", str(tmp_path / "dkt"))
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    monkeypatch.setenv("DKT_HOLDOUT_FRACTION", "0.25")
+    from dkt_core.storage.s3 import ensure_bucket, s3_client
+
+    client = s3_client(s3_env)
+    ensure_bucket(client, s3_env.bucket)
+    return client
+
+
+def upload(client, bucket: str, key: str, frame: pd.DataFrame, extra: str = "") -> None:
+    from dkt_core.data.validate import to_seed_csv
+
+    buf = io.StringIO()
+    to_seed_csv(frame, buf)
+    client.put_object(Bucket=bucket, Key=key, Body=(buf.getvalue() + extra).encode())
+
+
+def states(run) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def xcom(run, task_id: str, key: str = "return_value"):
+    ti = next(ti for ti in run.get_task_instances() if ti.task_id == task_id)
+    return ti.xcom_pull(task_ids=task_id, key=key)
+
+
+def get_json(client, bucket: str, key: str) -> dict:
+    return json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def keys(client, bucket: str, prefix: str) -> list[str]:
+    return [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+
+
+def curated_rows(client, bucket: str, version: str) -> pd.DataFrame:
+    body = client.get_object(Bucket=bucket, Key=f"curated/{version}/interactions.parquet")["Body"].read()
+    return pd.read_parquet(io.BytesIO(body))
+
+
+def test_first_run_promotes_rerun_skips_worse_challenger_is_rejected(dagbag, env, s3_env, logs):
+    client, bucket, dag = env, s3_env.bucket, dagbag.dags["dkt_retrain"]
+    initial, later = logs
+    upload(client, bucket, "interactions/date=2020-01-01/initial.csv", initial)
+
+    # (1) first run: trains, no champion yet -> promoted (package + alias; deploy disabled)
+    first = dag.test(run_conf={"models": ["lgbm"], "model_options": TINY})
+    st = states(first)
+    assert str(first.state) == "success", st
+    assert all(st[t] == "success" for t in ["split_holdout", "live_eval", "train", "evaluate", "report", "gate",
+                                              *PROMOTE_PATH]), st
+    assert st["keep_champion"] == "skipped"
+    trained = xcom(first, "train")
+    champion = get_json(client, bucket, "models/champion.json")
+    assert champion["model_version"] == trained["model_version"]
+    assert champion["artifact_uri"] == f"s3://{bucket}/models/{trained['model_version']}/artifact.tar.gz"
+    assert champion["deployment"] == "skipped" and champion["image"] is None
+    assert champion["holdout"]["auc_all"] > 0.6
+    assert champion["bentoml_tag"] == f"dkt-model:{trained['model_version']}"
+    assert xcom(first, "live_eval")["status"] == "skipped"  # nothing served before the first model
+    model_keys = keys(client, bucket, f"models/{trained['model_version']}/")
+    for name in ("artifact.tar.gz", "report.html", "report.json", "roc.png", "calibration.png", "evaluation.json"):
+        assert f"models/{trained['model_version']}/{name}" in model_keys
+    assert xcom(first, "report")["report_uri"] == champion["report_uri"]
+    split = xcom(first, "split_holdout")
+    assert split["holdout_users"] > 0 and split["train_users"] > split["holdout_users"]
+
+    # (2) no new data: the run succeeds and everything after has_new_data is skipped
+    second = dag.test(run_conf={"models": ["lgbm"], "model_options": TINY})
+    st = states(second)
+    assert str(second.state) == "success", st
+    assert all(st[t] == "skipped" for t in ["split_holdout", "live_eval", "train", "gate", *PROMOTE_PATH]), st
+
+    # (3) new data + a deliberately worse challenger (one boosting round on a 2-leaf tree)
+    upload(client, bucket, "interactions/date=2020-02-01/later.csv", later)
+    before = client.head_object(Bucket=bucket, Key="models/champion.json")["ETag"]
+    third = dag.test(run_conf={"models": ["lgbm"], "model_options": STUMP})
+    st = states(third)
+    assert str(third.state) == "success", st
+    assert st["train"] == "success" and st["keep_champion"] == "success", st
+    assert all(st[t] == "skipped" for t in PROMOTE_PATH), st
+    decision = xcom(third, "gate", key="decision")
+    assert decision["promote"] is False and "champion kept" in decision["reason"]
+    assert decision["challenger"] < decision["champion"] - decision["tolerance"]
+    assert client.head_object(Bucket=bucket, Key="models/champion.json")["ETag"] == before
+    # live evaluation scored the champion on exactly the new rows of v=000002, recorded once
+    live = get_json(client, bucket, "reports/live_auc.json")["entries"]
+    assert [e["data_version"] for e in live] == ["v=000002"]
+    assert live[0]["model_version"] == champion["model_version"]
+    assert live[0]["n_new_rows"] == len(later) and live[0]["auc"] > 0.6
+    challenger = xcom(third, "train")["model_version"]
+    report = get_json(client, bucket, f"models/{challenger}/report.json")
+    assert report["evaluation"]["champion_version"] == champion["model_version"]
+    assert report["drift"]["new_rows"]["rows"] == len(later) and set(report["drift"]["psi"]) == {
+        "assessmentItemID", "testId", "KnowledgeTag"}
+    assert report["live_trend"][0]["data_version"] == "v=000002"
+
+
+def test_malformed_rows_are_quarantined_and_the_run_succeeds(dagbag, env, s3_env, logs):
+    client, bucket, dag = env, s3_env.bucket, dagbag.dags["dkt_retrain"]
+    initial, _ = logs
+    bad = ("u_bad,A010001001,A010000001,7,2020-01-02 00:00:00,5\n"  # answerCode 7
+           ",A010001001,A010000001,1,2020-01-02 00:00:00,5\n"  # no user
+           "u_bad2,A010001001,A010000001,1,not-a-time,5\n")
+    upload(client, bucket, "interactions/date=2020-01-01/mixed.csv", initial, extra=bad)
+    run = dag.test(run_conf={"models": ["lgbm"], "model_options": TINY})
+    assert str(run.state) == "success", states(run)
+    ingested = xcom(run, "ingest")
+    assert ingested["rows_rejected"] == 3 and ingested["rows_added"] == len(initial)
+    rejected_key = "quarantine/" + ingested["quarantine_prefix"].split("/", 1)[1] + \
+        "interactions/date=2020-01-01/mixed.csv.rejected.csv"
+    rejected = pd.read_csv(io.BytesIO(client.get_object(Bucket=bucket, Key=rejected_key)["Body"].read()))
+    assert len(rejected) == 3 and rejected["reason"].notna().all()
+    assert len(curated_rows(client, bucket, "v=000001")) == len(initial)
+    assert get_json(client, bucket, "models/champion.json")["model_version"] == xcom(run, "train")["model_version"]
+    quality = get_json(client, bucket, f"models/{xcom(run, 'train')['model_version']}/report.json")["quality"]
+    assert quality["rows_rejected"] == 3 and quality["rows_valid"] == len(initial)
+
+
+def test_s3_outage_on_first_try_is_retried_without_duplicates(dagbag, env, s3_env, s3_proxy, logs, monkeypatch,
+                                                              tmp_path):
+    """The S3 endpoint goes away at the worst moment of ingest's first try: everything written, not
+    committed. The retry must commit exactly one version with each row once."""
+    import dkt_core.ingest.pipeline as pipeline
+
+    client, bucket, dag = env, s3_env.bucket, dagbag.dags["dkt_retrain"]
+    initial, _ = logs
+    upload(client, bucket, "interactions/date=2020-01-01/initial.csv", initial)
+    monkeypatch.setenv("DKT_S3_ENDPOINT_URL", s3_proxy.endpoint_url)  # tasks talk to S3 through the proxy
+    real_commit, attempts = pipeline.commit_run, tmp_path / "commit-attempts"
+
+    def commit_during_outage(*args, **kwargs):
+        # Runs in the task's (forked) process: count attempts in a file, cut S3 on the first one.
+        with attempts.open("a") as f:
+            f.write("x")
+        if attempts.read_text() != "x":
+            return real_commit(*args, **kwargs)
+        s3_proxy.cut()  # a real outage: connections dropped, moto keeps its state
+        try:
+            return real_commit(*args, **kwargs)
+        finally:
+            s3_proxy.restore()
+
+    monkeypatch.setattr(pipeline, "commit_run", commit_during_outage)
+    run = dag.test(run_conf={"models": ["lgbm"], "model_options": TINY})
+    assert str(run.state) == "success", states(run)
+    ingest_ti = next(ti for ti in run.get_task_instances() if ti.task_id == "ingest")
+    assert ingest_ti.try_number == 2 and attempts.read_text() == "xx"
+    assert keys(client, bucket, "curated/v=000002/") == []
+    rows = curated_rows(client, bucket, "v=000001")
+    assert len(rows) == len(initial) and not rows.duplicated().any()
+    assert len(keys(client, bucket, "manifest/runs/")) == 1
+    assert get_json(client, bucket, "models/champion.json")["data_version"] == "v=000001"

@@ -1,0 +1,43 @@
+"""The promotion gate: challenger AUC >= champion AUC - tolerance on the same hold-out."""
+
+from __future__ import annotations
+
+import pytest
+
+from dkt_core.retrain.gate import decide
+
+
+def test_first_model_is_promoted():
+    d = decide(0.70, None, tolerance=0.002, champion_version=None)
+    assert d.promote and "no champion" in d.reason
+
+
+@pytest.mark.parametrize(("challenger", "champion", "promote"), [
+    (0.80, 0.78, True),     # better
+    (0.779, 0.780, True),   # worse, but within the tolerance
+    (0.778, 0.780, True),   # exactly at the threshold
+    (0.7779, 0.780, False),  # just below it
+    (0.60, 0.80, False),
+])
+def test_tolerance_boundary(challenger, champion, promote):
+    d = decide(challenger, champion, tolerance=0.002, champion_version="m1")
+    assert d.promote is promote
+    assert ("champion kept" in d.reason) is (not promote)
+    assert "m1" in d.reason and d.tolerance == 0.002
+
+
+def test_force_overrides_a_rejection_and_says_so():
+    d = decide(0.60, 0.80, tolerance=0.002, champion_version="m1", force=True)
+    assert d.promote and d.forced and "force_deploy" in d.reason
+    assert not decide(0.81, 0.80, tolerance=0.0, champion_version="m1", force=True).forced
+
+
+def test_undefined_metrics():
+    assert not decide(None, 0.8, tolerance=0.002, champion_version="m1").promote
+    assert decide(None, 0.8, tolerance=0.002, champion_version="m1", force=True).promote
+    assert decide(0.7, None, tolerance=0.002, champion_version="m1").promote  # nothing to beat
+
+
+def test_negative_tolerance_is_refused():
+    with pytest.raises(ValueError, match="tolerance"):
+        decide(0.8, 0.8, tolerance=-0.1, champion_version="m1")

@@ -1,0 +1,79 @@
+"""Report pieces: PSI, ROC/calibration points, figures and the HTML page."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dkt_core.evaluation.metrics import auc
+from dkt_core.retrain import plots
+from dkt_core.retrain.drift import drift_summary, psi, quality_summary
+from dkt_core.retrain.report import render_html
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift():
+    a = pd.Series(list("aabbccdd") * 50)
+    assert psi(a, a.sample(frac=1, random_state=0)) == pytest.approx(0.0, abs=1e-9)
+    assert psi(a, pd.Series(list("aaaaaaab") * 50)) > 0.25
+    assert psi(a, pd.Series(list("xyz") * 10)) > 1  # unseen categories land in "other"
+    assert psi(a, pd.Series([], dtype=str)) is None
+
+
+def test_roc_points_integrate_to_the_auc():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 500)
+    p = np.clip(0.3 * y + rng.random(500) * 0.7, 0, 1)
+    fpr, tpr = plots.roc_points(y, p)
+    assert fpr[0] == 0 and fpr[-1] == 1 and tpr[-1] == 1
+    assert np.trapezoid(tpr, fpr) == pytest.approx(auc(y, p), abs=1e-9)
+
+
+def test_calibration_points_of_a_calibrated_model():
+    rng = np.random.default_rng(1)
+    p = rng.random(20000)
+    y = (rng.random(20000) < p).astype(float)
+    mean_p, obs, count = plots.calibration_points(y, p)
+    assert count.sum() == 20000 and np.abs(mean_p - obs).max() < 0.03
+
+
+def test_figures_are_png():
+    y = np.array([0, 1, 0, 1, 1])
+    p = np.array([0.1, 0.8, 0.4, 0.6, 0.9])
+    assert plots.roc_png(y, {"a": p}).startswith(PNG)
+    assert plots.calibration_png(y, {"a": p, "b": 1 - p}).startswith(PNG)
+    assert plots.live_auc_png([{"data_version": "v=000002", "auc": 0.7}]).startswith(PNG)
+    assert plots.live_auc_png([]).startswith(PNG)
+
+
+def test_drift_and_quality_summaries(tiny_log):
+    cut = tiny_log["Timestamp"].quantile(0.8)
+    parent, new = tiny_log[tiny_log["Timestamp"] < cut], tiny_log[tiny_log["Timestamp"] >= cut]
+    d = drift_summary(parent, new)
+    assert d["new_rows"]["rows"] == len(new) and d["parent"]["users"] == parent["userID"].nunique()
+    assert set(d["psi"]) == {"assessmentItemID", "testId", "KnowledgeTag"} and d["verdict"]
+    assert drift_summary(None, new)["psi"] == {}
+    q = quality_summary({"sources": [
+        {"key": "a.csv", "status": "validated", "rows_read": 10, "rows_valid": 8, "rows_rejected": 2,
+         "reasons": {"bad answerCode": 2}},
+        {"key": "b.bin", "status": "quarantined", "reason": "not a CSV"}]})
+    assert (q["rows_read"], q["rows_valid"], q["rows_rejected"], q["objects_quarantined"]) == (10, 8, 2, 1)
+    assert q["reasons"] == {"bad answerCode": 2}
+
+
+def test_html_report_has_every_section(tiny_log):
+    cut = tiny_log["Timestamp"].quantile(0.8)
+    metrics = {"auc_all": 0.75, "auc_last": 0.7, "n_users": 10, "n_rows": 100}
+    doc = {"run_id": "manual__<x>", "model_version": "m2", "data_version": "v=000002", "parent_version": "v=000001",
+           "created_at": "now", "evaluation": {"challenger": metrics, "champion": {**metrics, "auc_all": 0.8},
+                                              "champion_version": "m1"},
+           "gate": {"promote": False, "reason": "challenger auc_all 0.7500 vs champion m1 0.8000: champion kept"},
+           "quality": quality_summary({"sources": []}),
+           "drift": drift_summary(tiny_log[tiny_log["Timestamp"] < cut], tiny_log[tiny_log["Timestamp"] >= cut]),
+           "live_trend": [{"data_version": "v=000002", "auc": 0.74}]}
+    page = render_html(doc)
+    for part in ("KEEP CHAMPION", "champion kept", "roc.png", "calibration.png", "live_auc.png", "PSI KnowledgeTag",
+                 "Data quality", "champion m1", "0.8000", "manual__&lt;x&gt;"):
+        assert part in page, part

@@ -10,9 +10,9 @@ Keys arrive factorized, as ``(codes per row, distinct values)``, so the work per
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
-import pandas as pd
 
 SMOOTHING = 5.0  # pseudo-answers at the global accuracy
 STAT_KEYS = ("item", "test", "tag", "head")
@@ -40,10 +40,20 @@ class KeyStats:
     def lookup(self, key: Key, prior: float) -> tuple[np.ndarray, np.ndarray]:
         """(smoothed accuracy, log1p count) per row; values never seen in training get the prior and 0."""
         codes, uniques = key
-        pos = pd.Index(self.keys).get_indexer(np.asarray(uniques).astype(str))
-        corr = np.where(pos >= 0, np.asarray(self.correct + [0.0])[pos], 0.0)
-        known = np.where(pos >= 0, np.asarray(self.known + [0.0])[pos], 0.0)
+        index, correct_all, known_all = self._arrays
+        get = index.get
+        pos = np.fromiter((get(str(u), -1) for u in np.asarray(uniques)), dtype=np.int64, count=len(uniques))
+        corr = np.where(pos >= 0, correct_all[pos], 0.0)
+        known = np.where(pos >= 0, known_all[pos], 0.0)
         return _smoothed(corr, known, prior)[codes], np.log1p(known)[codes]
+
+    @cached_property
+    def _arrays(self) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
+        # built once: per-call rebuilding dominated small (serving) requests
+        return {k: i for i, k in enumerate(self.keys)}, np.asarray(self.correct + [0.0]), np.asarray(self.known + [0.0])
+
+    def to_dict(self) -> dict:
+        return {"keys": self.keys, "correct": self.correct, "known": self.known}
 
 
 @dataclass
@@ -74,7 +84,7 @@ class PopulationStats:
         return out
 
     def to_dict(self) -> dict:
-        return {"prior": self.prior, "tables": {k: vars(v) for k, v in self.tables.items()}}
+        return {"prior": self.prior, "tables": {k: v.to_dict() for k, v in self.tables.items()}}
 
     @classmethod
     def from_dict(cls, d: dict) -> PopulationStats:

@@ -42,16 +42,6 @@ def inference_url() -> str:
 
 
 @pytest.fixture
-def inference_server_url() -> str:
-    """A running inference service (bento_service); wired in later. Until then set DKT_TEST_INFERENCE_URL."""
-    url = os.environ.get("DKT_TEST_INFERENCE_URL")
-    if not url:
-        pytest.skip("no inference service: set DKT_TEST_INFERENCE_URL to a running `make serve` URL "
-                    "to check the prediction and the knowledge chart in the browser")
-    return url
-
-
-@pytest.fixture
 def bank(tmp_path):
     rows = [("u", f"i{n}", TEST_ID, 1, "2020-01-01 00:00:00", f"k{n % 2}") for n in range(4) for _ in range(4 - n)]
     path = tmp_path / "bank.json"

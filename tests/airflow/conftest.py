@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,3 +117,30 @@ def s3_proxy(moto_server, tmp_path):
     proxy = CuttableProxy(moto_server.port, tmp_path / "s3-down")
     yield proxy
     proxy.close()
+
+
+@pytest.fixture(scope="session")
+def logs() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(initial, later) interactions of 120 simulated users split at a point in time."""
+    from dkt_core.data.simulate import SimulationConfig, simulate
+
+    df = simulate(SimulationConfig(users=120, seed=3, tests=40, tags=20, mean_tests_per_user=8))
+    cut = df["Timestamp"].quantile(0.75)
+    return df[df["Timestamp"] < cut].reset_index(drop=True), df[df["Timestamp"] >= cut].reset_index(drop=True)
+
+
+@pytest.fixture
+def env(airflow_db, s3_env, tmp_path, monkeypatch):
+    """Connection + local state for one test; deployment disabled (no Docker needed)."""
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(
+        {"conn_type": "aws", "login": "testing", "password": "testing",
+         "extra": {"region_name": "us-east-1", "endpoint_url": s3_env.endpoint_url}}))
+    monkeypatch.setenv("DKT_DEPLOY", "none")
+    monkeypatch.setenv("DKT_HOME", str(tmp_path / "dkt"))
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    monkeypatch.setenv("DKT_HOLDOUT_FRACTION", "0.25")
+    from dkt_core.storage.s3 import ensure_bucket, s3_client
+
+    client = s3_client(s3_env)
+    ensure_bucket(client, s3_env.bucket)
+    return client

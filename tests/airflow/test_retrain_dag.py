@@ -6,74 +6,12 @@ Tiny LightGBM configs (via the model_options param) keep each run to a few secon
 from __future__ import annotations
 
 import io
-import json
 
 import pandas as pd
 import pytest
+from dagutil import PROMOTE_PATH, STUMP, TINY, curated_rows, get_json, keys, states, upload, xcom
 
 pytestmark = pytest.mark.airflow
-
-TINY = {"lgbm": {"num_boost_round": 30, "num_leaves": 15, "min_data_in_leaf": 20, "early_stopping_rounds": 10,
-                 "num_threads": 1}}
-STUMP = {"lgbm": {"num_boost_round": 1, "num_leaves": 2, "min_data_in_leaf": 20, "num_threads": 1}}
-PROMOTE_PATH = ["package", "deploy", "set_champion"]
-
-
-@pytest.fixture(scope="module")
-def logs() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(initial, later) interactions of 120 simulated users split at a point in time."""
-    from dkt_core.data.simulate import SimulationConfig, simulate
-
-    df = simulate(SimulationConfig(users=120, seed=3, tests=40, tags=20, mean_tests_per_user=8))
-    cut = df["Timestamp"].quantile(0.75)
-    return df[df["Timestamp"] < cut].reset_index(drop=True), df[df["Timestamp"] >= cut].reset_index(drop=True)
-
-
-@pytest.fixture
-def env(airflow_db, s3_env, tmp_path, monkeypatch):
-    """Connection + local state for one test; deployment disabled (no Docker needed)."""
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(
-        {"conn_type": "aws", "login": "testing", "password": "testing",
-         "extra": {"region_name": "us-east-1", "endpoint_url": s3_env.endpoint_url}}))
-    monkeypatch.setenv("DKT_DEPLOY", "none")
-    monkeypatch.setenv("DKT_HOME", str(tmp_path / "dkt"))
-    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
-    monkeypatch.setenv("DKT_HOLDOUT_FRACTION", "0.25")
-    from dkt_core.storage.s3 import ensure_bucket, s3_client
-
-    client = s3_client(s3_env)
-    ensure_bucket(client, s3_env.bucket)
-    return client
-
-
-def upload(client, bucket: str, key: str, frame: pd.DataFrame, extra: str = "") -> None:
-    from dkt_core.data.validate import to_seed_csv
-
-    buf = io.StringIO()
-    to_seed_csv(frame, buf)
-    client.put_object(Bucket=bucket, Key=key, Body=(buf.getvalue() + extra).encode())
-
-
-def states(run) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-
-
-def xcom(run, task_id: str, key: str = "return_value"):
-    ti = next(ti for ti in run.get_task_instances() if ti.task_id == task_id)
-    return ti.xcom_pull(task_ids=task_id, key=key)
-
-
-def get_json(client, bucket: str, key: str) -> dict:
-    return json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
-
-
-def keys(client, bucket: str, prefix: str) -> list[str]:
-    return [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
-
-
-def curated_rows(client, bucket: str, version: str) -> pd.DataFrame:
-    body = client.get_object(Bucket=bucket, Key=f"curated/{version}/interactions.parquet")["Body"].read()
-    return pd.read_parquet(io.BytesIO(body))
 
 
 def test_first_run_promotes_rerun_skips_worse_challenger_is_rejected(dagbag, env, s3_env, logs):

@@ -52,3 +52,14 @@ airflow-stop:
 	else echo "Airflow: not started by make airflow"; fi
 
 .PHONY: airflow airflow-unpause airflow-stop
+
+## airflow-test: the Airflow DAG tests without Docker (DAG integrity/policies + dag.test() runs on moto)
+airflow-test: setup
+	$(BIN)/python -m pytest tests/airflow tests/unit/test_retrain_gate.py tests/unit/test_retrain_holdout.py \
+	  tests/unit/test_retrain_live_eval.py tests/unit/test_retrain_report.py -m "not docker" -q $(PYTEST_ARGS)
+
+## airflow-trigger: trigger dkt_retrain now (CONF='{"models": ["lgbm"], "skip_deploy": true}' optional)
+airflow-trigger: setup
+	@$(AIRFLOW_ENV) $(BIN)/airflow dags trigger dkt_retrain $(if $(CONF),--conf '$(CONF)')
+
+.PHONY: airflow-test airflow-trigger

@@ -27,14 +27,26 @@ class Predictor:
     def model_version(self) -> str:
         return self.artifact.model_version
 
-    def predict_members(self, interactions: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-        """(feature frame, member -> P(correct) per row) for typed interactions sorted per user by time."""
-        features = self.artifact.pipeline.transform(interactions)
-        return features, {name: m.predict_proba(features) for name, m in self.artifact.models.items()}
+    def predict_members(self, interactions: pd.DataFrame, rows: np.ndarray | None = None
+                        ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        """(feature frame, member -> P(correct)) for typed interactions sorted per user by time.
 
-    def predict_frame(self, interactions: pd.DataFrame) -> np.ndarray:
-        """Ensemble P(correct) for every row, each from its own past (rows with answerCode -1 included)."""
-        _, preds = self.predict_members(interactions)
+        With ``rows`` (integer positions), only those rows' probabilities are returned: row-independent
+        members then score just those rows (serving needs the targets, not the whole history)."""
+        features = self.artifact.pipeline.transform(interactions)
+        preds = {}
+        for name, model in self.artifact.models.items():
+            if rows is None:
+                preds[name] = model.predict_proba(features)
+            elif model.row_independent:
+                preds[name] = model.predict_proba(features.iloc[rows])
+            else:
+                preds[name] = model.predict_proba(features)[rows]
+        return features, preds
+
+    def predict_frame(self, interactions: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
+        """Ensemble P(correct) for every row (or the given ``rows``), each from its own past only."""
+        _, preds = self.predict_members(interactions, rows)
         return self.artifact.ensemble.predict(preds)
 
     def predict_unsorted(self, interactions: pd.DataFrame) -> np.ndarray:

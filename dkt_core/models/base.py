@@ -57,6 +57,10 @@ class DKTModel(ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type]
+    # True when a row's prediction depends only on that row's (past-only) features, so a caller that
+    # needs a few rows may pass just those rows to predict_proba (tabular models); sequence models need
+    # the whole history.
+    row_independent: ClassVar[bool] = False
 
     def __init__(self, config: Any | None = None, spec: FeatureSpec | None = None):
         self.config = config if config is not None else self.Config()

@@ -31,6 +31,7 @@ class LGBMConfig:
 class LGBMModel(DKTModel):
     name = "lgbm"
     Config = LGBMConfig
+    row_independent = True
 
     def __init__(self, config: LGBMConfig | None = None, spec: FeatureSpec | None = None):
         super().__init__(config, spec)

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from dkt_core.api import (
     Interaction,
     KnowledgeStateResponse,
@@ -52,7 +54,7 @@ class InferenceEngine:
     def predict_students(self, students: Sequence[StudentRequest]) -> list[StudentPrediction]:
         """P(correct) per target for every student: one frame, one pass through pipeline + ensemble."""
         rf = build_frame(students, self.window)
-        proba = self.predictor.predict_frame(rf.frame)[rf.target_rows]
+        proba = self.predictor.predict_frame(rf.frame, rows=np.asarray(rf.target_rows))
         out, start = [], 0
         for student, n in zip(students, rf.target_counts, strict=True):
             out.append(StudentPrediction(userID=student.userID, probabilities=proba[start:start + n].tolist()))

@@ -74,3 +74,10 @@ def test_evaluate_unseen_users(artifact, tmp_path):
     report = evaluate_artifact(artifact, other, n_boot=20)
     assert report["n_users"] == 20 and 0.5 < report["auc_all"] <= 1.0
     assert set(report["members"]) == {"lgbm"}
+
+
+def test_predicting_selected_rows_equals_full_prediction(artifact, tiny_log_csv):
+    frame = load_interactions(tiny_log_csv)
+    predictor = Predictor.load(artifact)
+    rows = np.array([0, 5, len(frame) - 1])
+    np.testing.assert_allclose(predictor.predict_frame(frame, rows=rows), predictor.predict_frame(frame)[rows])

@@ -9,5 +9,5 @@ COPY proxy-entrypoint.sh /usr/local/bin/proxy-entrypoint
 USER dktproxy
 EXPOSE 8000
 HEALTHCHECK --interval=5s --timeout=2s --retries=3 \
-  CMD ["sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/${LISTEN_PORT:-8000}"]
+  CMD ["sh", "-c", "python3 -c \"import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/proxy-health' % os.environ.get('LISTEN_PORT', '8000'), timeout=2)\""]
 ENTRYPOINT ["/usr/local/bin/proxy-entrypoint"]

@@ -1,0 +1,42 @@
+# Docker/Swarm targets (see docs/deploy.md). CI runs `docker-up` before the tests (TEST_PREREQS).
+DKT_REGISTRY ?= 127.0.0.1:5000
+DKT_BASE_IMAGE ?= dkt-base:bookworm
+DKT_STACK ?= dkt
+DKT_API_PORT ?= 8000
+DKT_CLIENT_PORT ?= 8088
+# Optional CA bundle handed to builds that download packages (client image); harmless elsewhere.
+DKT_BUILD_CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+export DKT_REGISTRY DKT_BASE_IMAGE DKT_STACK DKT_API_PORT DKT_CLIENT_PORT DKT_BUILD_CA_BUNDLE
+
+TEST_PREREQS += docker-up
+
+## docker-up: install docker.io/debootstrap/registry/nginx if missing, start dockerd, swarm, registry, base image
+docker-up:
+	scripts/docker/up.sh
+
+## base-image: (re)build the local Debian base image $(DKT_BASE_IMAGE) with debootstrap + docker import
+base-image:
+	scripts/docker/base-image.sh
+
+## registry-up: start the local registry on $(DKT_REGISTRY) (storage under $(DKT_HOME)/registry)
+registry-up:
+	scripts/docker/registry-up.sh
+
+## docker-down: remove the stack, stop the registry and the dockerd started by docker-up
+docker-down:
+	scripts/docker/down.sh
+
+## deploy: MODEL=artifact dir or TAG=dkt-model:<v> (default newest): package -> build -> push -> rolling update
+deploy: setup docker-up
+	$(if $(MODEL),$(BIN)/dkt package --model $(MODEL),)
+	$(BIN)/python -m dkt_core.deploy deploy $(if $(TAG),--tag $(TAG),)
+
+## undeploy: remove the Swarm stack $(DKT_STACK)
+undeploy: setup
+	$(BIN)/python -m dkt_core.deploy undeploy
+
+## test-docker: only the docker/swarm tests
+test-docker: setup docker-up
+	$(BIN)/python -m pytest -m docker $(PYTEST_ARGS)
+
+.PHONY: docker-up base-image registry-up docker-down deploy undeploy test-docker

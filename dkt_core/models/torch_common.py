@@ -42,8 +42,8 @@ class SeqConfig(LoopConfig):
     split_every_tests: int = 0  # cut a user's sequence every K tests (0 = never)
     test_column: str = "test"
     batch_size: int = 64
-    max_epochs: int = 8
-    patience: int = 2
+    max_epochs: int = 12  # best epoch on assist2009_dev: 7-9 (lstm, 2 CPU cores: ~6 s an epoch)
+    patience: int = 3
     emb_dim: int = 16  # per categorical column
     hidden: int = 64
     dropout: float = 0.1

@@ -8,6 +8,7 @@ tests need neither the pipeline nor real data. Configs are shrunk through field 
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,8 @@ N_ITEMS, N_TESTS, N_TAGS = 24, 6, 5
 
 # Small settings applied to whichever fields a model's Config has (others keep their defaults).
 TINY = {"hidden": 16, "emb_dim": 4, "max_epochs": 12, "batch_size": 32, "max_seq_len": 16, "train_stride": 8,
-        "predict_stride": 4, "patience": 8, "lr": 1e-2, "dropout": 0.0, "num_threads": 1, "device": "cpu",
+        "predict_stride": 4, "patience": 8, "lr": 1e-2, "dropout": 0.0, "num_threads": 1,
+        "device": os.environ.get("DKT_TEST_DEVICE", "cpu"),  # DKT_TEST_DEVICE=cuda on a GPU machine
         "n_estimators": 60, "exclude_columns": [], "num_boost_round": 60, "num_leaves": 8, "min_child_samples": 5,
         "min_data_in_leaf": 5, "early_stopping_rounds": 60}
 

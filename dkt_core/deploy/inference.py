@@ -8,6 +8,7 @@ from a BentoML model store. Switching from the test fixture to the real service 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -90,8 +91,11 @@ def build_inference_image(spec: ServiceSpec, bentoml_home: Path, model_tag: str,
     shutil.rmtree(ctx, ignore_errors=True)
     (ctx / "app").mkdir(parents=True)
     if spec.include_project:
+        # A fixed SOURCE_DATE_EPOCH makes the wheel byte-identical for identical code, so the code layer
+        # stays cached when only the model changes.
         proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(ctx / "app"),
-                               str(REPO_ROOT)], capture_output=True, text=True)
+                               str(REPO_ROOT)], capture_output=True, text=True,
+                              env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"})
         if proc.returncode != 0:
             raise ImageError(f"building the project wheel failed:\n{proc.stderr[-2000:]}")
     shutil.copytree(spec.service_dir, ctx / "service", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))

@@ -24,11 +24,12 @@ def _sanitize(part: str, what: str) -> str:
 
 def image_tag(model_version: str, data_version: str, git_sha: str) -> str:
     """The immutable tag: what is inside (model, data, code). `latest` is never used for updates."""
+    sha, dot, suffix = git_sha.partition(".")  # keep a ".dirty" suffix when shortening the sha
     tag = "-".join(
         [
             _sanitize(model_version, "model_version"),
             _sanitize(data_version, "data_version")[:16],
-            _sanitize(git_sha, "git sha")[:12],
+            _sanitize(sha, "git sha")[:12] + (dot + _sanitize(suffix, "git sha suffix") if suffix else ""),
         ]
     )
     if not _TAG_RE.match(tag):

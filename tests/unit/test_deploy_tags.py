@@ -9,6 +9,10 @@ def test_tag_says_model_data_and_code():
     assert image_tag("20250101-abc", "d41d8cd98f00b204e980", "1234567890abcdef") == "20250101-abc-d41d8cd98f00b204-1234567890ab"
 
 
+def test_dirty_code_stays_visible_in_the_tag():
+    assert image_tag("m", "d", "1234567890abcdef.dirty") == "m-d-1234567890ab.dirty"
+
+
 def test_tag_sanitizes_characters_docker_refuses():
     tag = image_tag("v1:final/2", "data+x", "sha")
     assert ":" not in tag and "/" not in tag and tag.startswith("v1_final_2-data_x-")

@@ -70,7 +70,8 @@ def test_promotion_deploys_then_rolls_out_the_new_version(dagbag, env, s3_env, s
     assert str(second.state) == "success", states(second)
     v2 = xcom(second, "train")["model_version"]
     rolled = xcom(second, "deploy")
-    assert rolled["previous_image"] == deployed["image"] and rolled["served_version"] == v2
+    # Swarm pins the running image by digest: "<image>@sha256:..."
+    assert rolled["previous_image"].split("@")[0] == deployed["image"] and rolled["served_version"] == v2
     assert served_version(swarm.proxy_url) == v2
     champion = get_json(client, bucket, "models/champion.json")
     assert champion["model_version"] == v2 and champion["previous_model_version"] == v1

@@ -43,66 +43,26 @@ def package_model(model_version: str, artifact_uri: str, *, settings: RetrainSet
 
 def deploy_model(model_version: str, artifact_uri: str, data_version: str, *, skip: bool = False,
                  settings: RetrainSettings | None = None, s3: S3Settings | None = None) -> dict[str, Any]:
-    """Image build + push + Swarm rollout with smoke test; ``skip``/DKT_DEPLOY=none: nothing to do.
-
-    The first deployment (no inference service yet) deploys the stack of compose.yaml with this image.
-    """
+    """Image build + push + Swarm rollout with smoke test (dkt_core.deploy.pipeline.deploy: the first
+    deployment deploys the stack); ``skip``/DKT_DEPLOY=none: nothing to do."""
     settings = settings or RetrainSettings.from_env()
     if skip or settings.deploy == "none":
         why = "skip_deploy param" if skip else "DKT_DEPLOY=none"
         log.info("deployment disabled (%s): promotion = BentoML model + champion alias", why)
         return {"status": "skipped", "reason": f"deployment disabled by {why}", "image": None}
-    import docker
-    from dkt_core.deploy.images import push_image
-    from dkt_core.deploy.inference import ServiceSpec, build_inference_image
-    from dkt_core.deploy.rollout import rollout
-    from dkt_core.deploy.settings import DeploySettings
+    from dkt_core.deploy.pipeline import deploy
 
     packaged = package_model(model_version, artifact_uri, settings=settings, s3=s3)  # this worker's store
-    dsettings = DeploySettings.from_env()
-    built = build_inference_image(ServiceSpec(), Path(packaged["bentoml_home"]), packaged["bentoml_tag"],
-                                  model_version, data_version, dsettings)
-    digest = push_image(built.image)
-    client = docker.from_env(timeout=300)
-    if not _service_exists(client, dsettings.service):
-        return _first_deployment(client, dsettings, built.image, model_version, digest)
-    result = rollout(client, dsettings.service, built.image, model_version, dsettings.proxy_url)
-    log.info("rollout: %s", result.to_json())
-    if not result.ok:
-        raise RolloutFailed(f"{result.message} (service {result.service}); champion unchanged")
-    return {"status": "deployed", "image": built.image, "digest": digest, "service": result.service,
-            "previous_image": result.previous_image, "served_version": result.served_version,
-            "rollout_seconds": round(result.seconds, 1)}
-
-
-def _service_exists(client, name: str) -> bool:
-    import docker.errors
-
-    try:
-        client.services.get(name)
-    except docker.errors.NotFound:
-        return False
-    return True
-
-
-def _first_deployment(client, dsettings, image: str, model_version: str, digest: str) -> dict[str, Any]:
-    """No inference service yet: deploy the stack (compose.yaml) with this image and smoke-test it."""
-    import time
-
-    from dkt_core.deploy.rollout import smoke_test
-    from dkt_core.deploy.stack import deploy_stack, wait_converged
-
-    t0 = time.monotonic()
-    replicas = int(os.environ.get("DKT_INFERENCE_REPLICAS", "2"))
-    deploy_stack(dsettings, {"DKT_INFERENCE_IMAGE": image})
-    wait_converged(client, dsettings.service, replicas, timeout_s=300)
-    seen = smoke_test(dsettings.proxy_url, model_version, timeout_s=120)
-    if seen != model_version:
-        raise RolloutFailed(f"stack {dsettings.stack} deployed but the proxy {dsettings.proxy_url} serves {seen!r}, "
-                            f"not {model_version!r}; check `docker service ps {dsettings.service}`")
-    return {"status": "deployed", "image": image, "digest": digest, "service": dsettings.service,
-            "previous_image": None, "served_version": seen, "rollout_seconds": round(time.monotonic() - t0, 1),
-            "first_deployment": True}
+    outcome = deploy(packaged["bentoml_tag"], home=Path(packaged["bentoml_home"]))
+    if outcome.rollout is not None:
+        log.info("rollout: %s", outcome.rollout.to_json())
+    if not outcome.ok:
+        raise RolloutFailed(f"{outcome.message}; champion unchanged")
+    r = outcome.rollout
+    return {"status": "deployed", "image": outcome.image, "served_version": outcome.served_version,
+            "data_version": data_version, "first_deployment": r is None,
+            "previous_image": r.previous_image if r else None,
+            "service": r.service if r else None, "rollout_seconds": round(r.seconds, 1) if r else None}
 
 
 def set_champion(run_id: str, model_version: str, artifact_uri: str, data_version: str,

@@ -40,7 +40,6 @@ def swarm(env, tmp_path, monkeypatch):
     monkeypatch.setenv("DKT_API_PORT", str(API_PORT))
     monkeypatch.setenv("DKT_CLIENT_PORT", str(API_PORT + 8))
     monkeypatch.setenv("DKT_CLIENT_REPLICAS", "0")
-    monkeypatch.setenv("DKT_INFERENCE_REPLICAS", "1")
     monkeypatch.setenv("DKT_BASE_IMAGE", os.environ.get("DKT_BASE_IMAGE", "dkt-base:bookworm"))
     settings = DeploySettings.from_env()
     proxy, _ = build_proxy_image(settings)

@@ -11,7 +11,6 @@ import pandas as pd
 
 from dkt_core.models.base import LABEL, DKTModel, FeatureSpec, FitResult
 
-
 SMALL_BATCH_ROWS = 20_000
 
 

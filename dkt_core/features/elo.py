@@ -9,6 +9,8 @@ so it is vectorised across students: one numpy step per position index, not per 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 K = 0.4
@@ -23,6 +25,8 @@ def elo_ratings(user: np.ndarray, pos: np.ndarray, difficulty: np.ndarray, answe
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(ability before each row, P(correct) = sigmoid(ability - difficulty)) in row order."""
     n_users = int(user.max(initial=-1)) + 1
+    if n_users == 1:  # one student (a serving request): the same recursion without numpy's per-step cost
+        return _single_user(difficulty, answer)
     theta = np.zeros(n_users)
     answered = np.zeros(n_users)
     before = np.zeros(len(user))
@@ -44,3 +48,14 @@ def elo_ratings(user: np.ndarray, pos: np.ndarray, difficulty: np.ndarray, answe
 def difficulty_from_accuracy(acc: np.ndarray) -> np.ndarray:
     acc = np.clip(acc, 1e-3, 1 - 1e-3)
     return -np.log(acc / (1 - acc))
+
+
+def _single_user(difficulty: np.ndarray, answer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    theta, answered = 0.0, 0
+    before = np.empty(len(answer))
+    for i, (d, y) in enumerate(zip(difficulty.tolist(), answer.tolist(), strict=True)):
+        before[i] = theta
+        if y >= 0:
+            theta += K / (1.0 + DECAY * answered) * (y - 1.0 / (1.0 + math.exp(d - theta)))
+            answered += 1
+    return before, _sigmoid(before - difficulty)

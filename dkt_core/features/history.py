@@ -9,7 +9,6 @@ last practised. Rows to predict (answerCode -1) count as attempts but never as a
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from dkt_core.features.groupops import Grouping, combine_codes
 
@@ -30,7 +29,7 @@ def history_features(
     answer: np.ndarray,
     seconds: np.ndarray,
     prior: float,
-) -> pd.DataFrame:
+) -> dict[str, np.ndarray]:
     """All arguments are int code arrays in row order (sorted by user, then time); ``answer`` in {-1,0,1}."""
     known = (answer >= 0).astype(np.float64)
     correct = (answer == 1).astype(np.float64)
@@ -72,10 +71,11 @@ def history_features(
     sittings = Grouping(combine_codes(user, test)).sum_before(new_cycle) + new_cycle  # incl. the current one
     out["test_sittings_before"] = np.log1p(sittings - 1)
     out["is_first"] = (pos == 0).astype(np.float64)
-    return pd.DataFrame(out)
+    return out
 
 
-def residual_features(user: np.ndarray, tag: np.ndarray, answer: np.ndarray, expected: np.ndarray) -> pd.DataFrame:
+def residual_features(user: np.ndarray, tag: np.ndarray, answer: np.ndarray, expected: np.ndarray
+                      ) -> dict[str, np.ndarray]:
     """How much better than expected (by item difficulty) the student did so far, overall and per tag:
     mean of (answer - expected P(correct)) over earlier answered rows."""
     known = (answer >= 0).astype(np.float64)
@@ -84,4 +84,4 @@ def residual_features(user: np.ndarray, tag: np.ndarray, answer: np.ndarray, exp
     for name, codes in (("user_resid", user), ("user_tag_resid", combine_codes(user, tag))):
         g = Grouping(codes)
         out[name] = g.sum_before(resid) / (g.sum_before(known) + PRIOR_STRENGTH)
-    return pd.DataFrame(out)
+    return out

@@ -8,6 +8,7 @@ Work is done once per distinct item, then gathered, so it stays fast on millions
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -31,8 +32,10 @@ def decompose_items(item_uniques: np.ndarray, item_test: np.ndarray) -> pd.DataF
     return frame
 
 
+@lru_cache(maxsize=1 << 18)
 def _parts(item: str, test: str) -> tuple[str, str, str, float]:
-    # one call per distinct item (not per row): plain string slicing beats pandas' .str on small inputs
+    # one call per distinct item (not per row), memoised across calls (serving sees the same items
+    # again and again): plain string slicing beats pandas' .str on small inputs
     if _SEED_ID.fullmatch(item):
         return item[1:4], item[4:7], item[7:10], float(item[7:10])
     return "other", test, "other", 0.0

@@ -88,37 +88,37 @@ class FeaturePipeline:
         return pipe
 
     # -- internals -------------------------------------------------------------------------------------
-    def _numeric(self, base: dict, pop: dict[str, np.ndarray]) -> pd.DataFrame:
+    def _numeric(self, base: dict, pop: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # plain dicts of arrays: one DataFrame is built at the end (per-column pandas assignment was
+        # most of the cost on a single student's history)
         prior = self.stats.prior
         codes = {k: key[0] for k, key in _stat_keys(base).items()}
-        hist = history_features(
+        num = history_features(
             base["user_code"], codes["item"], codes["test"], codes["tag"], codes["head"],
             base["answer"], base["seconds"], prior,
         )
-        difficulty = difficulty_from_accuracy(pop["item_acc"])
-        theta, p_elo = elo_ratings(base["user_code"], base["pos"], difficulty, base["answer"])
-        resid = residual_features(base["user_code"], codes["tag"], base["answer"], pop["item_acc"])
-        num = pd.concat([hist, pd.DataFrame(pop), resid], axis=1)
+        num.update(pop)
+        num.update(residual_features(base["user_code"], codes["tag"], base["answer"], pop["item_acc"]))
         num["tag_acc_gap"] = num["user_tag_acc"] - num["tag_acc"]
-        num["elo_theta"], num["elo_p"] = theta, p_elo
+        difficulty = difficulty_from_accuracy(pop["item_acc"])
+        num["elo_theta"], num["elo_p"] = elo_ratings(base["user_code"], base["pos"], difficulty, base["answer"])
         num["elapsed_log"] = np.log1p(base["elapsed"])
         by_user = Grouping(base["user_code"])
         n_before = by_user.count_before()
         num["user_elapsed_mean"] = np.log1p(by_user.sum_before(base["elapsed"]) / np.maximum(n_before, 1))
         num["tail_num"] = base["tail_num"]
-        return num.astype(np.float64)
+        return {k: np.asarray(v, dtype=np.float64) for k, v in num.items()}
 
-    def _assemble(self, frame: pd.DataFrame, base: dict, numeric: pd.DataFrame) -> pd.DataFrame:
+    def _assemble(self, frame: pd.DataFrame, base: dict, numeric: dict[str, np.ndarray]) -> pd.DataFrame:
         out = {USER: frame[USER].to_numpy(), LABEL: base["answer"].astype(np.int64)}
         for c in ENCODED:
             out[c] = self.encoders[c].transform_codes(*base["categorical"][c])
         out["elapsed_bin"] = base["elapsed"].astype(np.int64) + 2
         prev = Grouping(base["user_code"]).previous(base["answer"], fill=-2)
         out["prev_answer"] = np.select([prev == 0, prev == 1], [2, 3], 1).astype(np.int64)
-        result = pd.DataFrame(out, index=frame.index)
         scaled = self.scaler.transform(numeric)
-        scaled.index = frame.index
-        return pd.concat([result, scaled], axis=1)
+        out.update({c: scaled[:, j] for j, c in enumerate(self.scaler.mean)})
+        return pd.DataFrame(out, index=frame.index)
 
 
 def _base_columns(frame: pd.DataFrame) -> dict:

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+import pandas as pd
+
+from dkt_core.features.encoders import VECTOR_LOOKUP_MIN
 
 SMOOTHING = 5.0  # pseudo-answers at the global accuracy
 STAT_KEYS = ("item", "test", "tag", "head")
@@ -41,8 +44,12 @@ class KeyStats:
         """(smoothed accuracy, log1p count) per row; values never seen in training get the prior and 0."""
         codes, uniques = key
         index, correct_all, known_all = self._arrays
-        get = index.get
-        pos = np.fromiter((get(str(u), -1) for u in np.asarray(uniques)), dtype=np.int64, count=len(uniques))
+        uniques = np.asarray(uniques)
+        if len(uniques) > VECTOR_LOOKUP_MIN:
+            pos = self._pd_index.get_indexer(uniques.astype(str))
+        else:
+            get = index.get
+            pos = np.fromiter((get(str(u), -1) for u in uniques), dtype=np.int64, count=len(uniques))
         corr = np.where(pos >= 0, correct_all[pos], 0.0)
         known = np.where(pos >= 0, known_all[pos], 0.0)
         return _smoothed(corr, known, prior)[codes], np.log1p(known)[codes]
@@ -51,6 +58,10 @@ class KeyStats:
     def _arrays(self) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
         # built once: per-call rebuilding dominated small (serving) requests
         return {k: i for i, k in enumerate(self.keys)}, np.asarray(self.correct + [0.0]), np.asarray(self.known + [0.0])
+
+    @cached_property
+    def _pd_index(self) -> pd.Index:
+        return pd.Index(self.keys)
 
     def to_dict(self) -> dict:
         return {"keys": self.keys, "correct": self.correct, "known": self.known}

@@ -112,3 +112,18 @@ def test_training_rows_use_out_of_fold_item_stats(tiny_log):
     pipe = FeaturePipeline()
     pipe.fit_transform(log)
     assert pipe.transform(log)["item_acc"].nunique() > 10
+
+
+def test_elo_single_student_path_matches_vectorised():
+    from dkt_core.features.elo import elo_ratings
+
+    rng = np.random.default_rng(0)
+    n = 50
+    diff, ans = rng.normal(size=n), rng.choice([-1, 0, 1], n)
+    one = elo_ratings(np.zeros(n, dtype=np.int64), np.arange(n), diff, ans)
+    # the same student next to another one goes through the vectorised path
+    user = np.r_[np.zeros(n, dtype=np.int64), np.ones(3, dtype=np.int64)]
+    pos = np.r_[np.arange(n), np.arange(3)]
+    two = elo_ratings(user, pos, np.r_[diff, 0, 0, 0], np.r_[ans, 1, 1, 1])
+    np.testing.assert_allclose(one[0], two[0][:n])
+    np.testing.assert_allclose(one[1], two[1][:n])

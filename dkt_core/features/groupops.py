@@ -89,3 +89,18 @@ class Grouping:
         out = np.full(self.n, fill, dtype=np.result_type(v.dtype, np.asarray(fill).dtype))
         out[ok] = v[before[ok]]
         return self._to_original(out)
+
+
+class UserGroupings:
+    """Row groupings by user and by user x key, each built (sorted) once and shared by every feature
+    family that needs it."""
+
+    def __init__(self, user: np.ndarray):
+        self.user = user
+        self._cache: dict[str, Grouping] = {}
+
+    def by(self, name: str, key: np.ndarray | None = None) -> Grouping:
+        """The grouping ``name`` (``"user"``, or user x ``key`` for any other name)."""
+        if name not in self._cache:
+            self._cache[name] = Grouping(self.user if key is None else combine_codes(self.user, key))
+        return self._cache[name]

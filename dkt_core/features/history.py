@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dkt_core.features.groupops import Grouping, combine_codes
+from dkt_core.features.groupops import Grouping, UserGroupings
 
 PRIOR_STRENGTH = 2.0  # pseudo-answers at the prior accuracy, so a first attempt has a finite accuracy
 RECENT_WINDOWS = (5, 10)
@@ -21,7 +21,7 @@ def _acc(correct: np.ndarray, known: np.ndarray, prior: float) -> np.ndarray:
 
 
 def history_features(
-    user: np.ndarray,
+    groups: UserGroupings,
     item: np.ndarray,
     test: np.ndarray,
     tag: np.ndarray,
@@ -36,7 +36,8 @@ def history_features(
     wrong = answer == 0
     out: dict[str, np.ndarray] = {}
 
-    by_user = Grouping(user)
+    user = groups.user
+    by_user = groups.by("user")
     pos = by_user.count_before()
     out["user_cnt"] = np.log1p(pos)
     u_known = by_user.sum_before(known)
@@ -50,7 +51,7 @@ def history_features(
     out["correct_streak"] = np.log1p(pos - last_wrong - 1)
 
     for name, key in (("tag", tag), ("test", test), ("item", item), ("head", head)):
-        g = Grouping(combine_codes(user, key))
+        g = groups.by(name, key)
         out[f"user_{name}_cnt"] = np.log1p(g.count_before())
         out[f"user_{name}_acc"] = _acc(g.sum_before(correct), g.sum_before(known), prior)
         if name == "item":
@@ -68,20 +69,19 @@ def history_features(
     by_cycle = Grouping(cycle)
     out["cycle_pos"] = by_cycle.count_before().astype(np.float64)
     out["cycle_acc"] = _acc(by_cycle.sum_before(correct), by_cycle.sum_before(known), prior)
-    sittings = Grouping(combine_codes(user, test)).sum_before(new_cycle) + new_cycle  # incl. the current one
+    sittings = groups.by("test", test).sum_before(new_cycle) + new_cycle  # incl. the current one
     out["test_sittings_before"] = np.log1p(sittings - 1)
     out["is_first"] = (pos == 0).astype(np.float64)
     return out
 
 
-def residual_features(user: np.ndarray, tag: np.ndarray, answer: np.ndarray, expected: np.ndarray
+def residual_features(groups: UserGroupings, tag: np.ndarray, answer: np.ndarray, expected: np.ndarray
                       ) -> dict[str, np.ndarray]:
     """How much better than expected (by item difficulty) the student did so far, overall and per tag:
     mean of (answer - expected P(correct)) over earlier answered rows."""
     known = (answer >= 0).astype(np.float64)
     resid = np.where(answer >= 0, (answer == 1) - expected, 0.0)
     out = {}
-    for name, codes in (("user_resid", user), ("user_tag_resid", combine_codes(user, tag))):
-        g = Grouping(codes)
+    for name, g in (("user_resid", groups.by("user")), ("user_tag_resid", groups.by("tag", tag))):
         out[name] = g.sum_before(resid) / (g.sum_before(known) + PRIOR_STRENGTH)
     return out

@@ -17,7 +17,7 @@ import pandas as pd
 
 from dkt_core.features.elo import difficulty_from_accuracy, elo_ratings
 from dkt_core.features.encoders import CategoryEncoder, NumericScaler
-from dkt_core.features.groupops import Grouping
+from dkt_core.features.groupops import UserGroupings
 from dkt_core.features.history import history_features, residual_features
 from dkt_core.features.ids import decompose_items, elapsed_seconds
 from dkt_core.features.stats import STAT_KEYS, PopulationStats, out_of_fold
@@ -93,18 +93,19 @@ class FeaturePipeline:
         # most of the cost on a single student's history)
         prior = self.stats.prior
         codes = {k: key[0] for k, key in _stat_keys(base).items()}
+        groups = base["groups"]
         num = history_features(
-            base["user_code"], codes["item"], codes["test"], codes["tag"], codes["head"],
+            groups, codes["item"], codes["test"], codes["tag"], codes["head"],
             base["answer"], base["seconds"], prior,
         )
         num.update(pop)
-        num.update(residual_features(base["user_code"], codes["tag"], base["answer"], pop["item_acc"]))
+        num.update(residual_features(groups, codes["tag"], base["answer"], pop["item_acc"]))
         num["tag_acc_gap"] = num["user_tag_acc"] - num["tag_acc"]
         difficulty = difficulty_from_accuracy(pop["item_acc"])
         num["elo_theta"], num["elo_p"] = elo_ratings(base["user_code"], base["pos"], difficulty, base["answer"])
         num["elapsed_log"] = np.log1p(base["elapsed"])
-        by_user = Grouping(base["user_code"])
-        n_before = by_user.count_before()
+        by_user = groups.by("user")
+        n_before = base["pos"]
         num["user_elapsed_mean"] = np.log1p(by_user.sum_before(base["elapsed"]) / np.maximum(n_before, 1))
         num["tail_num"] = base["tail_num"]
         return {k: np.asarray(v, dtype=np.float64) for k, v in num.items()}
@@ -114,7 +115,7 @@ class FeaturePipeline:
         for c in ENCODED:
             out[c] = self.encoders[c].transform_codes(*base["categorical"][c])
         out["elapsed_bin"] = base["elapsed"].astype(np.int64) + 2
-        prev = Grouping(base["user_code"]).previous(base["answer"], fill=-2)
+        prev = base["groups"].by("user").previous(base["answer"], fill=-2)
         out["prev_answer"] = np.select([prev == 0, prev == 1], [2, 3], 1).astype(np.int64)
         scaled = self.scaler.transform(numeric)
         out.update({c: scaled[:, j] for j, c in enumerate(self.scaler.mean)})
@@ -131,6 +132,7 @@ def _base_columns(frame: pd.DataFrame) -> dict:
         backwards = (user_code[1:] == user_code[:-1]) & (seconds[1:] < seconds[:-1])
         if user_changes + 1 != user_code.max() + 1 or backwards.any():
             raise ValueError("interactions must be sorted per user by time (dkt_core.data.validate sorts them)")
+    groups = UserGroupings(user_code)
     item, test, tag = (_factorize(frame[c]) for c in ("assessmentItemID", "testId", "KnowledgeTag"))
     # the id parts are computed once per distinct item, then gathered by item code
     first_row = np.zeros(len(item[1]), dtype=np.int64)
@@ -147,7 +149,8 @@ def _base_columns(frame: pd.DataFrame) -> dict:
         "answer": frame[LABEL].to_numpy().astype(np.int64),
         "seconds": seconds,
         "elapsed": elapsed_seconds(user_code, ts),
-        "pos": Grouping(user_code).count_before(),
+        "pos": groups.by("user").count_before(),
+        "groups": groups,
     }
 
 

@@ -22,7 +22,7 @@ TEST_PREREQS := setup
 
 ## help: list the targets
 help:
-	@grep -hE '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /' | column -t -s ':'
+	@grep -hE '^## ' $(MAKEFILE_LIST) | sed -E 's/^## ([^:]+): */\1\t/' | awk -F '\t' '{printf "  %-16s %s\n", $$1, $$2}'
 
 ## setup: create .venv and install dkt_core with every pinned dependency (idempotent)
 setup: $(VENV)/.installed

@@ -35,7 +35,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 ## lint: ruff over the whole tree
 lint: setup
-	$(BIN)/ruff check dkt_core tests bench dags plugins bento_service
+	$(BIN)/ruff check dkt_core tests bench dags plugins bento_service scripts
 
 -include mk/*.mk
 

@@ -64,7 +64,8 @@ class NumericScaler:
     def transform(self, columns: dict[str, np.ndarray]) -> np.ndarray:
         """(rows, columns) float32 matrix of the scaled columns, in fit order."""
         cols = list(self.mean)
-        out = np.empty((len(columns[cols[0]]) if cols else 0, len(cols)), dtype=np.float32)
+        # column-major: each column is written contiguously, and pandas can wrap it without a copy
+        out = np.empty((len(columns[cols[0]]) if cols else 0, len(cols)), dtype=np.float32, order="F")
         for j, c in enumerate(cols):
             out[:, j] = (columns[c] - self.mean[c]) / self.std[c]
         return out

@@ -117,9 +117,10 @@ class FeaturePipeline:
         out["elapsed_bin"] = base["elapsed"].astype(np.int64) + 2
         prev = base["groups"].by("user").previous(base["answer"], fill=-2)
         out["prev_answer"] = np.select([prev == 0, prev == 1], [2, 3], 1).astype(np.int64)
-        scaled = self.scaler.transform(numeric)
-        out.update({c: scaled[:, j] for j, c in enumerate(self.scaler.mean)})
-        return pd.DataFrame(out, index=frame.index)
+        # two blocks (ids/codes, scaled numerics) joined without re-stacking millions of rows
+        scaled = pd.DataFrame(self.scaler.transform(numeric), columns=list(self.scaler.mean), index=frame.index,
+                              copy=False)
+        return pd.concat([pd.DataFrame(out, index=frame.index), scaled], axis=1, copy=False)
 
 
 def _base_columns(frame: pd.DataFrame) -> dict:

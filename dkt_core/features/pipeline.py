@@ -20,7 +20,7 @@ from dkt_core.features.encoders import CategoryEncoder, NumericScaler
 from dkt_core.features.groupops import UserGroupings
 from dkt_core.features.history import history_features, residual_features
 from dkt_core.features.ids import decompose_items, elapsed_seconds
-from dkt_core.features.stats import STAT_KEYS, PopulationStats, out_of_fold
+from dkt_core.features.stats import SMOOTHING, STAT_KEYS, PopulationStats, out_of_fold
 from dkt_core.models.base import LABEL, USER, FeatureSpec
 
 # Encoded categorical inputs of the sequence models (item/test/tag ids, id parts, elapsed 1-s bin,
@@ -99,9 +99,12 @@ class FeaturePipeline:
             base["answer"], base["seconds"], prior,
         )
         num.update(pop)
-        num.update(residual_features(groups, codes["tag"], base["answer"], pop["item_acc"]))
+        # item difficulty shrunk towards its test's accuracy instead of the global one: most items have
+        # few answers, and their test says more about them than the population does
+        num["item_acc_h"] = pop["item_acc"] + SMOOTHING * (pop["test_acc"] - prior) / (np.expm1(pop["item_pop"]) + SMOOTHING)
+        num.update(residual_features(groups, codes["tag"], base["answer"], num["item_acc_h"]))
         num["tag_acc_gap"] = num["user_tag_acc"] - num["tag_acc"]
-        difficulty = difficulty_from_accuracy(pop["item_acc"])
+        difficulty = difficulty_from_accuracy(num["item_acc_h"])
         num["elo_theta"], num["elo_p"] = elo_ratings(base["user_code"], base["pos"], difficulty, base["answer"])
         num["elapsed_log"] = np.log1p(base["elapsed"])
         by_user = groups.by("user")

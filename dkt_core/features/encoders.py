@@ -66,6 +66,9 @@ class NumericScaler:
         cols = list(self.mean)
         # column-major: each column is written contiguously, and pandas can wrap it without a copy
         out = np.empty((len(columns[cols[0]]) if cols else 0, len(cols)), dtype=np.float32, order="F")
-        for j, c in enumerate(cols):
-            out[:, j] = (columns[c] - self.mean[c]) / self.std[c]
+        for j, c in enumerate(cols):  # in place in the output: no temporary per column
+            col = out[:, j]
+            col[:] = columns[c]
+            col -= np.float32(self.mean[c])
+            col /= np.float32(self.std[c])
         return out

@@ -114,16 +114,23 @@ class FeaturePipeline:
         return {k: np.asarray(v, dtype=np.float64) for k, v in num.items()}
 
     def _assemble(self, frame: pd.DataFrame, base: dict, numeric: dict[str, np.ndarray]) -> pd.DataFrame:
-        out = {USER: frame[USER].to_numpy(), LABEL: base["answer"].astype(np.int64)}
-        for c in ENCODED:
-            out[c] = self.encoders[c].transform_codes(*base["categorical"][c])
-        out["elapsed_bin"] = base["elapsed"].astype(np.int64) + 2
+        # Three blocks joined without re-stacking: the user ids, one column-major int64 block (label and
+        # categorical codes), one float32 block (scaled numerics). Each is written once, in place.
+        names = [LABEL, *ENCODED, "elapsed_bin", "prev_answer"]
+        codes = np.empty((len(frame), len(names)), dtype=np.int64, order="F")
+        codes[:, 0] = base["answer"]
+        for j, c in enumerate(ENCODED, start=1):
+            codes[:, j] = self.encoders[c].transform_codes(*base["categorical"][c])
+        codes[:, 1 + len(ENCODED)] = base["elapsed"].astype(np.int64) + 2
         prev = base["groups"].by("user").previous(base["answer"], fill=-2)
-        out["prev_answer"] = np.select([prev == 0, prev == 1], [2, 3], 1).astype(np.int64)
-        # two blocks (ids/codes, scaled numerics) joined without re-stacking millions of rows
-        scaled = pd.DataFrame(self.scaler.transform(numeric), columns=list(self.scaler.mean), index=frame.index,
-                              copy=False)
-        return pd.concat([pd.DataFrame(out, index=frame.index), scaled], axis=1, copy=False)
+        codes[:, 2 + len(ENCODED)] = np.select([prev == 0, prev == 1], [2, 3], 1)
+        index = frame.index
+        blocks = [
+            pd.DataFrame({USER: frame[USER].to_numpy()}, index=index),
+            pd.DataFrame(codes, columns=names, index=index, copy=False),
+            pd.DataFrame(self.scaler.transform(numeric), columns=list(self.scaler.mean), index=index, copy=False),
+        ]
+        return pd.concat(blocks, axis=1, copy=False)
 
 
 def _base_columns(frame: pd.DataFrame) -> dict:

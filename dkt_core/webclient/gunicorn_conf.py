@@ -11,6 +11,9 @@ workers = int(os.environ.get("DKT_CLIENT_WORKERS", "2"))
 threads = int(os.environ.get("DKT_CLIENT_THREADS", "4"))
 worker_class = "gthread"
 timeout = 30
+# No idle keep-alive: a browser that reuses a socket gunicorn is closing at that moment gets an error page
+# for its POST (seen as a flaky answer submission); a new connection per page costs nothing here.
+keepalive = 0
 graceful_timeout = 20  # time for the exit flush of each worker's spool batch
 accesslog = "-"
 preload_app = False  # each worker builds its own app: own spool file, own flush thread

@@ -111,9 +111,13 @@ def _answer_three(driver, url: str, bank, user: str) -> list[tuple[str, int]]:
 
     def submit(button_id: str) -> None:
         # A form post returns before the next page loads: wait until the old page is gone.
+        from selenium.common.exceptions import WebDriverException
+
         old = driver.find_element(By.TAG_NAME, "html")
         driver.find_element(By.ID, button_id).click()
-        WebDriverWait(driver, 20).until(ec.staleness_of(old))
+        # Mid-navigation Chromium may answer "node does not belong to the document" instead of "stale":
+        # keep polling until the old page is really gone.
+        WebDriverWait(driver, 20, ignored_exceptions=(WebDriverException,)).until(ec.staleness_of(old))
         WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
     driver.get(url)

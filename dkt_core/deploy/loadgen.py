@@ -20,6 +20,12 @@ MAX_SECONDS = 600.0
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
+def check_target(url: str, allow_remote: bool = False) -> None:
+    """Refuse a load target that is not on loopback (unless deliberately allowed)."""
+    if urlsplit(url).hostname not in LOOPBACK and not allow_remote:
+        raise ValueError(f"load target {url} is not loopback; pass allow_remote=True deliberately")
+
+
 @dataclass
 class LoadResult:
     requests: int = 0
@@ -50,9 +56,8 @@ class LoadGenerator:
     def __init__(self, url: str, concurrency: int = 4, max_requests: int = 20_000, max_seconds: float = 180.0,
                  method: str = "GET", body: bytes | None = None, timeout: float = 15.0,
                  allow_remote: bool = False):
+        check_target(url, allow_remote)
         parts = urlsplit(url)
-        if parts.hostname not in LOOPBACK and not allow_remote:
-            raise ValueError(f"load target {url} is not loopback; pass allow_remote=True deliberately")
         self.host, self.port = parts.hostname, parts.port or 80
         self.path = parts.path or "/"
         self.method, self.body, self.timeout = method, body, timeout

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from dkt_core.deploy.loadgen import MAX_REQUESTS, MAX_SECONDS, check_target
+
 
 @dataclass
 class LoadResult:
@@ -105,7 +107,11 @@ async def _client(url: str, payload: bytes, deadline: float, budget: list[int], 
 
 def run_load(url: str, payload: bytes, clients: int, duration_s: float, max_requests: int = 100_000,
              timeout_s: float = 30.0) -> LoadResult:
-    """``clients`` concurrent connections for ``duration_s`` (bounded by ``max_requests`` in total)."""
+    """``clients`` concurrent connections for ``duration_s`` (bounded by ``max_requests`` in total).
+
+    The same loopback guard and caps as the deploy load generator apply."""
+    check_target(url)
+    duration_s, max_requests = min(duration_s, MAX_SECONDS), min(max_requests, MAX_REQUESTS)
     lat: list[float] = []
     statuses: Counter = Counter()
     errors = [0]

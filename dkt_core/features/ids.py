@@ -17,28 +17,31 @@ _SEED_ID = re.compile(r"[A-Za-z]\d{9}")
 ELAPSED_CAP_S = 600
 
 
-def decompose_items(item_uniques: np.ndarray, item_test: np.ndarray) -> pd.DataFrame:
-    """head, mid, tail, paper (head+mid), mid_tail and tail number for each *distinct* item.
+def decompose_items(item_uniques: np.ndarray, item_test: np.ndarray) -> dict[str, np.ndarray]:
+    """head, mid, tail, paper (head+mid), mid_tail (object arrays) and tail_num (float64) for each
+    *distinct* item.
 
     ``item_test`` is each item's test (used as "mid" for ids that are not of the seed form).
-    Callers gather rows with the item codes, so string work happens once per item, not per row.
+    Callers gather rows with the item codes, so string work happens once per item, not per row. Plain
+    arrays, not a DataFrame: building one cost more than the work itself on a serving request.
     """
     rows = [_parts(str(item), str(test)) for item, test in zip(item_uniques, item_test, strict=True)]
-    frame = pd.DataFrame(rows, columns=["head", "mid", "tail", "tail_num"])
-    head, mid, tail = (frame[c].to_numpy(dtype=object) for c in ("head", "mid", "tail"))
-    frame["paper"] = head + mid
-    frame["mid_tail"] = mid + "_" + tail
-    frame["tail_num"] = frame["tail_num"].astype(np.float64)
-    return frame
+    names = ("head", "mid", "tail", "paper", "mid_tail")
+    out = {name: np.empty(len(rows), dtype=object) for name in names}
+    for j, name in enumerate(names):
+        out[name][:] = [r[j] for r in rows]
+    out["tail_num"] = np.fromiter((r[5] for r in rows), dtype=np.float64, count=len(rows))
+    return out
 
 
 @lru_cache(maxsize=1 << 18)
-def _parts(item: str, test: str) -> tuple[str, str, str, float]:
+def _parts(item: str, test: str) -> tuple[str, str, str, str, str, float]:
     # one call per distinct item (not per row), memoised across calls (serving sees the same items
     # again and again): plain string slicing beats pandas' .str on small inputs
     if _SEED_ID.fullmatch(item):
-        return item[1:4], item[4:7], item[7:10], float(item[7:10])
-    return "other", test, "other", 0.0
+        head, mid, tail = item[1:4], item[4:7], item[7:10]
+        return head, mid, tail, head + mid, f"{mid}_{tail}", float(tail)
+    return "other", test, "other", f"other{test}", f"{test}_other", 0.0
 
 
 def elapsed_seconds(user_codes: np.ndarray, timestamps: pd.Series) -> np.ndarray:

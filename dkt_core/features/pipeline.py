@@ -151,12 +151,12 @@ def _base_columns(frame: pd.DataFrame) -> dict:
     parts = decompose_items(item[1], test[1][test[0][first_row]])
     head_of_item, head_uniques = _factorize(parts["head"])
     categorical = {"item": item, "test": test, "tag": tag}
-    categorical.update({c: (item[0], parts[c].to_numpy()) for c in ("head", "mid", "tail", "mid_tail")})
+    categorical.update({c: (item[0], parts[c]) for c in ("head", "mid", "tail", "mid_tail")})
     return {
         "user_code": user_code,
         "categorical": categorical,
         "stat_keys": {"item": item, "test": test, "tag": tag, "head": (head_of_item[item[0]], head_uniques)},
-        "tail_num": parts["tail_num"].to_numpy()[item[0]],
+        "tail_num": parts["tail_num"][item[0]],
         "answer": frame[LABEL].to_numpy().astype(np.int64),
         "seconds": seconds,
         "elapsed": elapsed_seconds(user_code, ts),

@@ -37,8 +37,8 @@ def test_id_decomposition_seed_form_and_fallback():
     assert parts["head"].tolist() == ["060", "060", "other", "080"]
     assert parts["mid"].tolist() == ["001", "001", "T9", "012"]
     assert parts["tail"].tolist() == ["001", "002", "other", "013"]
-    assert parts["paper"].iloc[0] == "060001"
-    assert parts["mid_tail"].iloc[3] == "012_013"
+    assert parts["paper"][0] == "060001"
+    assert parts["mid_tail"][3] == "012_013"
 
 
 @pytest.fixture(scope="module")

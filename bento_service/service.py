@@ -26,6 +26,7 @@ from typing import Annotated  # noqa: E402
 
 import bentoml  # noqa: E402
 from bentoml.exceptions import InvalidArgument, ServiceUnavailable  # noqa: E402
+from bentoml.validators import ContentType  # noqa: E402
 from pydantic import Field  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
@@ -34,7 +35,7 @@ from starlette.routing import Route  # noqa: E402
 with bentoml.importing():
     from dkt_core.api import (
         MAX_STUDENTS_PER_REQUEST,
-        Interaction,
+        History,
         KnowledgeStateResponse,
         PredictResponse,
         StudentRequest,
@@ -62,7 +63,9 @@ async def _get_version(request):
 _version_app = Starlette(routes=[Route("/version", _get_version, methods=["GET"])])
 
 Students = Annotated[list[StudentRequest], Field(min_length=1, max_length=MAX_STUDENTS_PER_REQUEST)]
-History = Annotated[list[Interaction], Field(min_length=1)]
+NonEmptyHistory = Annotated[History, Field(min_length=1)]
+# A fixed media type: without it BentoML derives it from the JSON schema of a list output on every reply
+BatchedReply = Annotated[list[BatchedPrediction], ContentType("application/json")]
 UserID = Annotated[str, Field(min_length=1, max_length=64)]
 
 
@@ -95,14 +98,14 @@ class DKTService:
 
     @bentoml.api(route="/predict_batched", batchable=True, max_batch_size=BATCH_MAX_STUDENTS,
                  max_latency_ms=BATCH_MAX_LATENCY_MS)
-    def predict_batched(self, students: list[StudentRequest]) -> list[BatchedPrediction]:
+    def predict_batched(self, students: list[StudentRequest]) -> BatchedReply:
         engine = self._engine()
         version = engine.model_version
         return [BatchedPrediction(model_version=version, **p.model_dump())
                 for p in engine.predict_students(students)]
 
     @bentoml.api(route="/knowledge_state")
-    def knowledge_state(self, userID: UserID, history: History) -> KnowledgeStateResponse:
+    def knowledge_state(self, userID: UserID, history: NonEmptyHistory) -> KnowledgeStateResponse:
         try:
             return self._engine().knowledge_state(userID.strip(), history)
         except ValueError as exc:

@@ -51,17 +51,17 @@ def build_frame(students: Sequence[StudentRequest], window: int = HISTORY_WINDOW
         history = student.history
         if len(history) > window:
             # the most recent interactions by time (stable for ties, like the sort below)
-            order = sorted(range(len(history)), key=lambda i: _ts_key(history[i].Timestamp))
+            order = sorted(range(len(history)), key=lambda i: _ts_key(history[i]["Timestamp"]))
             keep = sorted(order[-window:])
             truncated += len(history) - window
             history = [history[i] for i in keep]
         rows = [*history, *student.targets]
         users += [s_idx] * len(rows)
-        items += [r.assessmentItemID.strip() for r in rows]
-        tests += [r.testId.strip() for r in rows]
-        tags += [r.KnowledgeTag.strip() for r in rows]
-        stamps += [r.Timestamp for r in rows]
-        answers += [h.answerCode for h in history]
+        items += [r["assessmentItemID"].strip() for r in rows]
+        tests += [r["testId"].strip() for r in rows]
+        tags += [r["KnowledgeTag"].strip() for r in rows]
+        stamps += [r["Timestamp"] for r in rows]
+        answers += [h["answerCode"] for h in history]
         answers += [-1] * len(student.targets)
         is_target += [False] * len(history)
         is_target += [True] * len(student.targets)
@@ -100,7 +100,6 @@ def _dedupe_and_sort(columns: dict[str, np.ndarray], is_target: np.ndarray) -> t
     order = kept[np.lexsort((columns["Timestamp"][kept], columns["userID"][kept]))]
     position = np.empty(len(survivor), dtype=np.int64)
     position[order] = np.arange(len(order))
-    frame = pd.DataFrame({c: pd.Series(columns[c][order], dtype=columns[c].dtype, copy=False)
-                          for c in COLUMNS}, copy=False)
-    frame["userID"] = frame["userID"].astype(str)  # internal ids "0", "1", ... as before
+    frame = pd.DataFrame({c: columns[c][order] for c in COLUMNS}, copy=False)  # strings become str dtype
+    frame["userID"] = frame["userID"].astype(str)  # internal ids "0", "1", ... like a file's userIDs
     return frame, position[survivor[is_target]]

@@ -100,7 +100,12 @@ def _bad_requests():
         "too many students": ("/predict", {"students": [student] * (MAX_STUDENTS_PER_REQUEST + 1)}, "at most"),
         "missing targets": ("/predict", {"students": [{"userID": "u"}]}, "targets"),
         "bad timestamp": ("/predict", {"students": [{**student, "targets": [{**ok_row, "Timestamp": "yesterday"}]}]},
-                          "must look like"),
+                          "should match pattern"),
+        "impossible date": ("/predict", {"students": [{**student, "history": [
+            {**ok_row, "answerCode": 1}, {**ok_row, "Timestamp": "2021-02-30 10:00:00", "answerCode": 0}]}]},
+                            "2021-02-30 10:00:00"),
+        "impossible date, batched": ("/predict_batched", {"students": [{**student, "targets": [
+            {**ok_row, "Timestamp": "2021-04-31 10:00:00"}]}]}, "real date"),
         "answerCode 2": ("/predict", {"students": [{**student, "history": [{**ok_row, "answerCode": 2}]}]},
                          "less than or equal"),
         "wrong type": ("/predict", {"students": [{**student, "history": "abc"}]}, "list"),

@@ -11,7 +11,7 @@ Routes (POST unless noted; JSON bodies are the pydantic models of ``dkt_core.api
 
 Settings (environment, read at startup): DKT_MODEL_TAG (default: the newest dkt-model in the store),
 DKT_SERVE_WORKERS (1), DKT_BATCH_MAX_STUDENTS (256), DKT_BATCH_MAX_LATENCY_MS (10000),
-DKT_HISTORY_WINDOW (400). Nothing is read from the source tree: the model folder holds the whole artifact.
+DKT_HISTORY_WINDOW (400), DKT_KEEPALIVE_REQUESTS (25). Nothing is read from the source tree: the model folder holds the whole artifact.
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ with bentoml.importing():
     )
     from dkt_core.serving import InferenceEngine, ModelLoader
     from dkt_core.serving.batched import BatchedPrediction
+    from dkt_core.serving.keepalive import MaxRequestsPerConnection
+    from dkt_core.serving.patches import patch_timeout_middleware
+
+patch_timeout_middleware()  # BentoML's request timer otherwise pins every request's context for 30 s
 
 MODEL_TAG = os.environ.get("DKT_MODEL_TAG") or "dkt-model:latest"
 WORKERS = int(os.environ.get("DKT_SERVE_WORKERS", "1"))
@@ -50,6 +54,8 @@ BATCH_MAX_STUDENTS = int(os.environ.get("DKT_BATCH_MAX_STUDENTS", str(MAX_STUDEN
 # Not a wait target (the dispatcher sizes its wait from measured latency): the age at which a queued
 # request is refused with 503. 20-50 ms shed load on 2 cores; 10 s sheds only under real overload.
 BATCH_MAX_LATENCY_MS = int(os.environ.get("DKT_BATCH_MAX_LATENCY_MS", "10000"))
+# Requests per keep-alive connection before it is closed, so connections spread over the workers (0: no limit)
+KEEPALIVE_REQUESTS = int(os.environ.get("DKT_KEEPALIVE_REQUESTS", "25"))
 
 _instance: DKTService | None = None  # for the GET /version route mounted below (same worker process)
 
@@ -114,3 +120,7 @@ class DKTService:
     @bentoml.api(route="/version")
     def version(self) -> VersionResponse:
         return self._engine().version()
+
+
+if KEEPALIVE_REQUESTS > 0:
+    DKTService.add_asgi_middleware(MaxRequestsPerConnection, max_requests=KEEPALIVE_REQUESTS)

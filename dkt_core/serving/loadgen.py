@@ -52,12 +52,13 @@ def _request_bytes(host: str, port: int, path: str, body: bytes) -> bytes:
     return head.encode() + body
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """(status, keep-alive): a reply with ``Connection: close`` ends the connection, as in any HTTP client."""
     status_line = await reader.readline()
     if not status_line:
         raise ConnectionError("server closed the connection")
     status = int(status_line.split()[1])
-    length, chunked = 0, False
+    length, chunked, keep_alive = 0, False, True
     while True:
         line = await reader.readline()
         if line in (b"\r\n", b""):
@@ -68,6 +69,8 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
             length = int(value)
         elif name == "transfer-encoding" and "chunked" in value.lower():
             chunked = True
+        elif name == "connection" and "close" in value.lower():
+            keep_alive = False
     if chunked:
         while True:
             size = int((await reader.readline()).split(b";")[0], 16)
@@ -76,7 +79,7 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
                 break
     elif length:
         await reader.readexactly(length)
-    return status
+    return status, keep_alive
 
 
 async def _client(url: str, payload: bytes, deadline: float, budget: list[int], lat: list[float],
@@ -92,9 +95,12 @@ async def _client(url: str, payload: bytes, deadline: float, budget: list[int], 
             if writer is None:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
             writer.write(request)
-            status = await asyncio.wait_for(_read_response(reader), timeout)
+            status, keep_alive = await asyncio.wait_for(_read_response(reader), timeout)
             statuses[status] += 1
             lat.append((time.perf_counter() - start) * 1000)
+            if not keep_alive:
+                writer.close()
+                reader = writer = None
         except (TimeoutError, OSError, ConnectionError, ValueError, asyncio.IncompleteReadError):
             errors[0] += 1
             lat.append((time.perf_counter() - start) * 1000)

@@ -81,6 +81,17 @@ def test_knowledge_state_and_version(inference_server):
     assert metrics.status_code == 200 and "bentoml_service_request" in metrics.text
 
 
+def test_keepalive_connections_are_recycled(inference_server):
+    """Every 25th request of a connection is answered with Connection: close, so connections spread over
+    the workers that share the listening socket (requests' Session reconnects by itself)."""
+    body = {"students": [{"userID": "u", "history": [], "targets": [
+        {"assessmentItemID": "A1", "testId": "T", "KnowledgeTag": "1", "Timestamp": "2021-05-01 10:00:00"}]}]}
+    with requests.Session() as session:
+        closes = [session.post(inference_server.url + "/predict", json=body, timeout=10).headers.get("connection")
+                  for _ in range(50)]
+    assert [i + 1 for i, c in enumerate(closes) if c == "close"] == [25, 50]
+
+
 def test_unknown_ids_are_not_errors(inference_server):
     row = {"assessmentItemID": "never-seen-item", "testId": "no-test", "KnowledgeTag": "no-tag",
            "Timestamp": "2021-05-01 10:00:00"}

@@ -9,7 +9,7 @@ at 1, 8 and 32 concurrent keep-alive clients. Reports p50/p99 latency, requests/
 non-2xx (503 separately) and the load generator's own CPU. Also profiles Predictor.predict_frame on one
 200-row history. Bounded: --duration seconds per cell (default 6) and --max-requests per cell.
 
-    python bench/bench_serving.py [--model ARTIFACT] [--workers 1] [--duration 6] [--out bench/results/serving.json]
+    python bench/bench_serving.py [--model ARTIFACT] [--workers 1,2] [--duration 6] [--out bench/results/serving.json]
 Without --model it trains a LightGBM artifact on 300 simulated users (cached under $DKT_HOME/bench).
 """
 
@@ -92,7 +92,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, help="artifact dir (default: a cached 300-user LightGBM)")
     ap.add_argument("--data", type=Path, help="seed-format log to draw histories from (default: the bench log)")
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", default="1,2", help="comma-separated worker counts, one server each")
     ap.add_argument("--clients", default="1,8,32")
     ap.add_argument("--duration", type=float, default=6.0)
     ap.add_argument("--max-requests", type=int, default=20_000)
@@ -102,36 +102,48 @@ def main() -> int:
     artifact = args.model or default_artifact()
     data = args.data or (Path(os.environ.get("DKT_HOME", REPO / ".dkt")) / "bench" / "u300.csv.gz")
     bodies = payloads(data)
-    report = {"artifact": str(artifact), "workers": args.workers, "cpus": os.cpu_count(),
+    report = {"artifact": str(artifact), "cpus": os.cpu_count(),
               "batch_max_latency_ms": int(os.environ.get("DKT_BATCH_MAX_LATENCY_MS", "10000")),
               "duration_s": args.duration, "profile": profile_predict_frame(artifact, data), "cells": []}
     print(json.dumps(report["profile"]), flush=True)
-    with tempfile.TemporaryDirectory() as home:
-        home = Path(home)
-        tag = _package(artifact, home)
-        proc, url = start_bentoml(home, tag, home / "serve.log", env={"DKT_SERVE_WORKERS": str(args.workers)})
-        try:
-            for name, (body, n_pred) in bodies.items():
-                for clients in [int(c) for c in args.clients.split(",")]:
-                    for endpoint, path in (("adaptive", "/predict_batched"), ("plain", "/predict")):
-                        run_load(url + path, body, clients, 1.0, max_requests=clients * 2)  # warm-up
-                        res = run_load(url + path, body, clients, args.duration, max_requests=args.max_requests)
-                        cell = {"payload": name, "endpoint": endpoint, **res.summary(n_pred)}
-                        report["cells"].append(cell)
-                        print(json.dumps(cell), flush=True)
-        finally:
-            stop(proc)
+    for workers in [int(w) for w in args.workers.split(",")]:
+        with tempfile.TemporaryDirectory() as home:
+            home = Path(home)
+            tag = _package(artifact, home)
+            proc, url = start_bentoml(home, tag, home / "serve.log", env={"DKT_SERVE_WORKERS": str(workers)})
+            try:
+                for name, (body, n_pred) in bodies.items():
+                    for clients in [int(c) for c in args.clients.split(",")]:
+                        for endpoint, path in (("adaptive", "/predict_batched"), ("plain", "/predict")):
+                            # warm-up at full concurrency: connections recycle (every 25 requests) and spread
+                            # over the workers before the measured run
+                            run_load(url + path, body, clients, 1.5, max_requests=clients * 30)
+                            rss = _worker_rss_mb(proc.pid)
+                            res = run_load(url + path, body, clients, args.duration, max_requests=args.max_requests)
+                            cell = {"workers": workers, "payload": name, "endpoint": endpoint, **res.summary(n_pred),
+                                    "worker_rss_mb": [rss, _worker_rss_mb(proc.pid)]}
+                            report["cells"].append(cell)
+                            print(json.dumps(cell), flush=True)
+            finally:
+                stop(proc)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(markdown(report))
     return 0
 
 
+def _worker_rss_mb(pid: int) -> int:
+    """Total resident memory of the server's worker processes (a leak shows as growth across cells)."""
+    import psutil
+
+    return sum(p.memory_info().rss for p in psutil.Process(pid).children(recursive=True)) >> 20
+
+
 def markdown(report: dict) -> str:
-    lines = ["| payload | clients | endpoint | p50 ms | p99 ms | req/s | pred/s | non-2xx | 503 | loadgen CPU % |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| workers | payload | clients | endpoint | p50 ms | p99 ms | req/s | pred/s | non-2xx | 503 | loadgen CPU % |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in report["cells"]:
-        lines.append(f"| {c['payload']} | {c['clients']} | {c['endpoint']} | {c['p50_ms']} | {c['p99_ms']} | "
+        lines.append(f"| {c['workers']} | {c['payload']} | {c['clients']} | {c['endpoint']} | {c['p50_ms']} | {c['p99_ms']} | "
                      f"{c['req_per_s']} | {c['pred_per_s']} | {c['non_2xx']} | {c['status_503']} | {c['loadgen_cpu_pct']} |")
     return "\n".join(lines)
 

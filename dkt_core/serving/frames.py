@@ -88,13 +88,27 @@ def _timestamps(stamps: list[str]) -> np.ndarray:
     return np.asarray(stamps, dtype="datetime64[s]").astype("datetime64[ns]")
 
 
+def _first_of_equal_rows(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """For every row, the index of the first row equal to it in all columns (itself when unique):
+    integer codes per column, one stable lexsort, equal neighbours share their group's first row."""
+    n = len(columns["userID"])
+    keys = np.empty((len(COLUMNS), n), dtype=np.int64)
+    for j, c in enumerate(COLUMNS):
+        col = columns[c]
+        keys[j] = pd.factorize(col)[0] if col.dtype == object else col.view(np.int64) if col.dtype.kind == "M" else col
+    order = np.lexsort(keys[::-1])  # stable: within a group of equal rows, the first row comes first
+    ordered = keys[:, order]
+    starts = np.r_[True, (ordered[:, 1:] != ordered[:, :-1]).any(axis=0)] if n else np.zeros(0, dtype=bool)
+    first = order[np.flatnonzero(starts)]
+    survivor = np.empty(n, dtype=np.int64)
+    survivor[order] = first[np.cumsum(starts) - 1]
+    return survivor
+
+
 def _dedupe_and_sort(columns: dict[str, np.ndarray], is_target: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     """Drop exact duplicates (first kept, as validation does), sort stably per user by time, and return the
     typed frame and the sorted-frame row of every target (a duplicated target points at its survivor)."""
-    keys = zip(*(columns[c].tolist() for c in COLUMNS), strict=True)
-    first: dict[tuple, int] = {}
-    survivor = np.fromiter((first.setdefault(k, i) for i, k in enumerate(keys)), dtype=np.int64,
-                           count=len(is_target))
+    survivor = _first_of_equal_rows(columns)
     kept = np.flatnonzero(survivor == np.arange(len(survivor)))
     # users are numbered in request order, which is the first-appearance order sort_interactions uses
     order = kept[np.lexsort((columns["Timestamp"][kept], columns["userID"][kept]))]

@@ -114,16 +114,18 @@ def test_training_rows_use_out_of_fold_item_stats(tiny_log):
     assert pipe.transform(log)["item_acc"].nunique() > 10
 
 
-def test_elo_single_student_path_matches_vectorised():
-    from dkt_core.features.elo import elo_ratings
+def test_elo_per_student_path_matches_vectorised(monkeypatch):
+    from dkt_core.features import elo
 
     rng = np.random.default_rng(0)
-    n = 50
-    diff, ans = rng.normal(size=n), rng.choice([-1, 0, 1], n)
-    one = elo_ratings(np.zeros(n, dtype=np.int64), np.arange(n), diff, ans)
-    # the same student next to another one goes through the vectorised path
-    user = np.r_[np.zeros(n, dtype=np.int64), np.ones(3, dtype=np.int64)]
-    pos = np.r_[np.arange(n), np.arange(3)]
-    two = elo_ratings(user, pos, np.r_[diff, 0, 0, 0], np.r_[ans, 1, 1, 1])
-    np.testing.assert_allclose(one[0], two[0][:n])
-    np.testing.assert_allclose(one[1], two[1][:n])
+    sizes = [50, 3, 17, 1]
+    user = np.concatenate([np.full(k, u, dtype=np.int64) for u, k in enumerate(sizes)])
+    pos = np.concatenate([np.arange(k) for k in sizes])
+    diff, ans = rng.normal(size=len(user)), rng.choice([-1, 0, 1], len(user))
+    shuffled = np.lexsort((rng.random(len(user)), pos))  # students interleaved, each still in time order
+    per_student = elo.elo_ratings(user[shuffled], pos[shuffled], diff[shuffled], ans[shuffled])
+    monkeypatch.setattr(elo, "PER_STUDENT_MAX_USERS", 0)
+    vectorised = elo.elo_ratings(user[shuffled], pos[shuffled], diff[shuffled], ans[shuffled])
+    np.testing.assert_allclose(per_student[0], vectorised[0])
+    np.testing.assert_allclose(per_student[1], vectorised[1])
+    assert np.ptp(per_student[0]) > 0  # ratings actually move

@@ -59,7 +59,9 @@ def _live_timers(loop: asyncio.AbstractEventLoop) -> int:
 
 
 def test_timeout_middleware_leaves_no_timer_behind(monkeypatch):
-    monkeypatch.setattr(TimeoutMiddleware, "__call__", TimeoutMiddleware.__call__)  # restored after the test
+    # BentoML as shipped, even when the service module (which installs the fix) was imported earlier
+    shipped = patches.SHIPPED.get("TimeoutMiddleware.__call__", TimeoutMiddleware.__call__)
+    monkeypatch.setattr(TimeoutMiddleware, "__call__", shipped)  # monkeypatch restores the class afterwards
 
     async def live_after_one_request() -> int:
         await _request(TimeoutMiddleware(_ok_app, timeout=30))

@@ -97,6 +97,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="MODEL.FIELD=VALUE config override")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--save-preds", help="write labels, users and every member's validation/test predictions "
+                                         "to this .npz (to study blending without retraining)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     overrides = parse_overrides(args.set)
@@ -144,6 +146,11 @@ def main() -> None:
                            **aucs(test, ens.predict(test_preds))}
     print("ensemble", json.dumps(results["ensemble"]))
     print(f"total {time.perf_counter() - t0:.0f}s")
+    if args.save_preds:
+        np.savez_compressed(args.save_preds, valid_y=valid[LABEL].to_numpy(), test_y=test[LABEL].to_numpy(),
+                            valid_user=valid[USER].to_numpy().astype(str), test_user=test[USER].to_numpy().astype(str),
+                            **{f"valid_{n}": p for n, p in valid_preds.items()},
+                            **{f"test_{n}": p for n, p in test_preds.items()})
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -31,18 +31,11 @@ class Predictor:
                         ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         """(feature frame, member -> P(correct)) for typed interactions sorted per user by time.
 
-        With ``rows`` (integer positions), only those rows' probabilities are returned: row-independent
-        members then score just those rows (serving needs the targets, not the whole history)."""
+        With ``rows`` (integer positions), only those rows' probabilities are returned and each member computes
+        no more than those rows need (serving needs the targets, not the whole history)."""
         features = self.artifact.pipeline.transform(interactions)
-        preds = {}
-        for name, model in self.artifact.models.items():
-            if rows is None:
-                preds[name] = model.predict_proba(features)
-            elif model.row_independent:
-                preds[name] = model.predict_proba(features.iloc[rows])
-            else:
-                preds[name] = model.predict_proba(features)[rows]
-        return features, preds
+        return features, {name: model.predict_proba(features, rows=rows)
+                          for name, model in self.artifact.models.items()}
 
     def predict_frame(self, interactions: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
         """Ensemble P(correct) for every row (or the given ``rows``), each from its own past only."""

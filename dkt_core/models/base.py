@@ -8,7 +8,8 @@ interaction, rows sorted by user then time, with
 all computed from each row's past only. ``FeatureSpec`` names those columns.
 
 ``predict_proba`` returns P(correct) for *every* row, each predicted from its own past only (all-item
-evaluation); the last row of a user gives the competition's last-item prediction.
+evaluation); the last row of a user gives the competition's last-item prediction. With ``rows`` it returns
+only those rows' values (serving needs the targets, not the whole history), computing no more than it must.
 """
 
 from __future__ import annotations
@@ -57,11 +58,6 @@ class DKTModel(ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type]
-    # True when a row's prediction depends only on that row's (past-only) features, so a caller that
-    # needs a few rows may pass just those rows to predict_proba (tabular models); sequence models need
-    # the whole history.
-    row_independent: ClassVar[bool] = False
-
     def __init__(self, config: Any | None = None, spec: FeatureSpec | None = None):
         self.config = config if config is not None else self.Config()
         self.spec = spec
@@ -72,8 +68,9 @@ class DKTModel(ABC):
         """Train on ``train`` (early stopping / model selection on ``valid``; both feature frames)."""
 
     @abstractmethod
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """P(correct) for every row of ``frame`` (float64, len(frame)), each from its own past only."""
+    def predict_proba(self, frame: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
+        """P(correct) for every row of ``frame`` (float64, len(frame)), each from its own past only; with
+        ``rows`` (integer positions) only for those rows, in that order, equal to ``predict_proba(frame)[rows]``."""
 
     @abstractmethod
     def _save_weights(self, directory: Path) -> None: ...

@@ -30,7 +30,6 @@ class LGBMConfig:
 class LGBMModel(DKTModel):
     name = "lgbm"
     Config = LGBMConfig
-    row_independent = True
 
     def __init__(self, config: LGBMConfig | None = None, spec: FeatureSpec | None = None):
         super().__init__(config, spec)
@@ -70,9 +69,11 @@ class LGBMModel(DKTModel):
             history=[{"round": i + 1, "valid_auc": a} for i, a in enumerate(aucs) if (i + 1) % 25 == 0],
         )
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, frame: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
         if self.booster is None:
             raise RuntimeError("lgbm model is not fit")
+        if rows is not None:  # a row's features already hold its past: score just those rows
+            frame = frame.iloc[rows]
         x = frame[self.spec.tabular].to_numpy(np.float32)
         # OpenMP start-up costs ~8 ms per call on 2 busy cores; small (serving) batches run on one thread
         threads = 1 if len(x) < SMALL_BATCH_ROWS else self.config.num_threads

@@ -152,13 +152,24 @@ class TorchSequenceModel(DKTModel):
         return build_sequences(frame, self.spec, group_by=c.group_by, split_every_tests=c.split_every_tests,
                                test_column=c.test_column)
 
-    def _predict_data(self, data: SequenceData, device: torch.device, batch_size: int = 256) -> np.ndarray:
-        """P(correct) per row of ``data`` (frame order), every row from its own past only."""
+    def _predict_data(self, data: SequenceData, device: torch.device, batch_size: int = 256,
+                      rows: np.ndarray | None = None) -> np.ndarray:
+        """P(correct) per row of ``data`` (frame order), every row from its own past only. With ``rows``, only
+        the windows that write those rows run (other rows stay 0): one window instead of three for the
+        target of a 200-row serving history."""
         c = self.config
         out = np.zeros(data.n_rows, dtype=np.float64)
         if data.n_rows == 0:
             return out
         start, end, first = predict_windows(data, c.max_seq_len, min(c.predict_stride, c.max_seq_len))
+        if rows is not None:
+            wanted = np.zeros(data.n_rows + 1, dtype=np.int64)  # by position in ``order``
+            position = np.empty(data.n_rows, dtype=np.int64)
+            position[data.order] = np.arange(data.n_rows)
+            wanted[position[rows] + 1] = 1
+            wanted = np.cumsum(wanted)  # wanted[p] = number of wanted positions before p
+            keep = wanted[end] > wanted[first]  # the window writes positions [first, end)
+            start, end, first = start[keep], end[keep], first[keep]
         self.module.eval()
         with torch.inference_mode():
             for batch, sel in iterate_batches(data, start, end, batch_size, c.max_seq_len):
@@ -213,11 +224,14 @@ class TorchSequenceModel(DKTModel):
         self.module.to("cpu")
         return result
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, frame: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
         if self.module is None or self.spec is None:
             raise RuntimeError(f"model {self.name!r} is not fitted; call fit() or load() first")
         device = next(self.module.parameters()).device
-        return self._predict_data(self._sequences(frame), device)
+        if rows is None:
+            return self._predict_data(self._sequences(frame), device)
+        rows = np.asarray(rows, dtype=np.int64)
+        return self._predict_data(self._sequences(frame), device, rows=rows)[rows]
 
     def _save_weights(self, directory: Path) -> None:
         torch.save(self.module.state_dict(), directory / "weights.pt")

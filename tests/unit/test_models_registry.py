@@ -104,6 +104,19 @@ def test_predict_shape_and_range(name, fitted, data):
 
 
 @pytest.mark.parametrize("name", list(MODELS))
+def test_predicting_selected_rows_equals_the_full_prediction(name, fitted, data):
+    """``rows=`` (what serving asks for: each user's last row, plus a few others, in any order) gives exactly
+    the full prediction's values for those rows."""
+    model, _ = fitted[name]
+    _, valid, _ = data
+    full = model.predict_proba(valid)
+    last = np.flatnonzero(~valid["userID"].duplicated(keep="last").to_numpy())
+    rows = np.random.default_rng(0).permutation(np.r_[last, [0, 3, len(valid) // 2]])
+    np.testing.assert_allclose(model.predict_proba(valid, rows=rows), full[rows], rtol=1e-5, atol=1e-6)
+    assert model.predict_proba(valid, rows=np.array([], dtype=np.int64)).shape == (0,)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
 def test_learns_synthetic_pattern(name, fitted, data):
     model, result = fitted[name]
     _, valid, _ = data

@@ -14,8 +14,11 @@ RUN python3 -m venv /opt/venv \
 FROM ${BASE_IMAGE}
 RUN useradd --create-home --uid 10003 --shell /usr/sbin/nologin client
 COPY --from=build /opt/venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 DKT_CLIENT_PORT=8088
+# DKT_HOME holds the spool and the per-student state; the stack mounts a volume there (created here so the
+# volume starts owned by the client user)
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 DKT_CLIENT_PORT=8088 DKT_HOME=/home/client/dkt
 USER client
+RUN mkdir -p /home/client/dkt/client
 EXPOSE 8088
 HEALTHCHECK --interval=5s --timeout=2s --start-period=10s --retries=3 \
   CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"DKT_CLIENT_PORT\"]}/', timeout=2)"]

@@ -31,6 +31,10 @@ deploy: setup docker-up
 	$(if $(MODEL),$(BIN)/dkt package --model $(MODEL),)
 	$(BIN)/python -m dkt_core.deploy deploy $(if $(TAG),--tag $(TAG),)
 
+## client-image: build and push the web client image (export the printed tag as DKT_CLIENT_IMAGE)
+client-image: setup docker-up
+	$(BIN)/python -m dkt_core.deploy client-image
+
 ## undeploy: remove the Swarm stack $(DKT_STACK)
 undeploy: setup
 	$(BIN)/python -m dkt_core.deploy undeploy
@@ -39,4 +43,4 @@ undeploy: setup
 test-docker: setup docker-up
 	$(BIN)/python -m pytest -m docker $(PYTEST_ARGS)
 
-.PHONY: docker-up base-image registry-up docker-down deploy undeploy test-docker
+.PHONY: docker-up base-image registry-up docker-down deploy client-image undeploy test-docker

@@ -16,39 +16,40 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DKT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
+def wait_for_port(port: int, timeout: float = 30.0, host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+            if s.connect_ex((host, port)) == 0:
                 return
         time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
 class MotoServer:
-    """A real moto S3 HTTP server on loopback, stoppable and restartable (for outage tests)."""
+    """A real moto S3 HTTP server, stoppable and restartable (for outage tests). On loopback by default; the
+    Swarm tests bind it to the host's docker bridge address so containers can reach it too."""
 
-    def __init__(self, port: int):
-        self.port = port
-        self.endpoint_url = f"http://127.0.0.1:{port}"
+    def __init__(self, port: int, host: str = "127.0.0.1"):
+        self.host, self.port = host, port
+        self.endpoint_url = f"http://{host}:{port}"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
         exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
         self.proc = subprocess.Popen(
-            [exe, "-H", "127.0.0.1", "-p", str(self.port)],
+            [exe, "-H", self.host, "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        wait_for_port(self.port)
+        wait_for_port(self.port, host=self.host)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -1,4 +1,5 @@
-"""CLI: `python -m dkt_core.deploy deploy [--tag dkt-model:<v>]` | `undeploy` (what make deploy runs)."""
+"""CLI: `python -m dkt_core.deploy deploy [--tag dkt-model:<v>]` | `undeploy` | `client-image` (what make
+deploy, make undeploy and make client-image run)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("deploy", help="build, push and roll out the packaged model (default: newest)")
     d.add_argument("--tag", help="dkt-model:<version> in the BentoML store")
     sub.add_parser("undeploy", help="remove the Swarm stack")
+    sub.add_parser("client-image", help="build and push the web client image; prints it (for DKT_CLIENT_IMAGE)")
     args = parser.parse_args(argv)
 
     from dkt_core.deploy.images import ImageError
@@ -21,12 +23,30 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "undeploy":
             undeploy()
             return 0
+        if args.cmd == "client-image":
+            print(client_image())
+            return 0
         outcome = deploy(args.tag)
     except (ImageError, TimeoutError) as exc:
         print(f"deploy failed: {exc}", file=sys.stderr)
         return 1
     print(f"served version: {outcome.served_version}  image: {outcome.image}")
     return 0 if outcome.ok else 1
+
+
+def client_image() -> str:
+    import os
+    from pathlib import Path
+
+    from dkt_core.deploy.images import push_image
+    from dkt_core.deploy.settings import DeploySettings
+    from dkt_core.deploy.stack import build_client_image
+
+    ca = os.environ.get("DKT_BUILD_CA_BUNDLE")  # only behind a TLS-intercepting proxy
+    image, built = build_client_image(DeploySettings.from_env(), Path(ca) if ca else None)
+    push_image(image)
+    print(f"client image built in {built.seconds:.0f}s and pushed; export DKT_CLIENT_IMAGE={image}", file=sys.stderr)
+    return image
 
 
 if __name__ == "__main__":

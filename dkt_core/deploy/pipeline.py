@@ -12,7 +12,7 @@ from dkt_core.deploy.images import ImageError, push_image
 from dkt_core.deploy.inference import ServiceSpec, build_inference_image, model_dir
 from dkt_core.deploy.rollout import RolloutResult, rollout, smoke_test
 from dkt_core.deploy.settings import DeploySettings
-from dkt_core.deploy.stack import build_proxy_image, deploy_stack, remove_stack, wait_converged
+from dkt_core.deploy.stack import build_proxy_image, client_env, deploy_stack, remove_stack, wait_converged
 
 
 @dataclass
@@ -69,11 +69,13 @@ def deploy(tag: str | None = None, settings: DeploySettings | None = None, spec:
     _step(f"push {proxy}: {push_image(proxy)}")
     env = {"DKT_INFERENCE_IMAGE": built.image, "DKT_PROXY_IMAGE": proxy}
     client_image = os.environ.get("DKT_CLIENT_IMAGE")
-    if client_image:
-        env["DKT_CLIENT_IMAGE"] = client_image
+    bank = Path(os.environ.get("DKT_CLIENT_BANK") or settings.home / "client" / "bank.json")
+    if client_image and bank.is_file():
+        env.update(client_env(client_image, bank))
     else:
         env["DKT_CLIENT_REPLICAS"] = "0"
-        _step("DKT_CLIENT_IMAGE unset: web client scaled to 0 (build it: scripts/docker/build-client.sh)")
+        _step("web client scaled to 0: " + (f"no question bank at {bank} (make client-bank)" if client_image else
+              "DKT_CLIENT_IMAGE unset (build it: make client-image)"))
     _step(f"docker stack deploy {settings.stack}")
     deploy_stack(settings, env)
     t0 = time.monotonic()

@@ -1,4 +1,5 @@
-"""Deploy/remove the Swarm stack of compose.yaml and wait for it to converge; build the proxy image.
+"""Deploy/remove the Swarm stack of compose.yaml and wait for it to converge; build the proxy and web
+client images (the inference image is dkt_core.deploy.inference's).
 
 The Docker SDK has no stack support, so `docker stack deploy` (the CLI) is used for the stack itself;
 everything that decides success (convergence, rollout) reads the API through the SDK.
@@ -6,9 +7,12 @@ everything that decides success (convergence, rollout) reads the API through the
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import subprocess
 import time
+from pathlib import Path
 
 from dkt_core.deploy.images import DOCKER_DIR, BuildResult, ImageError, build_image
 from dkt_core.deploy.settings import REPO_ROOT, DeploySettings
@@ -27,6 +31,38 @@ def build_proxy_image(settings: DeploySettings) -> tuple[str, BuildResult]:
     (ctx / "proxy-entrypoint.sh").chmod(0o755)
     return image, build_image(ctx, DOCKER_DIR / "proxy.Dockerfile", image, {"BASE_IMAGE": settings.base_image},
                               network_mode="default")
+
+
+def build_client_image(settings: DeploySettings, ca_bundle: Path | None = None) -> tuple[str, BuildResult]:
+    """Web client image (docker/client.Dockerfile; pip installs the `client` extra, so the build needs the
+    package index). Tagged by the hash of what goes in, so a tag never changes meaning. ``ca_bundle``: a CA
+    bundle pip needs behind a TLS-intercepting proxy (DKT_BUILD_CA_BUNDLE; stays in the builder stage)."""
+    ctx = settings.home / "build" / "client"
+    shutil.rmtree(ctx, ignore_errors=True)
+    (ctx / "docker" / "ca").mkdir(parents=True)
+    digest = hashlib.sha256(settings.base_image.encode())
+    for name in ("requirements.lock", "pyproject.toml", "README.md"):
+        shutil.copyfile(REPO_ROOT / name, ctx / name)
+    shutil.copytree(REPO_ROOT / "dkt_core", ctx / "dkt_core", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for f in sorted(p for p in ctx.rglob("*") if p.is_file()):
+        digest.update(str(f.relative_to(ctx)).encode() + f.read_bytes())
+    digest.update((DOCKER_DIR / "client.Dockerfile").read_bytes())
+    if ca_bundle:
+        shutil.copyfile(ca_bundle, ctx / "docker" / "ca" / "host-ca.crt")  # not hashed: not in the image
+    image = settings.image(settings.client_repo, digest.hexdigest()[:12])
+    return image, build_image(ctx, DOCKER_DIR / "client.Dockerfile", image, {"BASE_IMAGE": settings.base_image},
+                              network_mode="default")
+
+
+def client_env(client_image: str, bank_file: Path) -> dict[str, str]:
+    """Stack variables that run the web client: its image and its question bank as a Docker config
+    (named by the bank's content hash: configs are immutable, a new bank is a new config)."""
+    if not bank_file.is_file():
+        raise FileNotFoundError(f"question bank {bank_file} does not exist: build it with `make client-bank` "
+                                "(or python -m dkt_core.webclient build-bank) or point DKT_CLIENT_BANK at one")
+    digest = hashlib.sha256(bank_file.read_bytes()).hexdigest()[:12]
+    return {"DKT_CLIENT_IMAGE": client_image, "DKT_CLIENT_BANK_FILE": str(bank_file.resolve()),
+            "DKT_CLIENT_BANK_ID": digest}
 
 
 def deploy_stack(settings: DeploySettings, env: dict[str, str], compose=COMPOSE) -> None:
@@ -68,3 +104,4 @@ def wait_converged(client, service: str, replicas: int, timeout_s: float = 120.0
         time.sleep(0.5)
     tasks = [(t["Status"]["State"], t["Status"].get("Err", "")) for t in client.services.get(service).tasks()]
     raise TimeoutError(f"{service}: {replicas} healthy replicas not reached in {timeout_s}s; tasks {tasks[:6]}")
+

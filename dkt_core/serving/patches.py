@@ -35,7 +35,7 @@ async def _timeout_call(self, scope, receive, send) -> None:
     fut = asyncio.ensure_future(self.app(scope, receive, _send), loop=loop)
     try:
         await waiter
-    except asyncio.TimeoutError:
+    except TimeoutError:
         if fut.cancel():
             resp = JSONResponse({"error": f"Not able to process the request in {self.timeout} seconds"},
                                 status_code=504)

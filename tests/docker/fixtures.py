@@ -39,3 +39,14 @@ def build_test_image(bentoml_home: Path, model_version: str, settings: DeploySet
     tag = make_model(bentoml_home, model_version)
     return build_inference_image(TEST_SERVICE, bentoml_home, tag, model_version, "d0", settings,
                                  sha="test", repo="dkt-inference-test")
+
+
+def make_bank(path: Path) -> Path:
+    """A small question bank (one test of 3 items) for the web client container."""
+    import pandas as pd
+
+    from dkt_core.webclient.bank import SEED_COLUMNS, build_bank
+
+    rows = [("u", f"A01000{n}001", "A010000001", 1, "2020-01-01 00:00:00", "7") for n in range(1, 4)]
+    build_bank(pd.DataFrame(rows, columns=SEED_COLUMNS)).save(path)
+    return path

@@ -1,5 +1,6 @@
 """Session-scale fixture for the Swarm tests: test images v1/v2/broken in the registry and a test stack
-(own name and API port, client scaled to 0) deployed from the real compose.yaml."""
+(own name and ports) deployed from the real compose.yaml, with the real web client image writing to a moto
+S3 bound to the host's docker bridge address (how containers reach this host)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,19 @@ from pathlib import Path
 
 from dkt_core.deploy.images import build_image, push_image
 from dkt_core.deploy.settings import DeploySettings
-from dkt_core.deploy.stack import build_proxy_image, deploy_stack, remove_stack, wait_converged
-from tests.docker.fixtures import HERE, build_test_image
+from dkt_core.deploy.stack import (
+    build_client_image,
+    build_proxy_image,
+    client_env,
+    deploy_stack,
+    remove_stack,
+    wait_converged,
+)
+from tests.conftest import MotoServer, free_port
+from tests.docker.fixtures import HERE, build_test_image, make_bank
+
+CLIENT_BUCKET = "dkt-client-test"
+HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")  # pip in the client build behind a TLS proxy (harmless else)
 
 
 @dataclass
@@ -20,6 +32,8 @@ class SwarmStack:
     settings: DeploySettings
     images: dict[str, str]  # "v1" / "v2" / "broken" -> pushed image
     timings: dict[str, float]
+    s3: MotoServer  # what the client container writes to (reachable from this host too)
+    bank: Path
 
 
 def start_test_stack(tmp: Path) -> SwarmStack:
@@ -45,20 +59,32 @@ def start_test_stack(tmp: Path) -> SwarmStack:
     images["broken"] = images["v1"].replace("v1-", "broken-")
     build_image(ctx, HERE / "broken.Dockerfile", images["broken"], {"GOOD_IMAGE": images["v1"]})
     proxy, _ = build_proxy_image(settings)
+    ca = os.environ.get("DKT_BUILD_CA_BUNDLE") or (str(HOST_CA) if HOST_CA.is_file() else None)
+    images["client"], built_client = build_client_image(settings, Path(ca) if ca else None)
+    timings["build_client_s"] = built_client.seconds
     for image in [*images.values(), proxy]:
         push_image(image)
+    gateway = client.networks.get("docker_gwbridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    s3 = MotoServer(free_port(gateway), host=gateway)
+    s3.start()
+    bank = make_bank(tmp / "bank.json")
     remove_stack(client, settings)
     deploy_stack(settings, {
-        "DKT_INFERENCE_IMAGE": images["v1"], "DKT_PROXY_IMAGE": proxy, "DKT_CLIENT_REPLICAS": "0",
+        "DKT_INFERENCE_IMAGE": images["v1"], "DKT_PROXY_IMAGE": proxy,
         # Shorter health windows than production so the suite stays fast; the monitor rule still holds:
         # monitor 12s >= start_period 6s + interval 2s x retries 3.
         "DKT_HEALTH_START_PERIOD": "6s", "DKT_UPDATE_MONITOR": "12s",
+        **client_env(images["client"], bank), "DKT_CLIENT_S3_ENDPOINT_URL": s3.endpoint_url,
+        "DKT_S3_BUCKET": CLIENT_BUCKET, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        # small batches, sealed by size or after 2 s (answers may land on either gunicorn worker)
+        "DKT_SPOOL_MAX_ROWS": "3", "DKT_SPOOL_MAX_AGE_S": "2", "DKT_FLUSH_INTERVAL_S": "1",
     })
     wait_converged(client, settings.service, 2)
     wait_converged(client, f"{settings.stack}_proxy", 1)
-    return SwarmStack(client, settings, images, timings)
+    return SwarmStack(client, settings, images, timings, s3, bank)
 
 
 def stop_test_stack(stack: SwarmStack) -> None:
     remove_stack(stack.client, stack.settings)
+    stack.s3.stop()
     shutil.rmtree(stack.settings.home / "build" / "inference", ignore_errors=True)

@@ -7,17 +7,23 @@ Measured numbers are written to $DKT_HOME/bench/deploy.json.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import re
 import time
 
 import pytest
+import requests
 
 docker = pytest.importorskip("docker")
 
 from dkt_core.deploy.loadgen import LoadGenerator, LoadResult  # noqa: E402
 from dkt_core.deploy.rollout import rollout, served_version  # noqa: E402
 from dkt_core.deploy.stack import running_healthy, wait_converged  # noqa: E402
-from tests.docker.stackfix import SwarmStack, start_test_stack, stop_test_stack  # noqa: E402
+from dkt_core.storage.s3 import S3Settings, list_keys, s3_client  # noqa: E402
+from dkt_core.webclient.bank import QuestionBank  # noqa: E402
+from tests.docker.stackfix import CLIENT_BUCKET, SwarmStack, start_test_stack, stop_test_stack  # noqa: E402
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 MIN_REQUESTS = 2000
@@ -107,3 +113,49 @@ def test_killing_a_replica_under_load_has_zero_failed_requests(stack):
     assert load.failed == 0, load.summary()
     assert load.requests >= MIN_REQUESTS
     assert running_healthy(stack.client, service) == 2
+
+
+def test_web_client_container_sends_answers_to_s3(stack, monkeypatch):
+    """The real client image in the stack: a student answers a 3-item test through the published port;
+    the container's spool seals the batch (DKT_SPOOL_MAX_ROWS=3) and flushes it to S3 exactly once."""
+    wait_converged(stack.client, f"{stack.settings.stack}_client", 1)
+    url, http = f"http://127.0.0.1:{stack.settings.client_port}", requests.Session()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if http.get(f"{url}/healthz", timeout=2).ok:
+                break
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, "the client container never answered /healthz"
+        time.sleep(0.5)
+    bank = QuestionBank.load(stack.bank)
+    test_id, items = next(iter(bank.tests.items()))
+    for item in items:
+        page = http.get(f"{url}/quiz/s1/{test_id}", timeout=10).text
+        token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        r = http.post(f"{url}/quiz/s1/{test_id}/answer", data={"csrf": token, "item": item, "choice": "A"},
+                      timeout=10, allow_redirects=False)
+        assert r.status_code == 303, r.text
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # moto's (the same the stack was given)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    settings = S3Settings(endpoint_url=stack.s3.endpoint_url, bucket=CLIENT_BUCKET, region="us-east-1")
+    s3 = s3_client(settings)
+
+    def uploaded() -> list[dict]:
+        try:
+            keys = list_keys(s3, CLIENT_BUCKET, "interactions/")
+        except Exception:  # noqa: BLE001 - the bucket appears with the first flush
+            return []
+        return [r for k in keys
+                for r in csv.DictReader(io.StringIO(s3.get_object(Bucket=CLIENT_BUCKET, Key=k)["Body"].read().decode()))]
+
+    deadline, rows = time.monotonic() + 30, []
+    while len(rows) < len(items) and time.monotonic() < deadline:  # each gunicorn worker flushes its own batch
+        time.sleep(0.5)
+        rows = uploaded()
+    time.sleep(3)  # a few more flush cycles: nothing may be sent twice
+    rows = uploaded()
+    assert sorted((r["assessmentItemID"], r["answerCode"]) for r in rows) == \
+        sorted((i, str(int(bank.items[i].answer == "A"))) for i in items)
+    assert {r["userID"] for r in rows} == {"s1"} and {r["testId"] for r in rows} == {test_id}

@@ -48,3 +48,17 @@ def test_nginx_config_is_valid(tmp_path):
     proc = subprocess.run([nginx, "-t", "-q", "-c", str(tmp_path / "nginx.conf"), "-e", str(tmp_path / "err.log")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_client_env_names_the_bank_config_by_its_content(tmp_path):
+    from dkt_core.deploy.stack import client_env
+
+    bank = tmp_path / "bank.json"
+    with pytest.raises(FileNotFoundError, match="make client-bank"):
+        client_env("reg/dkt-client:abc", bank)
+    bank.write_text('{"format": 1}')
+    first = client_env("reg/dkt-client:abc", bank)
+    assert first["DKT_CLIENT_IMAGE"] == "reg/dkt-client:abc" and first["DKT_CLIENT_BANK_FILE"] == str(bank.resolve())
+    assert client_env("reg/dkt-client:abc", bank)["DKT_CLIENT_BANK_ID"] == first["DKT_CLIENT_BANK_ID"]
+    bank.write_text('{"format": 2}')  # a new bank is a new (immutable) Docker config
+    assert client_env("reg/dkt-client:abc", bank)["DKT_CLIENT_BANK_ID"] != first["DKT_CLIENT_BANK_ID"]

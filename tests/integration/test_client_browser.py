@@ -120,23 +120,30 @@ def _answer_three(driver, url: str, bank, user: str) -> list[tuple[str, int]]:
         WebDriverWait(driver, 20, ignored_exceptions=(WebDriverException,)).until(ec.staleness_of(old))
         WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
+    def element(element_id: str):
+        # the next page may still be loading after submit() saw the old one go: wait for the element itself
+        try:
+            return WebDriverWait(driver, 20).until(ec.presence_of_element_located((By.ID, element_id)))
+        except Exception as exc:  # noqa: BLE001 - say which page the browser was on
+            raise AssertionError(f"#{element_id} not on {driver.current_url}: {driver.page_source[:600]}") from exc
+
     driver.get(url)
     driver.find_element(By.ID, "user").send_keys(user)
     Select(driver.find_element(By.ID, "test")).select_by_value(TEST_ID)
     submit("start")
     done = []
     for n, correct in enumerate([True, False, True]):
-        assert driver.find_element(By.ID, "progress").text == f"Question {n + 1} of 4"
+        assert element("progress").text == f"Question {n + 1} of 4"
         item = driver.find_element(By.ID, "question-text").get_attribute("data-item")
         key = bank.items[item].answer
         choice = key if correct else next(c for c in CHOICES if c != key)
         driver.find_element(By.ID, f"choice-{choice}").click()
         submit("submit")
-        feedback = driver.find_element(By.ID, "feedback")
+        feedback = element("feedback")
         assert feedback.get_attribute("data-answer-code") == str(int(correct))
         assert ("Correct" in feedback.text) is correct
         done.append((item, int(correct)))
-    assert driver.find_element(By.ID, "progress").text == "Question 4 of 4"
+    assert element("progress").text == "Question 4 of 4"
     return done
 
 

@@ -6,13 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +19,7 @@ import requests
 
 from dkt_core.storage.s3 import ensure_bucket, list_keys, s3_client
 from dkt_core.webclient.bank import SEED_COLUMNS, build_bank
+from tests.webclient_http import answer_items, wait_healthy
 
 pytestmark = pytest.mark.integration
 
@@ -46,20 +45,8 @@ def test_shutdown_flushes_open_batches(tmp_path, s3_env):
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url, http = f"http://127.0.0.1:{port}", requests.Session()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if http.get(f"{url}/healthz", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                assert time.monotonic() < deadline and proc.poll() is None, "gunicorn did not start"
-                time.sleep(0.2)
-        for item in bank.tests["T1"]:
-            page = http.get(f"{url}/quiz/s1/T1", timeout=10).text
-            token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-            r = http.post(f"{url}/quiz/s1/T1/answer", data={"csrf": token, "item": item, "choice": "A"},
-                          timeout=10, allow_redirects=False)
-            assert r.status_code == 303, r.text
+        wait_healthy(http, url, 30, alive=lambda: proc.poll() is None)
+        answer_items(http, url, "s1", "T1", bank.tests["T1"])
         client = s3_client(s3_env)
         assert list_keys(client, s3_env.bucket, "interactions/") == []  # still spooled
     finally:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import time
 
 import pytest
@@ -24,6 +23,7 @@ from dkt_core.deploy.stack import running_healthy, wait_converged  # noqa: E402
 from dkt_core.storage.s3 import S3Settings, list_keys, s3_client  # noqa: E402
 from dkt_core.webclient.bank import QuestionBank  # noqa: E402
 from tests.docker.stackfix import CLIENT_BUCKET, SwarmStack, start_test_stack, stop_test_stack  # noqa: E402
+from tests.webclient_http import answer_items, wait_healthy  # noqa: E402
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 MIN_REQUESTS = 2000
@@ -120,23 +120,10 @@ def test_web_client_container_sends_answers_to_s3(stack, monkeypatch):
     the container's spool seals the batch (DKT_SPOOL_MAX_ROWS=3) and flushes it to S3 exactly once."""
     wait_converged(stack.client, f"{stack.settings.stack}_client", 1)
     url, http = f"http://127.0.0.1:{stack.settings.client_port}", requests.Session()
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if http.get(f"{url}/healthz", timeout=2).ok:
-                break
-        except requests.RequestException:
-            pass
-        assert time.monotonic() < deadline, "the client container never answered /healthz"
-        time.sleep(0.5)
+    wait_healthy(http, url, 60)
     bank = QuestionBank.load(stack.bank)
     test_id, items = next(iter(bank.tests.items()))
-    for item in items:
-        page = http.get(f"{url}/quiz/s1/{test_id}", timeout=10).text
-        token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-        r = http.post(f"{url}/quiz/s1/{test_id}/answer", data={"csrf": token, "item": item, "choice": "A"},
-                      timeout=10, allow_redirects=False)
-        assert r.status_code == 303, r.text
+    answer_items(http, url, "s1", test_id, items)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # moto's (the same the stack was given)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     settings = S3Settings(endpoint_url=stack.s3.endpoint_url, bucket=CLIENT_BUCKET, region="us-east-1")

@@ -102,7 +102,9 @@ def main() -> int:
     artifact = args.model or default_artifact()
     data = args.data or (Path(os.environ.get("DKT_HOME", REPO / ".dkt")) / "bench" / "u300.csv.gz")
     bodies = payloads(data)
-    report = {"artifact": str(artifact), "cpus": os.cpu_count(),
+    # paths inside the repository are recorded relative to it: the report is committed
+    shown = artifact.resolve().relative_to(REPO) if artifact.resolve().is_relative_to(REPO) else artifact
+    report = {"artifact": str(shown), "cpus": os.cpu_count(),
               "batch_max_latency_ms": int(os.environ.get("DKT_BATCH_MAX_LATENCY_MS", "10000")),
               "duration_s": args.duration, "profile": profile_predict_frame(artifact, data), "cells": []}
     print(json.dumps(report["profile"]), flush=True)

@@ -228,10 +228,9 @@ class TorchSequenceModel(DKTModel):
         if self.module is None or self.spec is None:
             raise RuntimeError(f"model {self.name!r} is not fitted; call fit() or load() first")
         device = next(self.module.parameters()).device
-        if rows is None:
-            return self._predict_data(self._sequences(frame), device)
-        rows = np.asarray(rows, dtype=np.int64)
-        return self._predict_data(self._sequences(frame), device, rows=rows)[rows]
+        rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        probs = self._predict_data(self._sequences(frame), device, rows=rows)
+        return probs if rows is None else probs[rows]
 
     def _save_weights(self, directory: Path) -> None:
         torch.save(self.module.state_dict(), directory / "weights.pt")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from starlette.responses import JSONResponse
+
 log = logging.getLogger(__name__)
 SHIPPED: dict[str, object] = {}  # BentoML's own __call__, kept when the fix is installed (tests compare)
 
@@ -21,8 +23,6 @@ SHIPPED: dict[str, object] = {}  # BentoML's own __call__, kept when the fix is 
 async def _timeout_call(self, scope, receive, send) -> None:
     if scope["type"] not in ("http", "websocket"):
         return await self.app(scope, receive, send)
-    from starlette.responses import JSONResponse
-
     loop = asyncio.get_running_loop()
     waiter = loop.create_future()
     timer = loop.call_later(self.timeout, self._set_timer_out, waiter)
@@ -41,10 +41,9 @@ async def _timeout_call(self, scope, receive, send) -> None:
                                 status_code=504)
             await resp(scope, receive, send)
     else:
-        timer.cancel()  # answered: drop the timer (and the request context it holds) now
         await fut
     finally:
-        timer.cancel()
+        timer.cancel()  # answered (or timed out): drop the timer and the request context it holds
 
 
 def patch_timeout_middleware() -> bool:

@@ -6,11 +6,27 @@ produces. ``VALID_SCHEMA`` states the types and invariants of the rows that pass
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pandas as pd
 import pandera.pandas as pa
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 ID_PATTERN = r"[A-Za-z0-9_.:\-]{1,64}"
+
+# The documented range of a Timestamp (naive UTC): from TIMESTAMP_MIN up to "now" plus
+# TIMESTAMP_MAX_FUTURE (clock skew between devices). Rows outside it are rejected with
+# TIMESTAMP_OUT_OF_RANGE; the API answers 400. Also keeps every value inside pandas' datetime64[ns]
+# range (1677-09-21 .. 2262-04-11), which silently wrapped or raised before.
+TIMESTAMP_MIN = datetime(1970, 1, 1)
+TIMESTAMP_MAX_FUTURE = timedelta(days=1)
+TIMESTAMP_OUT_OF_RANGE = "Timestamp out of range"
+
+
+def timestamp_max(now: datetime | None = None) -> datetime:
+    """The latest accepted Timestamp (naive UTC) at ``now`` (default: the current time)."""
+    now = now or datetime.now(UTC)
+    return now.replace(tzinfo=None) + TIMESTAMP_MAX_FUTURE
 
 
 def _parses_as_timestamp(s: pd.Series) -> pd.Series:

@@ -1,4 +1,11 @@
-"""Shared fixtures: tiny synthetic interaction logs, a real moto S3 server, the shared data folder."""
+"""Shared fixtures: tiny synthetic interaction logs, a real moto S3 server, the shared data folder.
+
+Missing prerequisites: a test or fixture that cannot run because something it needs is absent (dockerd,
+a Swarm, Chromium, the real data set, ...) calls ``skip_missing(reason)``, never a bare ``pytest.skip``.
+Locally that is an ordinary skip; under ``CI=true`` (.ci/run) it fails the run with the same reason, so
+CI cannot turn green by skipping what it was meant to prove. A bare ``pytest.skip`` stays a skip
+everywhere: keep it for deliberate skips that are not about the environment.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +16,56 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
+# The tests of the CI hook below run small suites of their own (tests/unit/test_ci_skips.py).
+pytest_plugins = ["pytester"]
+
 REPO = Path(__file__).resolve().parents[1]
+# A clone next to a copy of shared/ (as in CI and in /work) finds the data without any setting.
 SHARED_DATA = Path(os.environ.get("DKT_SHARED_DATA", REPO.parent / "shared" / "data"))
+# Prefix of every skip reason that names a missing prerequisite: the hooks below match on it (text, not an
+# exception class, so it also works for skipif marks and when this module is imported under two names).
+MISSING = "missing prerequisite: "
+
+
+def ci_strict() -> bool:
+    """True under CI (``CI=true``, as .ci/run sets it): missing prerequisites fail instead of skipping."""
+    return os.environ.get("CI", "").strip().lower() in {"true", "1"}
+
+
+def skip_missing(reason: str, *, allow_module_level: bool = False) -> NoReturn:
+    """Skip because something the test needs is absent; ``reason`` says what and how to get it
+    (e.g. "dockerd is not reachable: run `make docker-up`"). Fails the run under CI=true."""
+    pytest.skip(MISSING + reason, allow_module_level=allow_module_level)
+
+
+def _fail_missing_under_ci(report) -> None:
+    if not report.skipped or hasattr(report, "wasxfail") or not ci_strict():
+        return
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    if MISSING not in reason:
+        return  # a deliberate skip
+    report.outcome = "failed"
+    report.longrepr = (f"{reason}\nCI=true: a missing prerequisite fails the run instead of skipping it "
+                       "(provide it on the CI machine; see skip_missing in tests/conftest.py)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    _fail_missing_under_ci(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    report = yield  # a module-level skip_missing(..., allow_module_level=True)
+    _fail_missing_under_ci(report)
+    return report
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -88,7 +140,8 @@ def s3_env(moto_server, monkeypatch):
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "assist2009_dev.csv.gz").exists():
-        pytest.skip(f"real data folder {SHARED_DATA} is absent; tests on real data are skipped")
+        skip_missing(f"real data folder {SHARED_DATA} is absent: put shared/data beside the clone "
+                     "or set DKT_SHARED_DATA")
     return SHARED_DATA
 
 

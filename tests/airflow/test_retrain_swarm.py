@@ -12,6 +12,8 @@ import os
 import pytest
 from dagutil import TINY, get_json, states, upload, xcom
 
+from tests.conftest import skip_missing
+
 pytestmark = [pytest.mark.docker, pytest.mark.airflow]
 
 STACK, API_PORT = "dktaf", 18180
@@ -25,9 +27,9 @@ def swarm(env, tmp_path, monkeypatch):
     try:
         client = docker.from_env(timeout=300)
         if client.info().get("Swarm", {}).get("LocalNodeState") != "active":
-            pytest.skip("docker swarm is not active: run scripts/docker/up.sh")
+            skip_missing("docker swarm is not active: run scripts/docker/up.sh")
     except docker.errors.DockerException as err:
-        pytest.skip(f"dockerd is not reachable ({err}): run scripts/docker/up.sh")
+        skip_missing(f"dockerd is not reachable ({err}): run scripts/docker/up.sh")
     from dkt_core.deploy.images import push_image
     from dkt_core.deploy.settings import REPO_ROOT, DeploySettings
     from dkt_core.deploy.stack import build_proxy_image, remove_stack

@@ -22,6 +22,7 @@ import requests
 
 from dkt_core.storage.s3 import ensure_bucket, list_keys, s3_client
 from dkt_core.webclient.bank import CHOICES, SEED_COLUMNS, build_bank
+from tests.conftest import skip_missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -87,7 +88,7 @@ def start_client(tmp_path, s3_env, bank):
 @pytest.fixture
 def browser(tmp_path):
     if not (Path(CHROMEDRIVER).exists() and shutil.which("chromium")):
-        pytest.skip("Debian chromium/chromium-driver are missing: run `make browser-deps`")
+        skip_missing("Debian chromium/chromium-driver are missing: run `make browser-deps`")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

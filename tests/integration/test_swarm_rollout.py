@@ -15,15 +15,15 @@ import time
 import pytest
 import requests
 
-docker = pytest.importorskip("docker")
-
-from dkt_core.deploy.loadgen import LoadGenerator, LoadResult  # noqa: E402
-from dkt_core.deploy.rollout import rollout, served_version  # noqa: E402
-from dkt_core.deploy.stack import running_healthy, wait_converged  # noqa: E402
-from dkt_core.storage.s3 import S3Settings, list_keys, s3_client  # noqa: E402
-from dkt_core.webclient.bank import QuestionBank  # noqa: E402
-from tests.docker.stackfix import CLIENT_BUCKET, SwarmStack, start_test_stack, stop_test_stack  # noqa: E402
-from tests.webclient_http import answer_items, wait_healthy  # noqa: E402
+import docker
+from dkt_core.deploy.loadgen import LoadGenerator, LoadResult
+from dkt_core.deploy.rollout import rollout, served_version
+from dkt_core.deploy.stack import running_healthy, wait_converged
+from dkt_core.storage.s3 import S3Settings, list_keys, s3_client
+from dkt_core.webclient.bank import QuestionBank
+from tests.conftest import skip_missing
+from tests.docker.stackfix import CLIENT_BUCKET, SwarmStack, start_test_stack, stop_test_stack
+from tests.webclient_http import answer_items, wait_healthy
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 MIN_REQUESTS = 2000
@@ -41,7 +41,7 @@ def _docker_ready() -> bool:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     if not _docker_ready():
-        pytest.skip("dockerd with an active swarm is required: run `make docker-up`")
+        skip_missing("dockerd with an active swarm is required: run `make docker-up`")
     s = start_test_stack(tmp_path_factory.mktemp("swarm"))
     yield s
     stop_test_stack(s)

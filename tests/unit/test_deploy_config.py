@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import MISSING
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -37,7 +39,8 @@ def test_public_ports_are_host_mode():
         assert all(p["mode"] == "host" for p in services[name]["ports"])
 
 
-@pytest.mark.skipif(not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists(), reason="nginx absent")
+@pytest.mark.skipif(not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists(),
+                    reason=MISSING + "nginx is absent: apt-get install nginx")
 def test_nginx_config_is_valid(tmp_path):
     conf = (REPO / "docker" / "nginx.conf.template").read_text()
     conf = conf.replace("${UPSTREAM}", "127.0.0.1:3000").replace("${LISTEN_PORT}", "18999")

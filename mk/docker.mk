@@ -26,10 +26,9 @@ registry-up:
 docker-down:
 	scripts/docker/down.sh
 
-## deploy: MODEL=artifact dir or TAG=dkt-model:<v> (default newest): package -> build -> push -> rolling update
+## deploy: exactly MODEL=artifact dir (its own version) or TAG=dkt-model:<v> (neither: newest packaged): package -> build -> push -> rolling update
 deploy: setup docker-up
-	$(if $(MODEL),$(BIN)/dkt package --model $(MODEL),)
-	$(BIN)/python -m dkt_core.deploy deploy $(if $(TAG),--tag $(TAG),)
+	$(BIN)/python -m dkt_core.deploy deploy $(if $(MODEL),--model $(MODEL),) $(if $(TAG),--tag $(TAG),)
 
 ## client-image: build and push the web client image (export the printed tag as DKT_CLIENT_IMAGE)
 client-image: setup docker-up

@@ -1,17 +1,22 @@
-"""CLI: `python -m dkt_core.deploy deploy [--tag dkt-model:<v>]` | `undeploy` | `client-image` (what make
-deploy, make undeploy and make client-image run)."""
+"""CLI: `python -m dkt_core.deploy deploy [--model DIR | --tag dkt-model:<v>]` | `undeploy` | `client-image`
+(what make deploy, make undeploy and make client-image run). Exit 0 when the asked model serves (also
+when it already ran), 1 when the deploy failed, 2 on a usage error."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dkt_core.deploy")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("deploy", help="build, push and roll out the packaged model (default: newest)")
-    d.add_argument("--tag", help="dkt-model:<version> in the BentoML store")
+    d = sub.add_parser("deploy", help="build, push and roll out one model (default: the newest packaged)")
+    what = d.add_mutually_exclusive_group()
+    what.add_argument("--model", type=Path, help="artifact directory from `dkt train`: packaged (idempotent) "
+                      "and deployed as dkt-model:<its own model_version>")
+    what.add_argument("--tag", help="dkt-model:<version> in the BentoML store")
     sub.add_parser("undeploy", help="remove the Swarm stack")
     sub.add_parser("client-image", help="build and push the web client image; prints it (for DKT_CLIENT_IMAGE)")
     args = parser.parse_args(argv)
@@ -26,17 +31,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "client-image":
             print(client_image())
             return 0
-        outcome = deploy(args.tag)
+        outcome = deploy(args.tag, model=args.model)
+    except ValueError as exc:  # PackagingError too: no artifact, unknown tag, empty store
+        print(f"deploy: {exc}", file=sys.stderr)
+        return 2
     except (ImageError, TimeoutError) as exc:
         print(f"deploy failed: {exc}", file=sys.stderr)
         return 1
-    print(f"served version: {outcome.served_version}  image: {outcome.image}")
+    print(f"{'already running' if outcome.unchanged else 'served version'}: {outcome.served_version}  "
+          f"image: {outcome.image}")
     return 0 if outcome.ok else 1
 
 
 def client_image() -> str:
     import os
-    from pathlib import Path
 
     from dkt_core.deploy.images import push_image
     from dkt_core.deploy.settings import DeploySettings

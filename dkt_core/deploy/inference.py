@@ -46,15 +46,16 @@ class InferenceImage:
 
 
 def model_dir(bentoml_home: Path, model_tag: str) -> tuple[Path, str, str]:
-    """Locate `name:version` in a BentoML model store (a `latest` version is resolved)."""
+    """Locate exactly ``name:version`` in a BentoML model store.
+
+    No "latest" here: which model an unnamed deploy means is decided once, by
+    ``dkt_core.packaging.resolve_tag`` (the one rule), before anything is built.
+    """
     name, _, version = model_tag.lower().partition(":")
-    root = bentoml_home / "models" / name
     if not version or version == "latest":
-        latest = root / "latest"
-        if not latest.is_file():
-            raise ImageError(f"model {model_tag} not found in {bentoml_home}: run `dkt package --model DIR`")
-        version = latest.read_text().strip()
-    path = root / version
+        raise ImageError(f"model tag {model_tag!r} names no version: give dkt-model:<version> "
+                         "(dkt_core.packaging.resolve_tag resolves 'latest' once, before the build)")
+    path = bentoml_home / "models" / name / version
     if not (path / "model.yaml").is_file():
         raise ImageError(f"model {name}:{version} not found in the store {bentoml_home}/models "
                          f"(set BENTOML_HOME or run `dkt package --model DIR`)")

@@ -1,5 +1,11 @@
 """`make deploy`: packaged model -> immutable image -> registry -> Swarm (first deploy or rolling update),
-printing each step and the finally served version. `make undeploy` removes the stack."""
+printing each step and the finally served version. `make undeploy` removes the stack.
+
+Which model is deployed is decided once, at the start (`resolve_target`): the artifact's own version
+when a model directory is given (`MODEL=`), exactly the named tag (`TAG=`), and only when nothing is
+named the newest packaged model by the one rule of `dkt_core.packaging.resolve_tag`. Everything after
+(image build, rollout, smoke test) uses that exact `dkt-model:<version>`.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from pathlib import Path
 
 from dkt_core.deploy.images import ImageError, push_image
 from dkt_core.deploy.inference import ServiceSpec, build_inference_image, model_dir
-from dkt_core.deploy.rollout import RolloutResult, rollout, smoke_test
+from dkt_core.deploy.rollout import UNCHANGED, RolloutResult, rollout, smoke_test
 from dkt_core.deploy.settings import DeploySettings
 from dkt_core.deploy.stack import build_proxy_image, client_env, deploy_stack, remove_stack, wait_converged
 
@@ -23,6 +29,21 @@ class DeployOutcome:
     rollout: RolloutResult | None
     message: str
 
+    @property
+    def unchanged(self) -> bool:
+        """The service already ran this image: nothing was updated."""
+        return self.rollout is not None and self.rollout.state == UNCHANGED
+
+
+@dataclass(frozen=True)
+class DeployTarget:
+    """The one model a deploy is about."""
+
+    tag: str  # dkt-model:<version>, exactly as in the store
+    path: Path  # its folder in the store
+    model_version: str  # what /version must report after the deploy
+    data_version: str
+
 
 def bentoml_home() -> Path:
     return Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml"))
@@ -34,25 +55,47 @@ def model_metadata(path: Path) -> dict:
     return dict(yaml.safe_load((path / "model.yaml").read_text()).get("metadata") or {})
 
 
+def resolve_target(tag: str | None = None, model: Path | None = None, home: Path | None = None) -> DeployTarget:
+    """`model` (artifact dir): package it (idempotent) and take the tag of the artifact's own
+    model_version, never whatever is newest in the store; `tag`: exactly that tag; neither: the newest."""
+    from dkt_core.packaging import package_artifact, resolve_tag
+
+    home = home or bentoml_home()
+    if tag and model:
+        raise ValueError("give a model directory (MODEL=) or a tag (TAG=), not both")
+    if model is not None:
+        packaged = package_artifact(model, home=home)
+        tag, wanted = packaged.tag, str(packaged.metadata["model_version"])
+    else:
+        tag, wanted = resolve_tag(tag or None, home), None
+    path, name, version = model_dir(home, tag)
+    meta = model_metadata(path)
+    model_version = str(meta.get("model_version", version))
+    if wanted is not None and model_version != wanted:  # the store's copy must be the artifact's version
+        raise ImageError(f"{name}:{version} in {home} holds model {model_version!r}, the artifact {model} is "
+                         f"{wanted!r}: the store is inconsistent; remove that model and package again")
+    return DeployTarget(f"{name}:{version}", path, model_version, str(meta.get("data_version", "unknown")))
+
+
 def _step(msg: str) -> None:
     print(f"==> {msg}", flush=True)
 
 
 def deploy(tag: str | None = None, settings: DeploySettings | None = None, spec: ServiceSpec | None = None,
-           home: Path | None = None) -> DeployOutcome:
+           home: Path | None = None, model: Path | None = None) -> DeployOutcome:
+    """Deploy exactly `model` (an artifact directory) or `tag` (see resolve_target)."""
     import docker
 
     settings = settings or DeploySettings.from_env()
     home = home or bentoml_home()
-    path, name, version = model_dir(home, tag or "dkt-model:latest")
-    meta = model_metadata(path)
-    model_version, data_version = meta.get("model_version", version), meta.get("data_version", "unknown")
-
-    _step(f"build inference image for {name}:{version} (model {model_version}, data {data_version})")
-    built = build_inference_image(spec or ServiceSpec(), home, f"{name}:{version}", model_version, data_version,
-                                  settings)
+    target = resolve_target(tag, model, home)
+    mv, dv = target.model_version, target.data_version
+    _step(f"build inference image for {target.tag} (model {mv}, data {dv})"
+          + (f" from the artifact {model}" if model else ""))
+    built = build_inference_image(spec or ServiceSpec(), home, target.tag, mv, dv, settings)
     _step(f"built {built.image} in {built.build.seconds:.1f}s ({built.build.size_bytes / 1e6:.0f} MB)")
-    _step(f"push {built.image}: {push_image(built.image)}")
+    digest = push_image(built.image)
+    _step(f"pushed {built.image}@{digest}")
     client = docker.from_env(timeout=300)
     try:
         client.services.get(settings.service)
@@ -61,13 +104,14 @@ def deploy(tag: str | None = None, settings: DeploySettings | None = None, spec:
         exists = False
     if exists:
         _step(f"rolling update of {settings.service}")
-        result = rollout(client, settings.service, built.image, model_version, settings.proxy_url)
+        result = rollout(client, settings.service, built.image, mv, settings.proxy_url, digest=digest,
+                         timeout_s=settings.rollout_timeout_s, smoke_timeout_s=settings.smoke_timeout_s)
         _step(result.message)
         return DeployOutcome(result.ok, built.image, result.served_version, result, result.message)
 
     proxy, _ = build_proxy_image(settings)
     _step(f"push {proxy}: {push_image(proxy)}")
-    env = {"DKT_INFERENCE_IMAGE": built.image, "DKT_PROXY_IMAGE": proxy}
+    env = {"DKT_INFERENCE_IMAGE": f"{built.image}@{digest}", "DKT_PROXY_IMAGE": proxy}
     client_image = os.environ.get("DKT_CLIENT_IMAGE")
     bank = Path(os.environ.get("DKT_CLIENT_BANK") or settings.home / "client" / "bank.json")
     if client_image and bank.is_file():
@@ -79,13 +123,12 @@ def deploy(tag: str | None = None, settings: DeploySettings | None = None, spec:
     _step(f"docker stack deploy {settings.stack}")
     deploy_stack(settings, env)
     t0 = time.monotonic()
-    wait_converged(client, settings.service, 2, timeout_s=300)
-    seen = smoke_test(settings.proxy_url, model_version, timeout_s=60)
-    ok = seen == model_version
-    msg = (f"stack up in {time.monotonic() - t0:.0f}s; {settings.proxy_url} serves {seen}" if ok
-           else f"stack deployed but {settings.proxy_url} serves {seen!r}, expected {model_version!r}")
+    wait_converged(client, settings.service, 2, timeout_s=settings.rollout_timeout_s)
+    smoke = smoke_test(settings.proxy_url, mv, timeout_s=max(60.0, settings.smoke_timeout_s))
+    msg = (f"stack up in {time.monotonic() - t0:.0f}s; {settings.proxy_url} serves {smoke.served_version}"
+           if smoke.ok else f"stack deployed but the smoke test failed: {smoke.problem}")
     _step(msg)
-    return DeployOutcome(ok, built.image, seen, None, msg)
+    return DeployOutcome(smoke.ok, built.image, smoke.served_version, None, msg)
 
 
 def undeploy(settings: DeploySettings | None = None) -> None:
@@ -96,4 +139,4 @@ def undeploy(settings: DeploySettings | None = None) -> None:
     _step(f"stack {settings.stack} removed")
 
 
-__all__ = ["DeployOutcome", "ImageError", "deploy", "undeploy"]
+__all__ = ["DeployOutcome", "DeployTarget", "ImageError", "deploy", "resolve_target", "undeploy"]

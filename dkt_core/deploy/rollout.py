@@ -2,19 +2,30 @@
 
 Swarm does the health-gated start-first update (compose.yaml's update_config); this module decides
 success: `UpdateStatus.State` must reach `completed` (`rollback_*`/`paused` = failure; the CLI's exit
-code is 0 even after an automatic rollback, so it is never trusted), then the proxy must serve the new
-model version. On any failure the service is put back on the previous image.
+code is 0 even after an automatic rollback, so it is never trusted), then the smoke test must pass
+through the proxy: `/version` reports the new model version and `POST /predict` answers a probe. On any
+failure the service is put back on the previous image.
+
+Asking for the image that already runs starts no Swarm update (the spec is unchanged, so no
+`UpdateStatus` would ever come): that case is recognised first and answered at once.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 
 FAILED_STATES = {"rollback_started", "rollback_paused", "rollback_completed", "paused"}
+UNCHANGED = "unchanged"  # RolloutResult.state when the service already ran the asked image
+# A request every DKT model can answer (unknown ids are "unseen", an empty history is a cold start): the
+# smoke test's proof that the new replicas predict, not only that they report a version.
+PREDICT_PROBE = {"students": [{"userID": "dkt-smoke-test", "history": [], "targets": [
+    {"assessmentItemID": "A000000001", "testId": "A000000000", "KnowledgeTag": "0",
+     "Timestamp": "2020-01-01 00:00:00"}]}]}
 
 
 @dataclass
@@ -23,7 +34,7 @@ class RolloutResult:
     service: str
     image: str
     previous_image: str
-    state: str  # final UpdateStatus.State
+    state: str  # final UpdateStatus.State, or UNCHANGED
     served_version: str | None
     seconds: float
     rolled_back: bool
@@ -32,6 +43,13 @@ class RolloutResult:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
+
+
+@dataclass
+class SmokeResult:
+    ok: bool
+    served_version: str | None  # the last version /version reported
+    problem: str | None  # why it failed (None when ok)
 
 
 def served_version(proxy_url: str, timeout: float = 3.0) -> str | None:
@@ -50,16 +68,47 @@ def served_version(proxy_url: str, timeout: float = 3.0) -> str | None:
     return None
 
 
-def smoke_test(proxy_url: str, expected: str, consecutive: int = 10, timeout_s: float = 30.0) -> str | None:
-    """Wait until `consecutive` answers in a row report `expected`; return the last version seen."""
+def predict_problem(proxy_url: str, expected: str, timeout: float = 10.0) -> str | None:
+    """POST the probe to /predict; None when it answers 200 from `expected` with one probability in [0, 1]."""
+    req = urllib.request.Request(f"{proxy_url}/predict", data=json.dumps(PREDICT_PROBE).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            body = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return f"POST /predict answered HTTP {exc.code}: {exc.read()[:200]!r}"
+    except (OSError, ValueError) as exc:
+        return f"POST /predict failed: {type(exc).__name__}: {exc}"
+    try:
+        probs = [p for r in body["results"] for p in r["probabilities"]]
+        version = body["model_version"]
+    except (KeyError, TypeError):
+        return f"POST /predict answered an unexpected body: {str(body)[:200]}"
+    if version != expected:
+        return f"POST /predict answered from model {version!r}, expected {expected!r}"
+    if len(probs) != 1 or not all(isinstance(p, (int, float)) and math.isfinite(p) and 0 <= p <= 1 for p in probs):
+        return f"POST /predict answered probabilities {probs!r}, expected one in [0, 1]"
+    return None
+
+
+def smoke_test(proxy_url: str, expected: str, consecutive: int = 10, timeout_s: float = 30.0,
+               predict_probes: int = 4) -> SmokeResult:
+    """Wait until `consecutive` /version answers in a row report `expected`, then `predict_probes`
+    /predict probes in a row must succeed (the proxy spreads them over the replicas)."""
     deadline, streak, seen = time.monotonic() + timeout_s, 0, None
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and streak < consecutive:
         seen = served_version(proxy_url)
         streak = streak + 1 if seen == expected else 0
-        if streak >= consecutive:
-            return seen
-        time.sleep(0.2)
-    return seen
+        if streak < consecutive:
+            time.sleep(0.2)
+    if streak < consecutive:
+        return SmokeResult(False, seen, f"proxy serves {seen!r}, expected {expected!r} "
+                                        f"({consecutive} answers in a row within {timeout_s:.0f}s)")
+    for _ in range(predict_probes):
+        problem = predict_problem(proxy_url, expected)
+        if problem:
+            return SmokeResult(False, seen, problem)
+    return SmokeResult(True, seen, None)
 
 
 def _image_of(svc) -> str:
@@ -93,21 +142,46 @@ def _update_image(svc, image: str) -> str | None:
     return before
 
 
+def pinned(image: str, digest: str | None) -> str:
+    """`image@digest` when the registry digest is known: Swarm then runs exactly what was pushed."""
+    return f"{image.split('@')[0]}@{digest}" if digest else image
+
+
+def already_running(running: str, image: str, digest: str | None = None) -> bool:
+    """Whether the service's spec already names this image. With a digest: the same name and digest;
+    without one, the same name (tags are immutable, and an identical spec would start no update)."""
+    if running == pinned(image, digest):
+        return True
+    name, _, running_digest = running.partition("@")
+    if name != image.split("@")[0]:
+        return False
+    return running_digest == digest if digest else True
+
+
 def rollout(client, service: str, image: str, expected_version: str, proxy_url: str,
-            timeout_s: float = 300.0, smoke_timeout_s: float = 30.0) -> RolloutResult:
-    """Update `service` to `image`; succeed only if Swarm completes and the proxy serves expected_version."""
+            timeout_s: float = 300.0, smoke_timeout_s: float = 30.0, digest: str | None = None,
+            rollback_timeout_s: float = 300.0) -> RolloutResult:
+    """Update `service` to `image` (pinned to `digest` when given); succeed only if Swarm completes and
+    the smoke test passes through the proxy. If the service already runs that image, return at once
+    (ok when the proxy serves `expected_version`)."""
     svc = client.services.get(service)
     previous = _image_of(svc)
     t0 = time.monotonic()
-    before = _update_image(svc, image)
+    if already_running(previous, image, digest):
+        smoke = smoke_test(proxy_url, expected_version, consecutive=3, timeout_s=min(smoke_timeout_s, 10.0),
+                           predict_probes=1)
+        msg = (f"{service} already runs {previous} and serves {expected_version}: nothing to update" if smoke.ok
+               else f"{service} already runs {previous} but the smoke test failed: {smoke.problem}")
+        return RolloutResult(smoke.ok, service, image, previous, UNCHANGED, smoke.served_version,
+                             time.monotonic() - t0, False, msg, [UNCHANGED])
+    before = _update_image(svc, pinned(image, digest))
     state, states = wait_update(svc, before, timeout_s)
-    seen = None
     if state == "completed":
-        seen = smoke_test(proxy_url, expected_version, timeout_s=smoke_timeout_s)
-        if seen == expected_version:
-            return RolloutResult(True, service, image, previous, state, seen, time.monotonic() - t0, False,
-                                 f"{service} now serves {expected_version}", states)
-        why = f"smoke test failed: proxy serves {seen!r}, expected {expected_version!r}"
+        smoke = smoke_test(proxy_url, expected_version, timeout_s=smoke_timeout_s)
+        if smoke.ok:
+            return RolloutResult(True, service, image, previous, state, smoke.served_version,
+                                 time.monotonic() - t0, False, f"{service} now serves {expected_version}", states)
+        why = f"smoke test failed: {smoke.problem}"
     elif state == "timeout":
         why = f"update did not settle within {timeout_s:.0f}s (states {states})"
     else:
@@ -115,11 +189,12 @@ def rollout(client, service: str, image: str, expected_version: str, proxy_url: 
 
     rolled_back = state == "rollback_completed"
     if not rolled_back:
-        # Put the previous image back ourselves (start-first, so still zero downtime).
+        # Put the previous image back ourselves (start-first, so still zero downtime). A timed-out update
+        # may still be running: a new spec supersedes it.
         svc.reload()
         if _image_of(svc) != previous or state != "completed":
             before = _update_image(svc, previous)
-            back, more = wait_update(svc, before, timeout_s)
+            back, more = wait_update(svc, before, rollback_timeout_s)
             states += [f"manual-rollback:{s}" for s in more]
             rolled_back = back == "completed"
     seen = served_version(proxy_url)

@@ -53,6 +53,17 @@ def git_sha(repo: Path = REPO_ROOT) -> str:
     return f"{sha}.dirty" if dirty else sha
 
 
+def _positive(env, name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ValueError(f"{name} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class DeploySettings:
     registry: str = "127.0.0.1:5000"
@@ -64,6 +75,10 @@ class DeploySettings:
     client_port: int = 8088
     base_image: str = "python:3.11-slim"
     home: Path = REPO_ROOT / ".dkt"
+    # How long a rolling update may take to settle before it counts as failed (and is rolled back), and
+    # how long the smoke test through the proxy may wait for the new version.
+    rollout_timeout_s: float = 300.0
+    smoke_timeout_s: float = 30.0
 
     @classmethod
     def from_env(cls) -> DeploySettings:
@@ -75,6 +90,8 @@ class DeploySettings:
             client_port=int(env.get("DKT_CLIENT_PORT", cls.client_port)),
             base_image=env.get("DKT_BASE_IMAGE", cls.base_image),
             home=Path(env.get("DKT_HOME", str(cls.home))),
+            rollout_timeout_s=_positive(env, "DKT_ROLLOUT_TIMEOUT_S", cls.rollout_timeout_s),
+            smoke_timeout_s=_positive(env, "DKT_SMOKE_TIMEOUT_S", cls.smoke_timeout_s),
         )
 
     def image(self, repo: str, tag: str) -> str:

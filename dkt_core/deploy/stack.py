@@ -18,7 +18,7 @@ from dkt_core.deploy.images import DOCKER_DIR, BuildResult, ImageError, build_im
 from dkt_core.deploy.settings import REPO_ROOT, DeploySettings
 
 COMPOSE = REPO_ROOT / "compose.yaml"
-PROXY_TAG = "2"  # bump when docker/nginx.conf.template or proxy.Dockerfile change
+PROXY_TAG = "3"  # bump when docker/nginx.conf.template or proxy.Dockerfile change
 
 
 def build_proxy_image(settings: DeploySettings) -> tuple[str, BuildResult]:

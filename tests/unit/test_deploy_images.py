@@ -29,12 +29,15 @@ def test_wheelset_hash_depends_on_wheels_and_base():
     assert a != wheelset_hash([Path("x-1.0-py3-none-any.whl")], "base:2")
 
 
-def test_model_dir_resolves_latest_and_reports_missing(tmp_path):
+def test_model_dir_takes_exact_versions_only(tmp_path):
+    """'latest' is resolved once by dkt_core.packaging.resolve_tag before a build, never here."""
     store = tmp_path / "models" / "dkt-model"
     (store / "v7").mkdir(parents=True)
     (store / "v7" / "model.yaml").write_text("name: dkt-model\n")
     (store / "latest").write_text("v7")
-    assert model_dir(tmp_path, "dkt-model:latest")[1:] == ("dkt-model", "v7")
-    assert model_dir(tmp_path, "dkt-model:V7")[0] == store / "v7"
+    assert model_dir(tmp_path, "dkt-model:V7") == (store / "v7", "dkt-model", "v7")
+    for unnamed in ("dkt-model:latest", "dkt-model"):
+        with pytest.raises(ImageError, match="names no version"):
+            model_dir(tmp_path, unnamed)
     with pytest.raises(ImageError, match="dkt package"):
         model_dir(tmp_path, "dkt-model:v8")

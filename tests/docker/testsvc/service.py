@@ -4,7 +4,9 @@ test image builds and Swarm rollouts without torch. The real service is bento_se
 
 Like the real one it loads `dkt-model:<version>` (env DKT_MODEL_TAG) from the BentoML model store baked
 into the image, so the model-layer mechanics are exercised too. DKT_TESTSVC_NEVER_READY=1 makes /readyz
-fail forever: that is the "broken image" of the rollback test.
+fail forever: that is the "broken image" of the rollback test. /predict answers every target with 0.5 in
+the real service's response shape (what the rollout's smoke test probes); DKT_TESTSVC_PREDICT_FAILS=1
+makes it answer 500: the "healthy but cannot predict" image of the smoke-test-failure test.
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ class VersionService:
         if os.environ.get("DKT_TESTSVC_NEVER_READY") == "1":
             return False
         return time.monotonic() - self.started >= READY_DELAY_S
+
+    @bentoml.api(route="/predict")
+    def predict(self, students: list[dict]) -> dict:
+        if os.environ.get("DKT_TESTSVC_PREDICT_FAILS") == "1":
+            raise RuntimeError("DKT_TESTSVC_PREDICT_FAILS=1: this fixture image cannot predict")
+        return {"model_version": self.meta["model_version"],
+                "results": [{"userID": s.get("userID", ""), "probabilities": [0.5] * len(s.get("targets", []))}
+                            for s in students]}
 
     @bentoml.api(route="/version")
     def version(self) -> dict:

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "dkt_core.commands.data",
     "dkt_core.commands.model",
     "dkt_core.commands.package",
+    "dkt_core.commands.ingest",
 ]
 
 

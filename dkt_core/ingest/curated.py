@@ -1,24 +1,33 @@
-"""Immutable versions of the curated interaction dataset: read, merge, write, LATEST pointer.
+"""Immutable versions of the curated interaction dataset: read, merge, claim, write, LATEST pointer.
 
 A version is ``previous version + new rows``, exact duplicates dropped, sorted per user by time (stable,
-so rows with equal timestamps keep their arrival order). Versions are written before the run commits;
-an uncommitted version number can only belong to a crashed attempt (the writer holds the ingest lease
-and numbers are allocated from committed runs), so rewriting it is safe. Committed ones never change.
+so rows with equal timestamps keep their arrival order). Every object of ``curated/v=N/`` is created
+conditionally (``If-None-Match: *``), so nothing ever overwrites a version: a writer first claims the
+number (``curated/v=N/CLAIM``, naming its run id and fencing token), and a number claimed by an attempt
+that died before committing is never reused — version numbers may skip; ``metadata.json`` names the
+parent. A version is visible only once a run record commits it (see ``pipeline``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 
 from dkt_core.ingest import layout
-from dkt_core.ingest.s3ops import get_bytes, put_bytes, put_json
+from dkt_core.ingest.s3ops import PreconditionFailed, get_bytes, put_bytes, put_json
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ["userID", "assessmentItemID", "testId", "answerCode", "Timestamp", "KnowledgeTag"]
+
+
+class VersionTaken(RuntimeError):
+    """A conditional create under curated/v=N/ lost: another attempt owns that version number."""
 
 
 def read_version(client, bucket: str, version: int) -> pd.DataFrame:
@@ -28,28 +37,65 @@ def read_version(client, bucket: str, version: int) -> pd.DataFrame:
             f"curated version {layout.version_name(version)} is committed in the manifest but "
             f"s3://{bucket}/{layout.dataset_key(version)} is missing; restore it from the archive"
         )
-    return pd.read_parquet(io.BytesIO(got[0]))
+    body = got[0]
+    del got
+    return pd.read_parquet(io.BytesIO(body))
 
 
 def merge(parent: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
     """parent + new, exact duplicates dropped (first kept), sorted per user by time (stable)."""
+    from dkt_core.data.validate import sort_interactions
+
     new = new[COLUMNS]
     if parent is not None and len(parent):
         new = new.astype(parent[COLUMNS].dtypes.to_dict())  # one schema across versions
-        frames = [parent[COLUMNS], new]
+        merged = pd.concat([parent[COLUMNS], new], ignore_index=True)
     else:
-        frames = [new]
-    from dkt_core.data.validate import sort_interactions
-
-    merged = pd.concat(frames, ignore_index=True).drop_duplicates(keep="first")
+        merged = new.reset_index(drop=True)
+    del new
+    merged = merged[~merged.duplicated(keep="first")].reset_index(drop=True)
     # Same order as the data contract: users by first appearance, each user's rows by time (stable).
-    return sort_interactions(merged.reset_index(drop=True))
+    return sort_interactions(merged)
 
 
 def to_parquet_bytes(df: pd.DataFrame) -> bytes:
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
     return buf.getvalue()
+
+
+def highest_version_dir(client, bucket: str) -> int:
+    """The highest N with anything under curated/v=N/ (committed or not); 0 when none."""
+    highest = 0
+    for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=layout.CURATED_PREFIX, Delimiter="/"):
+        for cp in page.get("CommonPrefixes", []):
+            name = cp["Prefix"][len(layout.CURATED_PREFIX):].rstrip("/")
+            try:
+                highest = max(highest, layout.parse_version(name))
+            except ValueError:  # a stray folder someone made: not ours, never used to build a key
+                log.warning("ignoring s3://%s/%s: not a curated version folder", bucket, cp["Prefix"][:200])
+    return highest
+
+
+def claim_version(client, bucket: str, *, parent: int | None, run_id: str, token: str,
+                  check=lambda step: None, attempts: int = 50) -> int:
+    """Create curated/v=N/CLAIM for the first free N above every existing version folder; returns N.
+
+    ``check(step)`` runs before each write (the lease's fencing check).
+    """
+    n = max(parent or 0, highest_version_dir(client, bucket)) + 1
+    for _ in range(attempts):
+        check(f"claiming {layout.version_name(n)}")
+        try:
+            put_json(client, bucket, layout.claim_key(n), {
+                "version": layout.version_name(n), "run_id": run_id, "token": token,
+                "parent_version": layout.version_name(parent) if parent else None,
+                "claimed_at": datetime.now(UTC).isoformat()}, if_absent=True)
+            return n
+        except PreconditionFailed:
+            n += 1  # claimed by another attempt (live or dead): never share or reuse a number
+    raise VersionTaken(f"no free curated version number after {attempts} tries above {layout.version_name(n)}")
 
 
 def write_version(
@@ -61,11 +107,12 @@ def write_version(
     parent: int | None,
     run_id: str,
     sources: list[dict[str, Any]],
+    check=lambda step: None,
 ) -> dict[str, Any]:
-    """Write the dataset and its metadata.json; returns the metadata."""
+    """Create the dataset and its metadata.json (conditional creates; ``check`` before each); returns
+    the metadata. Raises VersionTaken if either already exists: a committed version is never rewritten."""
     body = to_parquet_bytes(df)
     sha = hashlib.sha256(body).hexdigest()
-    put_bytes(client, bucket, layout.dataset_key(version), body, metadata={"sha256": sha, "run-id": run_id})
     meta = {
         "version": layout.version_name(version),
         "parent_version": layout.version_name(parent) if parent else None,
@@ -78,18 +125,49 @@ def write_version(
         "sources": sources,
         "dataset_key": layout.dataset_key(version),
     }
-    put_json(client, bucket, layout.metadata_key(version), meta)
+    try:
+        check(f"writing {layout.dataset_key(version)}")
+        put_bytes(client, bucket, layout.dataset_key(version), body, if_absent=True,
+                  metadata={"sha256": sha, "run-id": layout.run_slug(run_id)})
+        del body
+        check(f"writing {layout.metadata_key(version)}")
+        put_json(client, bucket, layout.metadata_key(version), meta, if_absent=True)
+    except PreconditionFailed:
+        raise VersionTaken(f"s3://{bucket}/{layout.CURATED_PREFIX}{layout.version_name(version)}/ was written by "
+                           "another attempt; versions are never overwritten") from None
     return meta
 
 
-def read_latest(client, bucket: str) -> int | None:
+def read_latest(client, bucket: str) -> tuple[int | None, str | None]:
+    """(version, etag) of curated/LATEST; (None, None) when absent. A bad content raises naming it."""
     got = get_bytes(client, bucket, layout.LATEST_KEY)
-    return layout.parse_version(got[0].decode()) if got else None
+    if got is None:
+        return None, None
+    try:
+        return layout.parse_version(got[0][:64].decode("ascii", "replace")), got[1]
+    except ValueError as err:
+        raise ValueError(f"s3://{bucket}/{layout.LATEST_KEY} does not hold a version name ({err}); "
+                         "it is repaired by the next ingestion once removed") from None
 
 
-def set_latest(client, bucket: str, version: int) -> None:
-    """Point LATEST at ``version`` unless it already points at that or a newer one."""
-    current = read_latest(client, bucket)
-    if current is None or current < version:
-        put_bytes(client, bucket, layout.LATEST_KEY, layout.version_name(version).encode(),
-                  content_type="text/plain")
+def set_latest(client, bucket: str, version: int, attempts: int = 10) -> None:
+    """Point LATEST at ``version`` unless it already points at that or a newer one (compare-and-set,
+    so two writers never move it backwards)."""
+    body = layout.version_name(version).encode()
+    for _ in range(attempts):
+        try:
+            current, etag = read_latest(client, bucket)
+        except ValueError as err:
+            log.warning("%s; rewriting it", err)
+            current, etag = None, get_bytes(client, bucket, layout.LATEST_KEY)[1]
+        if current is not None and current >= version:
+            return
+        try:
+            if etag is None:
+                put_bytes(client, bucket, layout.LATEST_KEY, body, content_type="text/plain", if_absent=True)
+            else:
+                put_bytes(client, bucket, layout.LATEST_KEY, body, content_type="text/plain", if_match=etag)
+            return
+        except PreconditionFailed:
+            continue  # moved meanwhile: re-read
+    raise RuntimeError(f"s3://{bucket}/{layout.LATEST_KEY} kept changing; the next run repairs it")

@@ -5,13 +5,17 @@ interactions/date=YYYY-MM-DD/<uuid>.csv     raw uploads (web client, users); nev
 archive/<run>/<raw key>                      byte-exact copy of every raw object a run consumed
 quarantine/<run>/<raw key>.rejected.csv      rejected rows of one object (+ reason, line)
 quarantine/<run>/<raw key>                   a whole unusable object (+ .reason.json next to it)
+quarantine/<run>/unsafe-keys/<sha256>        an object whose key is not allowed (+ .reason.json)
 curated/v=NNNNNN/interactions.parquet        immutable curated dataset versions
 curated/v=NNNNNN/metadata.json               rows, users, sources, parent version, sha256
+curated/v=NNNNNN/CLAIM                       which run attempt owns version N (created conditionally)
 curated/LATEST                               pointer to the newest committed version ("v=NNNNNN")
 manifest/runs/<run>.json                     one object per committed run: the commit record
 manifest/index.json                          compacted cache of all run records (rebuildable)
 manifest/ingest.lock                         lease held while a run writes
 ```
+Every value read back from S3 (version names, run ids, raw keys, ETags) is checked against its pattern
+here before anything builds a key from it.
 """
 
 from __future__ import annotations
@@ -27,11 +31,24 @@ LATEST_KEY = "curated/LATEST"
 MANIFEST_RUNS_PREFIX = "manifest/runs/"
 MANIFEST_INDEX_KEY = "manifest/index.json"
 LOCK_KEY = "manifest/ingest.lock"
+UNSAFE_KEYS_DIR = "unsafe-keys/"
 DATASET_FILE = "interactions.parquet"
 METADATA_FILE = "metadata.json"
+CLAIM_FILE = "CLAIM"
+INTERNAL_PREFIXES = (ARCHIVE_PREFIX, QUARANTINE_PREFIX, CURATED_PREFIX, "manifest/")
+MAX_RAW_KEY_LEN = 512  # leaves room for "quarantine/<run>/" + ".reason.json" under S3's 1024 bytes
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
-_VERSION = re.compile(r"^v=(\d{6,})$")
+_VERSION = re.compile(r"^v=(\d{6,9})$")
+# A raw key: '/'-separated segments of letters, digits and ._=+- (no segment starts with '.': no '.',
+# '..' or hidden names), no empty segment. Anything else (spaces, quotes, '$', unicode, '//') is quarantined
+# under a hashed name, never used to derive a key.
+_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9._=+-]*"
+_SAFE_KEY = re.compile(rf"^(?:{_SEGMENT}/)*{_SEGMENT}$")
+_SAFE_PREFIX = re.compile(rf"^(?:{_SEGMENT}/)*(?:{_SEGMENT})?$")
+# Airflow's run ids (manual__2026-01-02T03:04:05.123456+00:00, scheduled__..., asset_triggered__...)
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.~:+@=-]{0,249}$")
+_ETAG = re.compile(r"^[A-Za-z0-9-]{1,80}$")
 
 
 def run_slug(run_id: str) -> str:
@@ -53,10 +70,54 @@ def version_name(version: int) -> str:
 
 
 def parse_version(name: str) -> int:
-    m = _VERSION.match(name.strip())
-    if not m:
-        raise ValueError(f"{name!r} is not a curated version name like 'v=000001'")
+    m = _VERSION.match(name.strip()) if isinstance(name, str) else None
+    if not m or int(m.group(1)) < 1:
+        raise ValueError(f"{str(name)[:80]!r} is not a curated version name like 'v=000001'")
     return int(m.group(1))
+
+
+def raw_key_problem(key: str) -> str | None:
+    """Why ``key`` (from a listing) may not be used to derive other keys; None when it is safe."""
+    if not isinstance(key, str) or not key:
+        return "the key is empty"
+    if len(key.encode()) > MAX_RAW_KEY_LEN:
+        return f"the key is longer than {MAX_RAW_KEY_LEN} bytes"
+    if ".." in key:
+        return "the key contains '..'"
+    if not _SAFE_KEY.match(key):
+        return ("the key has characters other than letters, digits and ._=+- in '/'-separated names "
+                "(or an empty name, or a name starting with '.')")
+    return None
+
+
+def check_prefix(prefix: str) -> str:
+    """The raw prefix to ingest from: safe characters, and not one of ingestion's own areas."""
+    if not isinstance(prefix, str) or not prefix or ".." in prefix or not _SAFE_PREFIX.match(prefix):
+        raise ValueError(f"prefix {prefix!r} is not allowed: use '/'-separated names of letters, digits "
+                         "and ._=+-, e.g. 'interactions/'")
+    if prefix.startswith(INTERNAL_PREFIXES) or any(p.startswith(prefix) for p in INTERNAL_PREFIXES):
+        raise ValueError(f"prefix {prefix!r} overlaps ingestion's own areas ({', '.join(INTERNAL_PREFIXES)}); "
+                         "use the raw upload prefix, e.g. 'interactions/'")
+    return prefix
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id (from the CLI, Airflow, or a manifest record read back from S3) matches its pattern."""
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+        raise ValueError(f"run id {str(run_id)[:80]!r} is not allowed: up to 250 letters, digits and "
+                         "_.~:+@=- starting with a letter or digit")
+    return run_id
+
+
+def check_etag(etag: str) -> str:
+    if not isinstance(etag, str) or not _ETAG.match(etag):
+        raise ValueError(f"ETag {str(etag)[:80]!r} is not an S3 ETag")
+    return etag
+
+
+def unsafe_key_name(key: str) -> str:
+    """A safe, stable name for an object whose key may not be used to derive keys."""
+    return UNSAFE_KEYS_DIR + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def dataset_key(version: int) -> str:
@@ -65,6 +126,10 @@ def dataset_key(version: int) -> str:
 
 def metadata_key(version: int) -> str:
     return f"{CURATED_PREFIX}{version_name(version)}/{METADATA_FILE}"
+
+
+def claim_key(version: int) -> str:
+    return f"{CURATED_PREFIX}{version_name(version)}/{CLAIM_FILE}"
 
 
 def manifest_run_key(run_id: str) -> str:
@@ -76,7 +141,15 @@ def quarantine_prefix(run_id: str) -> str:
 
 
 def archive_key(run_id: str, raw_key: str) -> str:
+    if raw_key_problem(raw_key):  # callers quarantine such objects; never derive a key from them
+        raise ValueError(f"refusing to derive an archive key from the unsafe key {raw_key[:80]!r}")
     return f"{ARCHIVE_PREFIX}{run_slug(run_id)}/{raw_key}"
+
+
+def quarantine_key(run_id: str, raw_key: str) -> str:
+    """Where a whole object is quarantined: its own key when safe, else a hashed name."""
+    name = unsafe_key_name(raw_key) if raw_key_problem(raw_key) else raw_key
+    return quarantine_prefix(run_id) + name
 
 
 def s3_uri(bucket: str, key: str) -> str:

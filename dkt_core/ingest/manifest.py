@@ -9,26 +9,79 @@ commit and the index update loses nothing.
 
 Concurrent writers are serialised by a lease (``manifest/ingest.lock``, created conditionally); a
 retry of the same run id takes its own stale lease over, an expired lease of a dead run is taken over.
+Each attempt's lease carries a random fencing token. A heartbeat thread renews it (compare-and-set on
+its ETag) every quarter TTL while the run writes, so a slow run never loses it by expiry; the writer
+checks that the lock still holds its token before each write (:meth:`Lease.check`) and stops with
+:class:`LeaseLost` otherwise. Whatever slips through between that check and the write is stopped by the
+conditional creates (curated versions, run records): nothing committed is ever overwritten.
+
+Records read back from S3 are checked (run id, version, keys, ETags) before use; a bad one raises
+:class:`ManifestCorrupt` naming the object.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from dkt_core.ingest import layout
-from dkt_core.ingest.s3ops import PreconditionFailed, get_json, list_objects, put_json
+from dkt_core.ingest.s3ops import (
+    IngestError,
+    PreconditionFailed,
+    delete_if_match,
+    get_json,
+    is_infrastructure_error,
+    list_objects,
+    put_json,
+)
 
 log = logging.getLogger(__name__)
 
 
-class IngestBusy(RuntimeError):
+class IngestBusy(IngestError):
     """Another run holds the ingest lease; retry later (Airflow retries do)."""
+
+
+class LeaseLost(IngestError):
+    """This attempt no longer holds the ingest lease (a retry or another run took it over): it stopped
+    without writing anything more; whatever it wrote before is uncommitted and invisible."""
+
+
+class ManifestCorrupt(IngestError, ValueError):
+    """An object of the manifest (run record, index, lock) does not have the expected form."""
+
+
+def _checked_record(rec: Any, where: str) -> dict[str, Any]:
+    """A run record as read from S3, checked: run id, version, and every (key, ETag) it lists."""
+    try:
+        if not isinstance(rec, dict):
+            raise ValueError("it is not a JSON object")
+        layout.check_run_id(rec.get("run_id"))
+        version = rec.get("version")
+        if version is not None and (not isinstance(version, int) or isinstance(version, bool)
+                                    or not 1 <= version <= 999_999_999):
+            raise ValueError(f"version {str(version)[:40]!r} is not a positive integer")
+        objects = rec.get("objects")
+        if not isinstance(objects, list):
+            raise ValueError("'objects' is not a list")
+        for o in objects:
+            # Keys are only compared with listed keys, never used to build one; check type and size.
+            if not isinstance(o, dict) or not isinstance(o.get("key"), str) or len(o["key"]) > 1024:
+                raise ValueError("an entry of 'objects' has no valid 'key'")
+            layout.check_etag(o.get("etag"))
+    except ValueError as err:
+        raise ManifestCorrupt(f"{where} is not a valid ingestion run record ({err}); restore it from a "
+                              "backup or remove it (its objects will then be ingested again)") from None
+    return rec
 
 
 @dataclass
@@ -59,24 +112,42 @@ def _compact(record: dict[str, Any]) -> dict[str, Any]:
 def load_state(client, bucket: str) -> ManifestState:
     """All committed runs: the index plus every run record the index does not list yet."""
     state = ManifestState()
-    got = get_json(client, bucket, layout.MANIFEST_INDEX_KEY)
+    index_uri = layout.s3_uri(bucket, layout.MANIFEST_INDEX_KEY)
+    try:
+        got = get_json(client, bucket, layout.MANIFEST_INDEX_KEY)
+    except ValueError as err:
+        raise ManifestCorrupt(f"{err} (the index is a cache: removing it is safe)") from None
     by_key: dict[str, dict[str, Any]] = {}
     if got is not None:
-        for rec in got[0].get("runs", []):
+        runs = got[0].get("runs", []) if isinstance(got[0], dict) else None
+        if not isinstance(runs, list):
+            raise ManifestCorrupt(f"{index_uri} has no list of runs; remove it (it is rebuilt from manifest/runs/)")
+        for i, rec in enumerate(runs):
+            _checked_record(rec, f"{index_uri} (entry {i})")
             state.runs[rec["run_id"]] = rec
             by_key[layout.manifest_run_key(rec["run_id"])] = rec
     for obj in list_objects(client, bucket, layout.MANIFEST_RUNS_PREFIX):
         if obj["key"] not in by_key:
-            rec_got = get_json(client, bucket, obj["key"])
+            where = layout.s3_uri(bucket, obj["key"])
+            try:
+                rec_got = get_json(client, bucket, obj["key"])
+            except ValueError as err:
+                raise ManifestCorrupt(str(err)) from None
             if rec_got is not None:
-                rec = rec_got[0]
+                rec = _checked_record(rec_got[0], where)
+                if layout.manifest_run_key(rec["run_id"]) != obj["key"]:
+                    raise ManifestCorrupt(f"{where} holds the record of another run id; restore or remove it")
                 state.runs[rec["run_id"]] = _compact(rec)
     return state
 
 
 def read_run(client, bucket: str, run_id: str) -> dict[str, Any] | None:
-    got = get_json(client, bucket, layout.manifest_run_key(run_id))
-    return got[0] if got else None
+    key = layout.manifest_run_key(run_id)
+    try:
+        got = get_json(client, bucket, key)
+    except ValueError as err:
+        raise ManifestCorrupt(str(err)) from None
+    return _checked_record(got[0], layout.s3_uri(bucket, key)) if got else None
 
 
 def commit_run(client, bucket: str, record: dict[str, Any]) -> bool:
@@ -113,34 +184,127 @@ def update_index(client, bucket: str, state: ManifestState, attempts: int = 5) -
     # The index is only a cache; readers still see every run record, so this is not fatal.
 
 
-@contextmanager
-def ingest_lease(client, bucket: str, run_id: str, ttl_s: int) -> Iterator[None]:
-    """Hold the ingest lease for ``run_id`` for the duration of the block."""
-    now = time.time()
-    doc = {"run_id": run_id, "acquired_at": now, "expires_at": now + ttl_s}
-    try:
-        put_json(client, bucket, layout.LOCK_KEY, doc, if_absent=True)
-    except PreconditionFailed:
-        got = get_json(client, bucket, layout.LOCK_KEY)
-        if got is None:  # released between our write and read: try once more
-            put_json(client, bucket, layout.LOCK_KEY, doc, if_absent=True)
-        else:
-            holder, etag = got
-            if holder.get("run_id") != run_id and holder.get("expires_at", 0) > now:
-                raise IngestBusy(
-                    f"run {holder.get('run_id')!r} holds the ingest lease until "
-                    f"{datetime.fromtimestamp(holder['expires_at'], UTC).isoformat()}; retry later"
-                ) from None
-            try:  # our own stale lease (a retry) or an expired one of a dead run
-                put_json(client, bucket, layout.LOCK_KEY, doc, if_match=etag)
-            except PreconditionFailed:
-                raise IngestBusy("another run took the ingest lease at the same moment; retry") from None
-    try:
-        yield
-    finally:
+class Lease:
+    """The ingest lease of one attempt: acquired conditionally, renewed by a heartbeat, fenced by a token.
+
+    ``check()`` before every write: it raises :class:`LeaseLost` when the heartbeat lost the lease, when it
+    could not renew it before expiry (S3 unreachable), or when the lock no longer names this attempt's
+    token. ``ttl_s`` must exceed the ingest task's timeout: it only matters when the worker died.
+    """
+
+    def __init__(self, client, bucket: str, run_id: str, ttl_s: float, heartbeat_s: float | None = None):
+        self.client, self.bucket, self.run_id, self.ttl_s = client, bucket, run_id, float(ttl_s)
+        self.token = uuid.uuid4().hex  # fencing token of this attempt
+        self.heartbeat_s = heartbeat_s or max(0.2, min(self.ttl_s / 4, 300.0))
+        self.etag: str | None = None
+        self.expires_at = self.acquired_at = 0.0
+        self.lost: str | None = None  # why the lease was lost, once it is
+        self._mutex = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _doc(self) -> dict[str, Any]:
+        now = time.time()
+        return {"run_id": self.run_id, "token": self.token, "acquired_at": self.acquired_at, "renewed_at": now,
+                "expires_at": now + self.ttl_s}
+
+    def acquire(self) -> Lease:
+        now = self.acquired_at = time.time()
+        doc = self._doc()
         try:
-            got = get_json(client, bucket, layout.LOCK_KEY)
-            if got is not None and got[0].get("run_id") == run_id:
-                client.delete_object(Bucket=bucket, Key=layout.LOCK_KEY)
-        except Exception as err:  # never mask the real error; a retry takes its own lease over
-            log.warning("could not release the ingest lease of %s: %s", run_id, err)
+            self.etag = put_json(self.client, self.bucket, layout.LOCK_KEY, doc, if_absent=True)
+        except PreconditionFailed:
+            got = self._read_lock()
+            if got is None:  # released between our write and read: try once more
+                self.etag = put_json(self.client, self.bucket, layout.LOCK_KEY, doc, if_absent=True)
+            else:
+                holder, etag = got
+                if holder["run_id"] != self.run_id and holder["expires_at"] > now:
+                    raise IngestBusy(
+                        f"run {holder['run_id']!r} holds the ingest lease until "
+                        f"{datetime.fromtimestamp(holder['expires_at'], UTC).isoformat()}; retry later"
+                    ) from None
+                try:  # our own run's stale lease (a retry: the old attempt is fenced out) or an expired one
+                    self.etag = put_json(self.client, self.bucket, layout.LOCK_KEY, doc, if_match=etag)
+                except PreconditionFailed:
+                    raise IngestBusy("another run took the ingest lease at the same moment; retry") from None
+        self.expires_at = doc["expires_at"]
+        self._thread = threading.Thread(target=self._heartbeat, name=f"ingest-lease-{self.token[:8]}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _read_lock(self) -> tuple[dict[str, Any], str] | None:
+        where = layout.s3_uri(self.bucket, layout.LOCK_KEY)
+        try:
+            got = get_json(self.client, self.bucket, layout.LOCK_KEY)
+        except ValueError:
+            got = ({}, "")
+        if got is None:
+            return None
+        doc = got[0]
+        try:
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            layout.check_run_id(doc.get("run_id"))
+            if not isinstance(doc.get("expires_at"), (int, float)) or isinstance(doc.get("expires_at"), bool):
+                raise ValueError("no numeric expires_at")
+        except ValueError as err:
+            raise ManifestCorrupt(f"{where} is not an ingest lease ({err}); delete it once no ingestion runs") from None
+        return doc, got[1]
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            with self._mutex:
+                if self._stop.is_set() or self.lost:
+                    return
+                doc = self._doc()
+                try:
+                    self.etag = put_json(self.client, self.bucket, layout.LOCK_KEY, doc, if_match=self.etag)
+                    self.expires_at = doc["expires_at"]
+                except PreconditionFailed:
+                    self.lost = "another attempt took the ingest lease over"
+                    return
+                except ClientError as err:
+                    if is_infrastructure_error(err):
+                        log.warning("ingest lease of %s not renewed (will retry): %s", self.run_id, err)
+                        continue
+                    self.lost = f"the ingest lease could not be renewed ({err})"  # e.g. deleted: 404
+                    return
+                except Exception as err:  # S3 unreachable: keep trying until expiry, check() stops the writer
+                    log.warning("ingest lease of %s not renewed (will retry): %s", self.run_id, err)
+
+    def check(self, step: str = "") -> None:
+        """Raise LeaseLost unless this attempt still holds the lease (read from S3, not assumed)."""
+        where = f" before {step}" if step else ""
+        if self.lost:
+            raise LeaseLost(f"run {self.run_id!r} stopped{where}: {self.lost}; nothing more was written")
+        if time.time() >= self.expires_at:
+            self.lost = "its lease expired without renewal (S3 unreachable?)"
+            raise LeaseLost(f"run {self.run_id!r} stopped{where}: {self.lost}; nothing more was written")
+        got = self._read_lock()
+        if got is None or got[0].get("token") != self.token:
+            holder = got[0]["run_id"] if got else "nobody"
+            self.lost = f"the ingest lease is now held by {holder!r} (another attempt took it over)"
+            raise LeaseLost(f"run {self.run_id!r} stopped{where}: {self.lost}; nothing more was written")
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        with self._mutex:
+            if self.lost or self.etag is None:
+                return
+            try:  # conditional: never deletes a lease another attempt took over meanwhile
+                delete_if_match(self.client, self.bucket, layout.LOCK_KEY, self.etag)
+            except Exception as err:  # never mask the real error; a retry takes its own lease over
+                log.warning("could not release the ingest lease of %s: %s", self.run_id, err)
+
+
+@contextmanager
+def ingest_lease(client, bucket: str, run_id: str, ttl_s: float, heartbeat_s: float | None = None) -> Iterator[Lease]:
+    """Hold the ingest lease for ``run_id`` for the duration of the block (renewed by a heartbeat)."""
+    lease = Lease(client, bucket, run_id, ttl_s, heartbeat_s).acquire()
+    try:
+        yield lease
+    finally:
+        lease.release()

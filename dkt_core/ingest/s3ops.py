@@ -1,8 +1,11 @@
 """Small S3 helpers the ingestion needs beyond dkt_core.storage.s3: conditional writes (the commit
-and lock primitives), JSON objects, and ETag normalisation.
+and lock primitives), JSON objects, server-side copies, ETag normalisation, and the line between an
+infrastructure failure (S3 unreachable or throttling: the task fails so Airflow retries it) and
+anything else.
 
 Conditional writes (``If-None-Match: *`` / ``If-Match: <etag>``) are supported by AWS S3 since 2024,
 by MinIO and by moto; they turn "create the manifest entry" into an atomic compare-and-set.
+``CopySourceIfMatch`` is honoured by AWS S3 and MinIO; moto 5 ignores it (tests cannot race a copy).
 """
 
 from __future__ import annotations
@@ -12,11 +15,47 @@ import hashlib
 import json
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    IncompleteReadError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+# Error codes / statuses meaning "S3 is unwell right now", not "this request is wrong".
+_INFRA_CODES = {
+    "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests",
+    "RequestTimeout", "RequestTimeoutException", "InternalError", "ServiceUnavailable", "503", "500", "502",
+    "504", "429",
+}
 
 
 class PreconditionFailed(Exception):
     """A conditional write lost: the object already exists / changed since it was read."""
+
+
+class IngestError(RuntimeError):
+    """Base of the errors that end an ingestion run (the task fails; a retry or an operator fixes it)."""
+
+
+class S3Unavailable(IngestError):
+    """S3 is unreachable or throttling: nothing was committed; retry the run (Airflow does)."""
+
+
+def is_infrastructure_error(err: BaseException) -> bool:
+    """True for S3 connection failures, timeouts, truncated transfers, throttling and 5xx answers."""
+    if isinstance(err, (BotoConnectionError, HTTPClientError, IncompleteReadError)):
+        return True
+    if isinstance(err, ClientError):
+        status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        return _code(err) in _INFRA_CODES or status >= 500 or status == 429
+    return False
+
+
+def is_s3_error(err: BaseException) -> bool:
+    """Raised by botocore (any S3 call or body read), as opposed to parsing/validation errors."""
+    return isinstance(err, (BotoCoreError, ClientError))
 
 
 def norm_etag(etag: str) -> str:
@@ -63,12 +102,47 @@ def put_bytes(
         raise
 
 
+def is_missing(err: ClientError) -> bool:
+    return _code(err) in {"NoSuchKey", "404", "NotFound"}
+
+
+def is_precondition(err: ClientError) -> bool:
+    return _code(err) in {"PreconditionFailed", "412"}
+
+
+def copy_object(client, bucket: str, src: str, dst: str, *, src_etag: str,
+                metadata: dict[str, str] | None = None) -> str | None:
+    """Server-side copy of ``src`` (only the version ``src_etag``) to ``dst``; None when ``src`` vanished or
+    changed since it was listed (a later run sees its new ETag)."""
+    try:
+        resp = client.copy_object(
+            Bucket=bucket, Key=dst, CopySource={"Bucket": bucket, "Key": src}, CopySourceIfMatch=f'"{src_etag}"',
+            MetadataDirective="REPLACE", Metadata=metadata or {},
+        )
+    except ClientError as err:
+        if is_missing(err) or is_precondition(err):
+            return None
+        raise
+    return norm_etag(resp["CopyObjectResult"]["ETag"])
+
+
+def delete_if_match(client, bucket: str, key: str, etag: str) -> bool:
+    """Delete ``key`` only if it is still the version ``etag`` (conditional delete); False otherwise."""
+    try:
+        client.delete_object(Bucket=bucket, Key=key, IfMatch=f'"{etag}"')
+    except ClientError as err:
+        if is_missing(err) or is_precondition(err):
+            return False
+        raise
+    return True
+
+
 def get_bytes(client, bucket: str, key: str) -> tuple[bytes, str] | None:
     """(body, etag) of ``key``, or None when it does not exist."""
     try:
         resp = client.get_object(Bucket=bucket, Key=key)
     except ClientError as err:
-        if _code(err) in {"NoSuchKey", "404"}:
+        if is_missing(err):
             return None
         raise
     return resp["Body"].read(), norm_etag(resp["ETag"])
@@ -80,10 +154,15 @@ def put_json(client, bucket: str, key: str, doc: Any, **kwargs: Any) -> str:
 
 
 def get_json(client, bucket: str, key: str) -> tuple[Any, str] | None:
+    """(document, etag) of a JSON object the platform wrote, or None when absent. A body that is not
+    JSON raises ValueError naming the object (someone edited or replaced it)."""
     got = get_bytes(client, bucket, key)
     if got is None:
         return None
-    return json.loads(got[0]), got[1]
+    try:
+        return json.loads(got[0]), got[1]
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"s3://{bucket}/{key} is not valid JSON ({err}); restore or remove it") from None
 
 
 def list_objects(client, bucket: str, prefix: str) -> list[dict[str, Any]]:
@@ -100,7 +179,9 @@ def require_bucket(client, bucket: str) -> None:
     try:
         client.head_bucket(Bucket=bucket)
     except ClientError as err:
-        raise RuntimeError(
+        if is_infrastructure_error(err):
+            raise
+        raise IngestError(
             f"S3 bucket {bucket!r} is not reachable ({_code(err) or err}); create it (make s3-seed) or set "
             "DKT_S3_BUCKET / DKT_S3_ENDPOINT_URL to the right bucket and endpoint"
         ) from err

@@ -99,5 +99,5 @@ def test_dag_test_ingests_then_a_second_run_is_skipped(airflow_db, dagbag, s3_en
     assert str(second.state) == "success"
     assert _states(second)["has_new_data"] == "success"  # the short-circuit task itself succeeds ...
     ingest_ti = next(ti for ti in second.get_task_instances() if ti.task_id == "ingest")
-    assert ingest_ti.xcom_pull(task_ids="ingest")["status"] == "skipped"  # ... and says why it stopped
+    assert ingest_ti.xcom_pull(task_ids="ingest")["status"] == "nothing_new"  # ... and says why it stopped
     assert client.list_objects_v2(Bucket=s3_env.bucket, Prefix="curated/v=000002/")["KeyCount"] == 0

@@ -47,12 +47,12 @@ def get_json(s3, key: str):
     return json.loads(client.get_object(Bucket=settings.bucket, Key=key)["Body"].read())
 
 
-def test_first_ingest_creates_v1_then_rerun_is_skipped_then_new_objects_make_v2(s3):
+def test_first_ingest_creates_v1_then_rerun_has_nothing_new_then_new_objects_make_v2(s3):
     client, settings = s3
     upload(s3, "interactions/date=2020-01-01/a.csv", HEADER + rows("u1", 5) + rows("u2", 3))
     r1 = ingest(IngestConfig(run_id="run-1", settings=settings))
     assert (r1.status, r1.data_version, r1.rows_added, r1.objects) == ("ingested", "v=000001", 8, 1)
-    assert r1.dataset_uri == f"s3://{settings.bucket}/curated/v=000001/interactions.parquet"
+    assert r1.data_uri == f"s3://{settings.bucket}/curated/v=000001/interactions.parquet"
     assert client.get_object(Bucket=settings.bucket, Key=layout.LATEST_KEY)["Body"].read() == b"v=000001"
     meta = get_json(s3, layout.metadata_key(1))
     assert (meta["rows"], meta["users"], meta["parent_version"]) == (8, 2, None)
@@ -62,11 +62,11 @@ def test_first_ingest_creates_v1_then_rerun_is_skipped_then_new_objects_make_v2(
     assert archived["Body"].read().decode() == HEADER + rows("u1", 5) + rows("u2", 3)
     assert client.list_objects_v2(Bucket=settings.bucket, Prefix="interactions/")["KeyCount"] == 1
 
-    # same run id again: replays the committed result; a new run id with nothing new: skipped
+    # same run id again: replays the committed result; a new run id with nothing new: nothing_new
     again = ingest(IngestConfig(run_id="run-1", settings=settings))
     assert again.replayed and again.data_version == "v=000001"
     r2 = ingest(IngestConfig(run_id="run-2", settings=settings))
-    assert (r2.status, r2.data_version) == ("skipped", "v=000001")
+    assert (r2.status, r2.data_version) == ("nothing_new", "v=000001")
     assert "no new objects" in r2.reason
 
     upload(s3, "interactions/date=2020-01-02/b.csv", HEADER + rows("u3", 4) + rows("u1", 2, start=100))
@@ -108,14 +108,14 @@ def test_malformed_rows_are_quarantined_with_reasons_and_good_rows_ingested(s3):
     reason = get_json(s3, qp + "interactions/date=2020-01-01/garbage.csv.reason.json")
     assert "column" in reason["reason"]
     # the unusable object is consumed too (quarantined whole), so it is not retried forever
-    assert ingest(IngestConfig(run_id="q2", settings=settings)).status == "skipped"
+    assert ingest(IngestConfig(run_id="q2", settings=settings)).status == "nothing_new"
 
 
 def test_only_invalid_rows_commit_the_objects_without_a_new_version(s3):
     _, settings = s3
     upload(s3, "interactions/x.csv", HEADER + "u2,A1,T1,7,2020-01-01 00:00:00,7\n")
     r = ingest(IngestConfig(run_id="bad-only", settings=settings))
-    assert (r.status, r.data_version, r.rows_rejected) == ("skipped", None, 1)
+    assert (r.status, r.data_version, r.rows_rejected) == ("nothing_new", None, 1)
     assert "no new valid rows" in r.reason
 
 
@@ -149,10 +149,13 @@ def test_failure_mid_ingest_then_retry_duplicates_nothing_and_skips_nothing(s3, 
     monkeypatch.setattr(curated, "write_version", real_write)
     upload(s3, "interactions/d3/late.csv", HEADER + rows("u4", 2))  # arrived between attempts
     r = ingest(IngestConfig(run_id="flaky", settings=settings))
-    assert (r.status, r.data_version, r.rows_added, r.objects) == ("ingested", "v=000002", 13, 3)
-    v2 = curated_df(s3, 2)
-    assert len(v2) == 4 + 5 + 6 + 2 and not v2.duplicated().any()
-    assert ingest(IngestConfig(run_id="after", settings=settings)).status == "skipped"
+    # v=000002 was claimed and written by the dead attempt: never overwritten, never reused (a gap)
+    assert (r.status, r.data_version, r.parent_version, r.rows_added, r.objects) == (
+        "ingested", "v=000003", "v=000001", 13, 3)
+    v3 = curated_df(s3, 3)
+    assert len(v3) == 4 + 5 + 6 + 2 and not v3.duplicated().any()
+    assert len(curated_df(s3, 2)) == 4 + 5 + 6  # the uncommitted attempt's version is left as it was
+    assert ingest(IngestConfig(run_id="after", settings=settings)).status == "nothing_new"
 
 
 def test_crash_after_commit_is_repaired_by_the_retry(s3, monkeypatch):
@@ -170,7 +173,7 @@ def test_crash_after_commit_is_repaired_by_the_retry(s3, monkeypatch):
     assert client.list_objects_v2(Bucket=settings.bucket, Prefix=layout.LATEST_KEY)["KeyCount"] == 0
     assert client.list_objects_v2(Bucket=settings.bucket, Prefix=layout.manifest_run_key("c"))["KeyCount"] == 1
     # a new run sees the committed run (no re-ingest) and repairs LATEST too
-    assert ingest(IngestConfig(run_id="d", settings=settings)).status == "skipped"
+    assert ingest(IngestConfig(run_id="d", settings=settings)).status == "nothing_new"
     client.delete_object(Bucket=settings.bucket, Key=layout.LATEST_KEY)
     r = ingest(IngestConfig(run_id="c", settings=settings))
     assert r.replayed and r.data_version == "v=000001"

@@ -3,8 +3,11 @@
 Routes (POST unless noted; JSON bodies are the pydantic models of ``dkt_core.api``):
   /predict            {"students": [StudentRequest, ...]} -> PredictResponse. The students of one request
                       go through the feature pipeline and the ensemble as one frame (request-level batching).
-  /predict_batched    same body; adaptive batching across concurrent requests (BentoML's dispatcher) ->
-                      [StudentPrediction + model_version, ...]. See docs/serving.md for when it helps.
+  /predict_batched    same body (the same limits: 1-256 students per request); adaptive batching across
+                      concurrent requests (BentoML's dispatcher) -> [StudentPrediction + model_version, ...].
+                      See docs/serving.md for when it helps.
+Every limit of dkt_core.api (students, targets, history length, Timestamp range, targets after the history)
+is enforced by the request models: a violation is HTTP 400 naming the value, logged as one line.
   /knowledge_state    {"userID", "history"} -> KnowledgeStateResponse (P per KnowledgeTag).
   /version            GET (and POST) -> VersionResponse of the loaded model.
   /livez /readyz /metrics  BentoML's; /readyz is 200 only once the model is loaded and warmed up.
@@ -44,9 +47,10 @@ with bentoml.importing():
     from dkt_core.serving import InferenceEngine, ModelLoader
     from dkt_core.serving.batched import BatchedPrediction
     from dkt_core.serving.keepalive import MaxRequestsPerConnection
-    from dkt_core.serving.patches import patch_timeout_middleware
+    from dkt_core.serving.patches import patch_timeout_middleware, quiet_client_errors
 
 patch_timeout_middleware()  # BentoML's request timer otherwise pins every request's context for 30 s
+quiet_client_errors()  # a 4xx is one log line, not a traceback
 
 MODEL_TAG = os.environ.get("DKT_MODEL_TAG") or "dkt-model:latest"
 WORKERS = int(os.environ.get("DKT_SERVE_WORKERS", "1"))
@@ -104,7 +108,7 @@ class DKTService:
 
     @bentoml.api(route="/predict_batched", batchable=True, max_batch_size=BATCH_MAX_STUDENTS,
                  max_latency_ms=BATCH_MAX_LATENCY_MS)
-    def predict_batched(self, students: list[StudentRequest]) -> BatchedReply:
+    def predict_batched(self, students: Students) -> BatchedReply:
         engine = self._engine()
         version = engine.model_version
         return [BatchedPrediction(model_version=version, **p.model_dump())

@@ -4,19 +4,29 @@ service, the student web client, the smoke tests and the load generator.
 Interactions use the seed column names so a history is just rows of the seed format. History rows and
 targets are TypedDicts (validated dicts), not model objects: a request carries hundreds of them per
 student, and building a BaseModel instance per row cost 3-5x more than the validation itself.
+
+Limits (each answered with HTTP 400 naming the value or the limit): 1-``MAX_STUDENTS_PER_REQUEST``
+students, 1-``MAX_TARGETS_PER_STUDENT`` targets and at most ``MAX_HISTORY_PER_STUDENT`` history rows per
+student; every Timestamp a real date inside the data contract's range (``dkt_core.data.schema``:
+``TIMESTAMP_MIN`` .. now + ``TIMESTAMP_MAX_FUTURE``); no target earlier than its history's last row.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, with_config
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator, with_config
 from typing_extensions import TypedDict  # pydantic needs typing_extensions' TypedDict before Python 3.12
+
+from dkt_core.data.schema import TIMESTAMP_FORMAT, TIMESTAMP_MIN, TIMESTAMP_OUT_OF_RANGE, timestamp_max
 
 MAX_STUDENTS_PER_REQUEST = 256
 MAX_TARGETS_PER_STUDENT = 64
-TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+# A bound on parsing work per student (the model looks at the last DKT_HISTORY_WINDOW = 400 rows anyway);
+# pydantic stops reading a list at its first row beyond the limit.
+MAX_HISTORY_PER_STUDENT = 10_000
 # the shape is checked by pydantic's (Rust) regex per field; the calendar (no 2021-02-30) once per list,
 # vectorised: a Python validator per interaction was a quarter of a serving worker's CPU
 TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
@@ -42,24 +52,57 @@ class Interaction(Target):
     answerCode: Annotated[int, Field(ge=0, le=1, description="1 correct, 0 wrong")]
 
 
-def _real_dates(rows: list[Target]) -> list[Target]:
+_MIN64 = np.datetime64(TIMESTAMP_MIN, "s")
+
+
+def checked_timestamps(stamps: list[str], names: Callable[[int], str] = "row {}".format) -> np.ndarray:
+    """Seed-format Timestamps (shape already checked) -> datetime64[s], each a real date inside the data
+    contract's range. One vectorised pass (numpy parses; min/max against the bounds), never a Python check
+    per row; ``names(i)`` names the offending value's position in the error."""
     try:
-        np.asarray([r["Timestamp"] for r in rows], dtype="datetime64[s]")
+        parsed = np.asarray(stamps, dtype="datetime64[s]")
     except ValueError as exc:  # numpy names the value: 'Day out of range in datetime string "..."'
         raise ValueError(f"{exc}: every Timestamp must be a real date and time like 2020-03-24 00:17:11") from None
+    if not len(parsed):
+        return parsed
+    latest = np.datetime64(timestamp_max(), "s")
+    lo, hi = parsed.min(), parsed.max()
+    if lo < _MIN64 or hi > latest:
+        bad = int(np.argmin(parsed)) if lo < _MIN64 else int(np.argmax(parsed))
+        raise ValueError(f"{TIMESTAMP_OUT_OF_RANGE}: {stamps[bad]!r} ({names(bad)}); a Timestamp must lie between "
+                         f"{TIMESTAMP_MIN:{TIMESTAMP_FORMAT}} and {latest.item():{TIMESTAMP_FORMAT}} (now + 1 day, UTC)")
+    return parsed
+
+
+def _real_dates(rows: list[Target]) -> list[Target]:
+    checked_timestamps([r["Timestamp"] for r in rows])
     return rows
 
 
-History = Annotated[list[Interaction], AfterValidator(_real_dates)]
-Targets = Annotated[list[Target], AfterValidator(_real_dates)]
+# A history on its own (/knowledge_state): its Timestamps are checked as one list.
+History = Annotated[list[Interaction], Field(max_length=MAX_HISTORY_PER_STUDENT), AfterValidator(_real_dates)]
 
 
 class StudentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
     userID: str = Field(min_length=1, max_length=64)
-    history: History = Field(default_factory=list)
-    targets: Targets = Field(min_length=1, max_length=MAX_TARGETS_PER_STUDENT)
+    # history and targets are checked together below: one parse of all of a student's Timestamps
+    history: list[Interaction] = Field(default_factory=list, max_length=MAX_HISTORY_PER_STUDENT)
+    targets: list[Target] = Field(min_length=1, max_length=MAX_TARGETS_PER_STUDENT)
+
+    @model_validator(mode="after")
+    def _timestamps(self) -> StudentRequest:
+        n = len(self.history)
+        stamps = checked_timestamps([r["Timestamp"] for r in (*self.history, *self.targets)],
+                                    lambda i: f"history[{i}]" if i < n else f"targets[{i - n}]")
+        if n:
+            last, first = stamps[:n].max(), stamps[n:].min()
+            if first < last:
+                raise ValueError(f"target Timestamp '{first.item():{TIMESTAMP_FORMAT}}' is earlier than the "
+                                 f"history's last row ('{last.item():{TIMESTAMP_FORMAT}}'): a target is an item "
+                                 "answered after the history, so date it at or after it")
+        return self
 
 
 class PredictRequest(BaseModel):

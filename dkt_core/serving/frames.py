@@ -17,12 +17,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 import numpy as np
 import pandas as pd
 
-from dkt_core.api import TIMESTAMP_FORMAT, StudentRequest
+from dkt_core.api import StudentRequest
 
 # 400 interactions: ~2x the longest test sitting sequence models look at, and a bound on per-request CPU
 # (features are cumulative, so older rows matter only through counts/accuracies).
@@ -50,9 +49,10 @@ def build_frame(students: Sequence[StudentRequest], window: int = HISTORY_WINDOW
     for s_idx, student in enumerate(students):
         history = student.history
         if len(history) > window:
-            # the most recent interactions by time (stable for ties, like the sort below)
-            order = sorted(range(len(history)), key=lambda i: _ts_key(history[i]["Timestamp"]))
-            keep = sorted(order[-window:])
+            # the most recent interactions by time (stable for ties, like the sort below); the fixed-width
+            # "YYYY-MM-DD HH:MM:SS" strings (checked by the request models) sort like the times they name
+            order = np.argsort(np.asarray([h["Timestamp"] for h in history]), kind="stable")
+            keep = np.sort(order[-window:])
             truncated += len(history) - window
             history = [history[i] for i in keep]
         rows = [*history, *student.targets]
@@ -70,10 +70,6 @@ def build_frame(students: Sequence[StudentRequest], window: int = HISTORY_WINDOW
                "Timestamp": _timestamps(stamps), "KnowledgeTag": _objects(tags)}
     frame, target_rows = _dedupe_and_sort(columns, np.asarray(is_target, dtype=bool))
     return RequestFrame(frame, target_rows, [len(s.targets) for s in students], truncated)
-
-
-def _ts_key(ts: str) -> datetime:
-    return datetime.strptime(ts, TIMESTAMP_FORMAT)
 
 
 def _objects(values: list[str]) -> np.ndarray:

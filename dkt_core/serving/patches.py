@@ -1,4 +1,12 @@
-"""A fix for BentoML 1.4's request-timeout middleware, applied by the service at import.
+"""Fixes for BentoML 1.4, applied by the service at import.
+
+1. Quiet client errors (``quiet_client_errors``). BentoML logs every request it answers with 4xx (a
+   pydantic ``ValidationError`` of the body, an ``InvalidArgument``) at ERROR with the full traceback: one
+   malformed request per second buried real failures and grew the logs by ~60 lines a request. A 4xx now
+   logs one WARNING line (method, path, status, short reason) next to BentoML's access line; a 5xx keeps
+   BentoML's traceback.
+
+2. The request-timeout middleware (``patch_timeout_middleware``).
 
 ``bentoml._internal.server.http.traffic.TimeoutMiddleware`` arms ``loop.call_later(timeout, ...)`` for every
 request and never cancels it. Each armed timer keeps the request's contextvars alive (the OpenTelemetry
@@ -13,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 from starlette.responses import JSONResponse
 
@@ -57,4 +66,58 @@ def patch_timeout_middleware() -> bool:
     if cls.__call__ is not _timeout_call:
         SHIPPED.setdefault("TimeoutMiddleware.__call__", cls.__call__)
         cls.__call__ = _timeout_call
+    return True
+
+
+REASON_MAX_CHARS = 300
+
+
+def client_error(exc: BaseException | None) -> tuple[int, str] | None:
+    """(status, one-line reason) when BentoML answers ``exc`` with a 4xx; None for server errors."""
+    from bentoml.exceptions import BentoMLException
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        first = errors[0] if errors else {"loc": (), "msg": str(exc)}
+        reason = f"{'.'.join(map(str, first['loc'])) or exc.title}: {first['msg']}"
+        if len(errors) > 1:
+            reason += f" (and {len(errors) - 1} more)"
+        return 400, _one_line(reason)
+    if isinstance(exc, BentoMLException) and 400 <= int(exc.error_code) < 500:
+        return int(exc.error_code), _one_line(str(exc))
+    return None
+
+
+def _one_line(text: str) -> str:
+    # request values can carry newlines: escape them so one request stays one log line
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= REASON_MAX_CHARS else text[:REASON_MAX_CHARS] + "..."
+
+
+def quiet_client_errors() -> bool:
+    """Make BentoML log a 4xx as one line instead of a traceback; False when its shape changed."""
+    try:
+        from _bentoml_impl.server import app as server_app
+        from bentoml._internal.server import http_app
+    except ImportError:
+        log.warning("bentoml server modules moved; 4xx requests keep their tracebacks in the log")
+        return False
+    shipped = getattr(server_app, "log_exception", None)
+    if shipped is None:
+        log.warning("bentoml log_exception not found; 4xx requests keep their tracebacks in the log")
+        return False
+    if getattr(shipped, "__name__", "") == "_log_exception":
+        return True  # already installed
+    SHIPPED.setdefault("log_exception", shipped)
+    logger = http_app.logger  # the logger BentoML's own request errors go to (configured by bentoml serve)
+
+    def _log_exception(request, exc_info=True) -> None:
+        found = client_error(sys.exc_info()[1])
+        if found is None:
+            return shipped(request, exc_info)
+        status, reason = found
+        logger.warning("%s %s %d: %s", request.method, request.url.path, status, reason)
+
+    server_app.log_exception = _log_exception
     return True

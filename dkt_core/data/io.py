@@ -1,14 +1,25 @@
 """Reading interaction logs (CSV, CSV.gz, Parquet) into a raw all-string table.
 
 Nothing here judges the values: that is the data contract's job (``validate.py``). Reading only
-decides whether the file is usable at all (``DataFileError``) and which physical lines had the wrong
-number of fields (kept, with their text, so validation can reject them with a reason).
+decides whether the file is usable at all (``DataFileError``) and which records had the wrong number
+of fields (kept, with their text, so validation can reject them with a reason).
+
+Whatever the bytes, reading ends in a ``RawTable`` or a ``DataFileError`` naming the file and what is
+wrong with it. Sources are read as a stream in chunks, with caps on the bytes read and on the bytes a
+gzip expands to (``ReadLimits``), so memory stays bounded by the caps whatever is uploaded. Errors
+raised by the stream itself (network, disk) are not the file's fault and propagate unchanged.
 """
 
 from __future__ import annotations
 
-import gzip
+import codecs
+import csv
 import io
+import os
+import typing
+import zlib
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,9 +34,56 @@ COLUMNS = ["userID", "assessmentItemID", "testId", "answerCode", "Timestamp", "K
 PARQUET_MAGIC = b"PAR1"
 GZIP_MAGIC = b"\x1f\x8b"
 
+CHUNK_BYTES = 1 << 20  # one read from the source; one gzip output step
+MAX_HEADER_BYTES = 1 << 20  # a CSV whose first line is longer is not the seed format (nor a bomb's header)
+CSV_BLOCK_BYTES = 4 << 20  # pyarrow's CSV block: also the longest record it accepts
+MAX_BAD_LINES = 1_000_000  # more records with the wrong field count: the file is not the seed format
+MAX_BAD_LINE_CHARS = 1024  # the text of a malformed record kept for rejected.csv
+PARQUET_BATCH_ROWS = 8192
+MIN_ROW_BYTES = 16  # a seed row needs at least this many bytes (6 fields, a 10-char date): bounds Parquet rows
+
+# What pyarrow, zlib and the codecs raise on bad bytes; all mean "this file is unusable".
+_BAD_FILE_ERRORS = (
+    pa.ArrowException, OSError, ValueError, zlib.error, EOFError, UnicodeError, MemoryError, OverflowError,
+)
+
+OBJECT_SETTING = "DKT_INGEST_MAX_OBJECT_BYTES"
+DECOMPRESSED_SETTING = "DKT_INGEST_MAX_DECOMPRESSED_BYTES"
+
 
 class DataFileError(Exception):
     """The file cannot be used at all (unreadable, not CSV/Parquet, a required column missing, empty)."""
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Caps on one source: bytes read from it, and bytes after gzip decompression (or Parquet decoding)."""
+
+    max_object_bytes: int = 256 * 2**20
+    max_decompressed_bytes: int = 1 * 2**30
+
+    def __post_init__(self) -> None:
+        for name in ("max_object_bytes", "max_decompressed_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ReadLimits.{name} must be a positive number of bytes, got {value!r}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ReadLimits:
+        """The limits from ``DKT_INGEST_MAX_OBJECT_BYTES`` / ``DKT_INGEST_MAX_DECOMPRESSED_BYTES`` (bytes;
+        unset or empty = the default)."""
+        values: dict[str, int] = {}
+        for attr, setting in (("max_object_bytes", OBJECT_SETTING), ("max_decompressed_bytes", DECOMPRESSED_SETTING)):
+            text = (environ.get(setting) or "").strip()
+            if not text:
+                continue
+            try:
+                values[attr] = int(text)
+            except ValueError:
+                raise ValueError(f"{setting} must be a whole number of bytes (e.g. 268435456), got {text!r}") from None
+            if values[attr] < 1:
+                raise ValueError(f"{setting} must be at least 1 byte, got {text!r}")
+        return cls(**values)
 
 
 @dataclass
@@ -33,7 +91,7 @@ class RawTable:
     """Rows as strings (seed columns only), with the source line of each and the malformed lines."""
 
     name: str
-    frame: pd.DataFrame  # seed columns, dtype str, plus "line" (1-based line in the file; header = 1)
+    frame: pd.DataFrame  # seed columns, dtype str, plus "line" (1-based record number; header = 1)
     bad_lines: list[tuple[int, str]] = field(default_factory=list)  # (line, text): wrong field count
     extra_columns: list[str] = field(default_factory=list)
 
@@ -42,97 +100,438 @@ class RawTable:
         return len(self.frame) + len(self.bad_lines)
 
 
-def read_raw(path: str | Path) -> RawTable:
+def read_raw(path: str | Path, limits: ReadLimits | None = None) -> RawTable:
     """Read ``path`` (CSV, gzip'd CSV or Parquet, detected by content) into a ``RawTable``."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        f = path.open("rb")
     except OSError as exc:
         raise DataFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    return read_raw_bytes(data, str(path))
-
-
-def read_raw_bytes(data: bytes, name: str) -> RawTable:
-    """Like ``read_raw`` for bytes already in memory (e.g. an S3 object); ``name`` is used in messages."""
-    if data[:2] == GZIP_MAGIC:
+    with f:
         try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise DataFileError(f"{name}: is a corrupt gzip file ({exc})") from None
-    if data[:4] == PARQUET_MAGIC:
-        table = _read_parquet(data, name)
-        bad: list[tuple[int, str]] = []
-    else:
-        table, bad = _read_csv(data, name)
-    return _to_raw(table, bad, name)
+            return read_raw_stream(f, str(path), limits or ReadLimits())
+        except OSError as exc:  # a local read failing is this file's problem, unlike a network stream's
+            raise DataFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
-def _read_parquet(data: bytes, name: str) -> pa.Table:
+def read_raw_bytes(data: bytes, name: str, limits: ReadLimits | None = None) -> RawTable:
+    """Like ``read_raw`` for bytes already in memory; ``name`` is used in messages."""
+    limits = limits or ReadLimits()
+    if len(data) > limits.max_object_bytes:
+        raise DataFileError(_object_limit_message(name, limits))
+    return read_raw_stream(io.BytesIO(data), name, limits)
+
+
+def read_raw_stream(stream: typing.BinaryIO, name: str, limits: ReadLimits = ReadLimits()) -> RawTable:  # noqa: B008
+    """Read a CSV / CSV.gz / Parquet source from ``stream`` (anything with ``.read(n)``, e.g. a boto3
+    ``StreamingBody``) in chunks, never holding more than about the caps in ``limits``.
+
+    Raises ``DataFileError`` for any fault of the bytes; exceptions from ``stream.read`` itself
+    (network, disk) propagate unchanged so a caller can retry.
+    """
+    src = _Source(stream, name, limits)
     try:
-        return pq.read_table(io.BytesIO(data))
-    except (pa.ArrowException, OSError) as exc:
-        raise DataFileError(f"{name}: is not a readable Parquet file ({exc})") from None
+        head = src.peek(len(PARQUET_MAGIC))
+        if head.startswith(PARQUET_MAGIC):
+            parsed = _read_parquet(src.read_all(), name, limits)
+        else:
+            parsed = _read_csv(src, name)
+        return _to_raw(parsed, name)
+    except Exception as exc:
+        if src.failure is not None:  # raised inside a read (maybe re-wrapped by pyarrow): the real cause
+            raise src.failure from None
+        if isinstance(exc, DataFileError):
+            raise
+        if isinstance(exc, _BAD_FILE_ERRORS):
+            raise DataFileError(f"{name}: cannot be read as CSV or Parquet ({_short(exc)})") from None
+        raise
 
 
-def _read_csv(data: bytes, name: str) -> tuple[pa.Table, list[tuple[int, str]]]:
-    if not data.strip():
-        raise DataFileError(f"{name}: is empty (no header and no data rows)")
-    if b"\x00" in data[:4096]:
+def _short(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0] or type(exc).__name__
+    return text[:300]
+
+
+def _size(n: int) -> str:
+    return f"{n // 2**20} MiB" if n % 2**20 == 0 else f"{n} bytes"
+
+
+def _object_limit_message(name: str, limits: ReadLimits) -> str:
+    return f"{name}: exceeds the {_size(limits.max_object_bytes)} object limit (setting {OBJECT_SETTING})"
+
+
+def _decompressed_limit_message(name: str, limits: ReadLimits, what: str = "decompresses") -> str:
+    return (f"{name}: {what} to more than the {_size(limits.max_decompressed_bytes)} limit "
+            f"(setting {DECOMPRESSED_SETTING})")
+
+
+class _Source(io.RawIOBase):
+    """The bytes of one source, pulled in chunks: counts what is read from the stream (object cap),
+    gunzips incrementally (``max_length`` bounds each step, so a bomb is stopped after at most the cap
+    plus one chunk of output) and counts the output (decompressed cap). Concatenated gzip members are
+    read like ``gzip.decompress`` does."""
+
+    def __init__(self, stream: typing.BinaryIO, name: str, limits: ReadLimits) -> None:
+        super().__init__()
+        self._stream, self.name, self.limits = stream, name, limits
+        self.failure: BaseException | None = None  # first exception raised while reading
+        self._raw_total = 0
+        self._out_total = 0
+        self._started = False
+        self._gz: typing.Any = None  # zlib decompress object while inside a gzip member
+        self._gz_input = b""  # compressed bytes not yet given to the decompressor
+        self._is_gzip = False
+        self._buf = bytearray()  # output produced and not yet consumed (peek)
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _read_stream(self) -> bytes:
+        data = self._stream.read(CHUNK_BYTES)
+        if data is None:  # a non-blocking raw stream with nothing ready: not expected from files or S3
+            raise DataFileError(f"{self.name}: the source returned no data (non-blocking stream)")
+        self._raw_total += len(data)
+        if self._raw_total > self.limits.max_object_bytes:
+            raise DataFileError(_object_limit_message(self.name, self.limits))
+        return bytes(data)
+
+    def _start(self) -> None:
+        self._started = True
+        first = self._read_stream()
+        while 0 < len(first) < len(GZIP_MAGIC):  # a short first read cannot decide the format
+            more = self._read_stream()
+            if not more:
+                break
+            first += more
+        if first.startswith(GZIP_MAGIC):
+            self._is_gzip = True
+            self._gz_input = first
+        else:
+            self._emit(first)
+            self._eof = not first
+
+    def _emit(self, data: bytes) -> None:
+        self._out_total += len(data)
+        if self._is_gzip and self._out_total > self.limits.max_decompressed_bytes:
+            raise DataFileError(_decompressed_limit_message(self.name, self.limits))
+        self._buf += data
+
+    def _fill(self) -> None:
+        """Append at least one byte to the buffer, or set EOF."""
+        if not self._started:
+            self._start()
+            if self._buf or self._eof:
+                return
+        while not self._eof:
+            if not self._is_gzip:
+                data = self._read_stream()
+                if not data:
+                    self._eof = True
+                    return
+                self._emit(data)
+                return
+            if not self._gz_input:
+                self._gz_input = self._read_stream()
+                if not self._gz_input:
+                    if self._gz is not None:  # inside a member when the input ended
+                        raise DataFileError(f"{self.name}: is a corrupt gzip file (truncated)")
+                    self._eof = True
+                    return
+            if self._gz is None:  # a new member (the first, or one concatenated after the previous)
+                self._gz = zlib.decompressobj(wbits=31)
+            try:
+                out = self._gz.decompress(self._gz_input, CHUNK_BYTES)
+            except zlib.error as exc:
+                raise DataFileError(f"{self.name}: is a corrupt gzip file ({exc})") from None
+            if self._gz.eof:
+                self._gz_input, self._gz = self._gz.unused_data, None
+            else:
+                self._gz_input = self._gz.unconsumed_tail
+            if out:
+                self._emit(out)
+                return
+
+    def _guarded(self, fn: typing.Callable[[], None]) -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            self.failure = self.failure or exc
+            raise
+
+    def peek(self, n: int) -> bytes:
+        """At least ``n`` bytes (fewer only at EOF) without consuming them."""
+        while len(self._buf) < n and not self._eof:
+            self._guarded(self._fill)
+        return bytes(self._buf[:n])
+
+    @property
+    def buffered(self) -> bytes:
+        return bytes(self._buf)
+
+    @property
+    def at_eof(self) -> bool:
+        return self._eof and not self._buf
+
+    def consume(self, n: int) -> None:
+        del self._buf[:n]
+
+    def readinto(self, b: typing.Any) -> int:
+        if not self._buf and not self._eof:
+            self._guarded(self._fill)
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        del self._buf[:n]
+        return n
+
+    def read_all(self) -> bytes:
+        """Everything left (for Parquet, which needs random access): bounded by the caps."""
+        while not self._eof:
+            self._guarded(self._fill)
+        data, self._buf = bytes(self._buf), bytearray()
+        return data
+
+
+class _Utf8Checked(io.RawIOBase):
+    """Passes the bytes of a ``_Source`` through, failing with the byte offset at the first byte that
+    is not UTF-8 (pyarrow only checks the columns it converts)."""
+
+    def __init__(self, src: _Source, name: str, offset: int) -> None:
+        super().__init__()
+        self._src, self._name, self._offset = src, name, offset
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: typing.Any) -> int:
+        n = self._src.readinto(b)
+        try:
+            self._decoder.decode(bytes(b[:n]), final=n == 0)
+        except UnicodeDecodeError as exc:
+            err = DataFileError(f"{self._name}: is not UTF-8 text (byte {self._offset + exc.start}); save it as UTF-8 CSV")
+            self._src.failure = self._src.failure or err
+            raise err from None
+        self._offset += n
+        return n
+
+
+def _header(src: _Source, name: str) -> tuple[list[str], int, int]:
+    """Parse the first non-blank line: (column names, its line number, its length in bytes)."""
+    skipped = 0
+    line_no = 1
+    while True:
+        head = src.peek(MAX_HEADER_BYTES + 1)
+        if b"\x00" in head[:4096]:
+            raise DataFileError(f"{name}: is a binary file, not a CSV (expected the seed CSV format)")
+        if not head.strip():
+            raise DataFileError(f"{name}: is empty (no header and no data rows)")
+        end = head.find(b"\n")
+        if end < 0:
+            if len(head) > MAX_HEADER_BYTES:
+                raise DataFileError(f"{name}: its first line is longer than {_size(MAX_HEADER_BYTES)}: not a CSV "
+                                    f"header (the seed format starts with {','.join(COLUMNS)})")
+            end = len(head)
+        line = head[:end]
+        if line.strip():
+            break
+        src.consume(end + 1)  # a blank line before the header
+        skipped += end + 1
+        line_no += 1
+    if b"\x00" in line:
         raise DataFileError(f"{name}: is a binary file, not a CSV (expected the seed CSV format)")
     try:
-        data.decode("utf-8")
+        text = line.decode("utf-8-sig" if skipped == 0 else "utf-8")
     except UnicodeDecodeError as exc:
-        raise DataFileError(f"{name}: is not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV") from None
-    bad: list[tuple[int, str]] = []
-
-    def on_invalid(row: pacsv.InvalidRow) -> str:
-        bad.append((int(row.number or 0), row.text))
-        return "skip"
-
-    header = data.split(b"\n", 1)[0].decode("utf-8-sig").strip().split(",")
-    names = [h.strip().strip('"') for h in header]
-    try:
-        table = pacsv.read_csv(
-            io.BytesIO(data),
-            # Single-threaded so InvalidRow.number is the real line number.
-            read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in names}, strings_can_be_null=False
-            ),
-        )
-    except pa.ArrowInvalid as exc:
-        raise DataFileError(f"{name}: is not a valid CSV file ({str(exc).splitlines()[0]})") from None
-    return table, bad
+        raise DataFileError(f"{name}: is not UTF-8 text (byte {skipped + exc.start}); save it as UTF-8 CSV") from None
+    names = [_clean_name(n) for n in next(csv.reader([text.rstrip("\r\n")]))]
+    return names, line_no, skipped + end + 1
 
 
-def _to_raw(table: pa.Table, bad: list[tuple[int, str]], name: str) -> RawTable:
-    rename = {c: c.strip().lstrip("\ufeff").strip('"') for c in table.column_names}
-    table = table.rename_columns([rename[c] for c in table.column_names])
-    missing = [c for c in COLUMNS if c not in table.column_names]
+def _clean_name(name: str) -> str:
+    return name.strip().lstrip("\ufeff").strip().strip('"')
+
+
+def _check_columns(names: list[str], name: str) -> None:
+    missing = [c for c in COLUMNS if c not in names]
     if missing:
         raise DataFileError(
             f"{name}: required column(s) {', '.join(missing)} missing; the header must contain "
             f"{','.join(COLUMNS)} (any order)"
         )
-    extra = [c for c in table.column_names if c not in COLUMNS]
-    if table.num_rows == 0 and not bad:
+    counts = Counter(names)
+    twice = [f"{c} ({counts[c]} times)" for c in COLUMNS if counts[c] > 1]
+    if twice:
+        raise DataFileError(f"{name}: column(s) {', '.join(twice)} appear more than once; keep one of each")
+
+
+def _read_csv(src: _Source, name: str) -> _Parsed:
+    names, header_line, header_bytes = _header(src, name)
+    _check_columns(names, name)  # before reading on: a bomb of junk fails here, after one chunk
+    src.consume(header_bytes)
+    while not src.buffered.strip() and not src.at_eof:  # is anything but blank lines after the header?
+        src.peek(len(src.buffered) + 1)
+    if not src.buffered.strip() and src.at_eof:
         raise DataFileError(f"{name}: has a header but no data rows")
-    frame = pa.table({c: _as_string(table.column(c)) for c in COLUMNS}).to_pandas()
-    # Recover each row's file line: rows are in file order, interleaved with the skipped bad lines.
-    frame["line"] = _good_row_lines(len(frame), sorted(n for n, _ in bad))
-    return RawTable(name=name, frame=frame, bad_lines=sorted(bad), extra_columns=extra)
+
+    bad: list[tuple[int, str]] = []
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        if len(bad) >= MAX_BAD_LINES:
+            raise DataFileError(f"{name}: more than {MAX_BAD_LINES} records do not have the {len(names)} fields of "
+                                "the header; it is not the seed CSV format")
+        bad.append((int(row.number or 0) + header_line, row.text[:MAX_BAD_LINE_CHARS]))
+        return "skip"
+
+    # Columns by position: duplicate or odd names in the header cannot confuse pyarrow, and only the
+    # seed columns are converted (a file with thousands of columns costs little).
+    positional = [f"c{i}" for i in range(len(names))]
+    seed = {c: f"c{names.index(c)}" for c in COLUMNS}
+    stream = io.BufferedReader(_Utf8Checked(src, name, header_bytes), CHUNK_BYTES)
+    try:
+        reader = pacsv.open_csv(
+            stream,
+            # Serial, so InvalidRow.number counts records in file order.
+            read_options=pacsv.ReadOptions(use_threads=False, block_size=CSV_BLOCK_BYTES, column_names=positional),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in seed.values()},
+                include_columns=list(seed.values()),
+                strings_can_be_null=False,
+            ),
+        )
+        batches = list(reader)
+    except pa.ArrowInvalid as exc:
+        if src.failure is not None:
+            raise src.failure from None
+        msg = str(exc)
+        if "straddl" in msg:
+            raise DataFileError(f"{name}: has a record longer than {_size(CSV_BLOCK_BYTES)} (an unclosed quote?); "
+                                "not the seed CSV format") from None
+        raise DataFileError(f"{name}: is not a valid CSV file ({_short(exc)})") from None
+    schema = pa.schema([(c, pa.string()) for c in seed.values()])
+    table = pa.Table.from_batches(batches, schema=schema).rename_columns(list(seed))
+    extra = [n for n in names if n not in COLUMNS]
+    return _Parsed(table, bad, extra, first_line=header_line + 1)
+
+
+@dataclass
+class _Parsed:
+    table: pa.Table  # the seed columns, in COLUMNS order, any type
+    bad: list[tuple[int, str]]
+    extra: list[str]
+    first_line: int  # record number of the first data row
+
+
+def _read_parquet(data: bytes, name: str, limits: ReadLimits) -> _Parsed:
+    try:
+        pf = pq.ParquetFile(io.BytesIO(data))
+    except _BAD_FILE_ERRORS as exc:
+        raise DataFileError(f"{name}: is not a readable Parquet file ({_short(exc)})") from None
+    fields = list(pf.schema_arrow)
+    names = [_clean_name(f.name) for f in fields]
+    _check_columns(names, name)
+    for c in COLUMNS:
+        t = fields[names.index(c)].type
+        if pa.types.is_nested(t) or pa.types.is_union(t) or isinstance(t, pa.ExtensionType):
+            raise DataFileError(f"{name}: column {c} holds {t} values; each field must be one text, number or "
+                                "timestamp value")
+    rows = pf.metadata.num_rows
+    if rows > limits.max_decompressed_bytes // MIN_ROW_BYTES:
+        raise DataFileError(_decompressed_limit_message(name, limits, f"has {rows} rows; decodes"))
+    # Columns by index, as in the file (names may repeat among the extra columns); dictionary-encoded
+    # text stays encoded while read, so a small dictionary repeated many times is counted before it is
+    # expanded.
+    indices = [names.index(c) for c in COLUMNS]
+    pf = pq.ParquetFile(io.BytesIO(data), read_dictionary=[fields[i].name for i in indices
+                                                              if _is_text(fields[i].type)])
+    budget = limits.max_decompressed_bytes
+    chunks: list[pa.RecordBatch] = []
+    used = 0
+    for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=None, use_threads=False):
+        cols = [batch.column(i) for i in indices]
+        used += sum(_decoded_bytes(col) for col in cols)
+        if used > budget:
+            raise DataFileError(_decompressed_limit_message(name, limits, "decodes"))
+        chunks.append(pa.RecordBatch.from_arrays(cols, names=COLUMNS))
+    if chunks:
+        table = pa.Table.from_batches(chunks)
+    else:  # no rows: _to_raw says so
+        table = pa.table({c: pa.array([], pa.string()) for c in COLUMNS})
+    extra = [n for n in names if n not in COLUMNS]
+    return _Parsed(table, [], extra, first_line=2)
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
+def _decoded_bytes(col: pa.Array) -> int:
+    """Bytes the column takes once every value is text (dictionaries expanded)."""
+    if isinstance(col, pa.DictionaryArray) and _is_text(col.dictionary.type):
+        lengths = pa.compute.binary_length(col.dictionary)
+        taken = pa.compute.take(lengths, col.indices)
+        return int(pa.compute.sum(taken).as_py() or 0) + 8 * len(col)
+    return col.nbytes + 8 * len(col)
+
+
+def _to_raw(parsed: _Parsed, name: str) -> RawTable:
+    table = parsed.table
+    if table.num_rows == 0 and not parsed.bad:
+        raise DataFileError(f"{name}: has a header but no data rows")
+    columns = {}
+    for c in COLUMNS:
+        try:
+            columns[c] = _as_string(table.column(c))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            raise DataFileError(f"{name}: column {c} of type {table.column(c).type} cannot be read as text "
+                                f"({_short(exc)})") from None
+    frame = pa.table(columns).to_pandas()
+    bad = sorted(parsed.bad)
+    frame["line"] = _good_row_lines(len(frame), np.array([n for n, _ in bad], dtype=np.int64), parsed.first_line)
+    return RawTable(name=name, frame=frame, bad_lines=bad, extra_columns=parsed.extra)
+
+
+_SEED_TIME = "%Y-%m-%d %H:%M:%S"
+_FIRST_SECOND, _LAST_SECOND = -62135596800, 253402300799  # 0001-01-01 00:00:00, 9999-12-31 23:59:59 UTC
 
 
 def _as_string(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    if pa.types.is_timestamp(col.type):  # Parquet timestamps -> the seed's text form
-        # via whole seconds: arrow's %S would print fractional seconds
-        col = pa.compute.strftime(col.cast(pa.timestamp("s", tz=col.type.tz), safe=False), format="%Y-%m-%d %H:%M:%S")
+    """Any scalar column as text in the seed's form (timestamps as naive UTC ``YYYY-MM-DD HH:MM:SS``)."""
+    t = col.type
+    if pa.types.is_dictionary(t):
+        col = col.cast(t.value_type)
+        t = col.type
+    if pa.types.is_date(t):
+        col = col.cast(pa.timestamp("s"))
+        t = col.type
+    if pa.types.is_timestamp(t):
+        col = _timestamp_text(col)
+    elif not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        col = col.cast(pa.string())
     return pa.compute.fill_null(col.cast(pa.string()), "")
 
 
-def _good_row_lines(n_rows: int, bad_numbers: list[int]) -> np.ndarray:
-    lines = np.arange(2, n_rows + 2, dtype=np.int64)
-    for b in bad_numbers:  # few bad lines in practice; each shifts the rows after it by one
-        lines[lines >= b] += 1
-    return lines
+def _timestamp_text(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    # Whole seconds in UTC: arrow's %S would print fractions, and a zone-aware column its local time.
+    secs = col.cast(pa.timestamp(col.type.unit), safe=False).cast(pa.timestamp("s"), safe=False).cast(pa.int64())
+    null = np.asarray(secs.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    ints = np.asarray(secs.fill_null(0).to_numpy(), dtype=np.int64)
+    out = np.full(len(ints), "", dtype=object)
+    inside = (ints >= _FIRST_SECOND) & (ints <= _LAST_SECOND) & ~null
+    if inside.any():  # arrow formats years 1..9999 correctly and fast
+        ts = pa.array(ints[inside]).cast(pa.timestamp("s"))
+        out[inside] = pa.compute.strftime(ts, format=_SEED_TIME).to_numpy(zero_copy_only=False)
+    outside = ~inside & ~null
+    if outside.any():  # numpy prints any year (e.g. 17525-05-06T10:13:20); judged out of range later
+        text = np.datetime_as_string(ints[outside].astype("datetime64[s]"), unit="s")
+        out[outside] = [t.replace("T", " ") for t in text]
+    return pa.chunked_array([pa.array(out, pa.string(), mask=null)])
+
+
+def _good_row_lines(n_rows: int, bad_numbers: np.ndarray, first: int = 2) -> np.ndarray:
+    """Record numbers of the good rows: consecutive from ``first``, skipping the malformed records."""
+    g = np.arange(n_rows, dtype=np.int64)
+    # the k-th bad record (0-based, sorted) comes after (bad - first - k) good rows
+    gaps = np.asarray(bad_numbers, dtype=np.int64) - first - np.arange(len(bad_numbers), dtype=np.int64)
+    return g + first + np.searchsorted(gaps, g, side="right")

@@ -5,15 +5,17 @@ duplicates, sort per user by time. Invariant: valid + rejected + duplicates == r
 from __future__ import annotations
 
 import json
+import typing
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pandera.errors
 
-from dkt_core.data.io import COLUMNS, RawTable, read_raw, read_raw_bytes
-from dkt_core.data.schema import RAW_SCHEMA, TIMESTAMP_FORMAT, VALID_SCHEMA
+from dkt_core.data.io import COLUMNS, RawTable, ReadLimits, read_raw, read_raw_bytes, read_raw_stream
+from dkt_core.data.schema import TIMESTAMP_FORMAT, VALID_SCHEMA, parse_timestamps, raw_schema
 
 WRONG_FIELD_COUNT = "wrong field count"
 
@@ -53,18 +55,35 @@ class ValidationResult:
         return directory
 
 
-def validate_file(path: str | Path) -> ValidationResult:
+def validate_file(
+    path: str | Path, *, limits: ReadLimits | None = None, now: datetime | None = None
+) -> ValidationResult:
     """Read and validate ``path``; raises ``DataFileError`` when the file is unusable."""
-    return validate_raw(read_raw(path))
+    return validate_raw(read_raw(path, limits), now=now)
 
 
-def validate_bytes(data: bytes, name: str) -> ValidationResult:
-    return validate_raw(read_raw_bytes(data, name))
+def validate_bytes(
+    data: bytes, name: str, *, limits: ReadLimits | None = None, now: datetime | None = None
+) -> ValidationResult:
+    """Validate bytes already in memory (kept for callers that hold them; prefer ``validate_stream``)."""
+    return validate_raw(read_raw_bytes(data, name, limits), now=now)
 
 
-def validate_raw(raw: RawTable) -> ValidationResult:
+def validate_stream(
+    stream: typing.BinaryIO, name: str, *, limits: ReadLimits | None = None, now: datetime | None = None
+) -> ValidationResult:
+    """Read ``stream`` (e.g. an S3 ``StreamingBody``) within ``limits`` and validate it.
+
+    Raises ``DataFileError`` when the object is unusable; errors of the stream itself propagate.
+    """
+    return validate_raw(read_raw_stream(stream, name, limits or ReadLimits()), now=now)
+
+
+def validate_raw(raw: RawTable, *, now: datetime | None = None) -> ValidationResult:
+    """Judge every row of ``raw`` at ``now`` (default: the current time; fixes the Timestamp range)."""
+    now = now or datetime.now(UTC)
     frame = raw.frame
-    reason = _first_failed_check(frame)
+    reason = _first_failed_check(frame, now)
     bad_mask = reason.notna().to_numpy()
     rejected = frame.loc[bad_mask, ["line", *COLUMNS]].assign(reason=reason[bad_mask].to_numpy())
     malformed = pd.DataFrame(
@@ -76,7 +95,7 @@ def validate_raw(raw: RawTable) -> ValidationResult:
     good = frame.loc[~bad_mask, COLUMNS]
     deduped = good.drop_duplicates(keep="first")
     duplicates = len(good) - len(deduped)
-    valid = _typed_sorted(deduped)
+    valid = _typed_sorted(deduped, now)
     warnings = []
     if raw.extra_columns:
         warnings.append(f"{raw.name}: extra column(s) ignored: {', '.join(raw.extra_columns)}")
@@ -85,35 +104,36 @@ def validate_raw(raw: RawTable) -> ValidationResult:
     return result
 
 
-def _first_failed_check(frame: pd.DataFrame) -> pd.Series:
+def _first_failed_check(frame: pd.DataFrame, now: datetime) -> pd.Series:
     """Per row: the name of the first failed contract check (the rejection reason), or NA."""
     reason = pd.Series(pd.NA, index=frame.index, dtype="object")
+    schema = raw_schema(now)
     try:
-        RAW_SCHEMA.validate(frame, lazy=True)
+        schema.validate(frame, lazy=True)
         return reason
     except pandera.errors.SchemaErrors as exc:
         cases = exc.failure_cases
     cases = cases[cases["index"].notna()]
-    order = {name: i for i, name in enumerate(_check_order())}
+    order = {name: i for i, name in enumerate(_check_order(schema))}
     cases = cases.assign(rank=cases["check"].map(order).fillna(len(order)))
     first = cases.sort_values("rank", kind="stable").drop_duplicates("index")
     reason.loc[first["index"].astype(np.int64).to_numpy()] = first["check"].to_numpy()
     return reason
 
 
-def _check_order() -> list[str]:
+def _check_order(schema: typing.Any) -> list[str]:
     """Checks in column order, 'missing X' before the value checks of X."""
-    return [c.name for col in RAW_SCHEMA.columns.values() for c in col.checks]
+    return [c.name for col in schema.columns.values() for c in col.checks]
 
 
-def _typed_sorted(frame: pd.DataFrame) -> pd.DataFrame:
+def _typed_sorted(frame: pd.DataFrame, now: datetime) -> pd.DataFrame:
     out = pd.DataFrame(
         {
             "userID": frame["userID"].str.strip().astype(str),
             "assessmentItemID": frame["assessmentItemID"].str.strip().astype(str),
             "testId": frame["testId"].str.strip().astype(str),
             "answerCode": frame["answerCode"].astype(np.int8),
-            "Timestamp": pd.to_datetime(frame["Timestamp"], format=TIMESTAMP_FORMAT).astype("datetime64[ns]"),
+            "Timestamp": parse_timestamps(frame["Timestamp"], now)[0],  # all in range: passed the contract
             "KnowledgeTag": frame["KnowledgeTag"].str.strip().astype(str),
         }
     )

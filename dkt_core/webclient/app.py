@@ -10,23 +10,33 @@ from __future__ import annotations
 import atexit
 import hashlib
 import hmac
+import logging
 import re
 import secrets
+import sqlite3
 from datetime import UTC, datetime
 
 from flask import Flask, abort, make_response, redirect, render_template, request, url_for
 
-from dkt_core.api import TIMESTAMP_FORMAT
+from dkt_core.data.schema import TIMESTAMP_FORMAT
 from dkt_core.webclient.bank import CHOICES, SEED_COLUMNS, QuestionBank
 from dkt_core.webclient.flusher import FlushWorker
 from dkt_core.webclient.history import StaleAnswer, StateStore
 from dkt_core.webclient.inference import InferenceClient
 from dkt_core.webclient.settings import ClientSettings
-from dkt_core.webclient.spool import Spool
+from dkt_core.webclient.spool import Spool, SpoolWriteError
 
+log = logging.getLogger(__name__)
 USER_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 MAX_CHART_TAGS = 12
 CSRF_COOKIE = "dkt_csrf"
+REASON_HEADER = "X-Error-Reason"  # short reason of an error reply, logged on its access line
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """Printable ASCII on one line (a header value and a log field), at most ``limit`` characters."""
+    text = " ".join(text.split()).encode("ascii", "backslashreplace").decode()
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _now() -> str:
@@ -88,8 +98,14 @@ def create_app(settings: ClientSettings | None = None, *, start_flusher: bool = 
     @app.errorhandler(405)
     @app.errorhandler(409)
     @app.errorhandler(413)
+    @app.errorhandler(503)
     def error_page(e):
-        return render_template("error.html", code=e.code, message=e.description), e.code
+        resp = make_response(render_template("error.html", code=e.code, message=e.description), e.code)
+        # the reason travels to gunicorn's access line (gunicorn_conf.access_log_format): a 4xx is one line
+        resp.headers[REASON_HEADER] = _one_line(e.description or "")
+        if e.code == 503:
+            resp.headers["Retry-After"] = "5"
+        return resp
 
     @app.get("/")
     def index():
@@ -146,10 +162,15 @@ def create_app(settings: ClientSettings | None = None, *, start_flusher: bool = 
         row = {"userID": user, "assessmentItemID": item_id, "testId": test,
                "answerCode": bank.grade(item_id, choice), "Timestamp": _now(), "KnowledgeTag": item.tag}
         try:
-            # Spool first (durable), inside the progress transaction: both or neither.
-            store.record(row, items, lambda: spool.append([[row[c] for c in SEED_COLUMNS]]))
+            # Spooled (durable) inside the progress transaction, committed inside the spool append: both or
+            # neither, so a refused answer is nowhere and the student's retry is not a duplicate.
+            store.record(row, items, lambda: spool.appending([[row[c] for c in SEED_COLUMNS]]))
         except StaleAnswer as e:
             abort(409, f"{e}. Continue with the question shown on the quiz page.")
+        except (SpoolWriteError, sqlite3.OperationalError) as e:  # disk full, I/O error, database locked
+            log.error("POST %s 503: answer of %s to %s not stored: %s", request.path, user, item_id, e)
+            abort(503, "Your answer could not be saved right now (the server is short of storage). Nothing was "
+                       "recorded: go back and submit it again in a moment.")
         return redirect(url_for("quiz", user=user, test=test, answered=item_id), code=303)
 
     @app.get("/healthz")

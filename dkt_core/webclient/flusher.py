@@ -4,6 +4,8 @@ Each sealed batch is put under a key derived from its own file name (``spool.s3_
 file is removed only after the put succeeded. A put that fails leaves the file for the next pass; a put
 that succeeded but whose reply was lost is simply repeated onto the same key (an overwrite with the same
 bytes, never a second object). Several workers can flush one spool: a batch is claimed with a flock.
+Only complete lines are uploaded: a torn last line (no trailing newline, e.g. a write cut short by a full
+disk or a crash) is dropped and logged with its byte count, never sent as a row.
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ from dataclasses import dataclass, field
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dkt_core.storage.s3 import S3Settings, s3_client
-from dkt_core.webclient.spool import Spool, _fsync_dir, _lock_nb, _same_file, s3_key_for
+from dkt_core.webclient.spool import (
+    HEADER,
+    Spool,
+    _fsync_dir,
+    _lock_nb,
+    _same_file,
+    complete_lines,
+    s3_key_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +62,15 @@ def flush_sealed(spool: Spool, client, bucket: str, *, create_bucket: bool = Tru
                 result.pending += 1 if path.exists() else 0
                 continue
             body = os.pread(fd, os.fstat(fd).st_size, 0)
+            keep = complete_lines(body)
+            if keep < len(body):
+                log.warning("%s: dropping a torn last line (%d bytes) before the upload", path.name, len(body) - keep)
+                body = body[:keep]
+            if keep <= len(HEADER):  # no complete row: nothing to deliver
+                log.warning("%s holds no complete row; removed without an upload", path.name)
+                os.unlink(path)
+                _fsync_dir(spool.sealed_dir)
+                continue
             key = s3_key_for(path)
             try:
                 _put(client, bucket, key, body, create_bucket)

@@ -16,6 +16,9 @@ timeout = 30
 keepalive = 0
 graceful_timeout = 20  # time for the exit flush of each worker's spool batch
 accesslog = "-"
+# gunicorn's default line plus the reason of an error reply (app.REASON_HEADER; "-" otherwise): a 4xx is
+# one line with method, path, status and reason, never a traceback
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" reason="%({x-error-reason}o)s"'
 preload_app = False  # each worker builds its own app: own spool file, own flush thread
 # gunicorn >= 25 opens a control socket at one fixed per-user path; several gunicorns on one host (tests,
 # other services) would fight over it, and nothing here uses it.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from dkt_core.webclient.bank import SEED_COLUMNS
@@ -62,9 +63,11 @@ class StateStore:
         with self._connect() as db:
             return {r[0] for r in db.execute("SELECT DISTINCT testId FROM interactions WHERE userID=?", (user,))}
 
-    def record(self, row: dict, test_items: Sequence[str], before_commit: Callable[[], None]) -> None:
-        """Store ``row`` (seed-format dict) if its item is the one due; ``before_commit`` runs inside the
-        transaction (the spool append), so a failed spool write records nothing here either."""
+    def record(self, row: dict, test_items: Sequence[str], durable: Callable[[], AbstractContextManager]) -> None:
+        """Store ``row`` (seed-format dict) if its item is the one due. ``durable()`` (the spool append) is
+        entered inside the transaction and the COMMIT runs inside it: a failed spool write records nothing
+        here, and a failed COMMIT (a full disk under SQLite) makes it take the spooled row back. Both or
+        neither, so a refused answer is nowhere and a retry is not a duplicate."""
         db = self._connect()
         try:
             db.execute("BEGIN IMMEDIATE")  # serialises answers of all workers
@@ -75,12 +78,12 @@ class StateStore:
             if row["assessmentItemID"] != due:
                 raise StaleAnswer(f"item {row['assessmentItemID']} is not the question due (answered already, or "
                                   f"skipped ahead); the next item is {due}")
-            before_commit()
             db.execute(
                 f"INSERT INTO interactions ({', '.join(SEED_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
                 [row[c] for c in SEED_COLUMNS],
             )
-            db.execute("COMMIT")
+            with durable():
+                db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")

@@ -7,25 +7,50 @@ Layout under the spool directory::
     sealed/<YYYY-MM-DD>_<uuid>.csv   a complete batch, ready to be put to S3 (see ``flusher``)
 
 Why this shape: every process writes only its own batch file (no shared CSV, no interleaved lines), each
-append is one write + fsync before the request is answered, and a batch changes state only by an atomic
-rename. A batch whose owner died (its flock is free) is sealed by whoever notices, after dropping a torn
-last line. The S3 key derives from the file name, so a retried upload overwrites the same object.
+append is written in full + fsynced before the request is answered, and a batch changes state only by an
+atomic rename. A batch whose owner died (its flock is free) is sealed by whoever notices, after dropping a
+torn last line. The S3 key derives from the file name, so a retried upload overwrites the same object.
+
+All or nothing: an append loops over ``os.write`` until every byte is down; a short write that cannot be
+completed or any OSError (ENOSPC, EIO, EDQUOT ...) truncates the batch back to its size before the append
+and raises ``SpoolWriteError``, so the next row never lands glued onto a fragment and the caller can tell
+the student to retry. ``Spool.appending`` keeps the rows revocable until the caller's own commit succeeded.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import io
+import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from dkt_core.webclient.bank import SEED_COLUMNS
+
+log = logging.getLogger(__name__)
+
+
+class SpoolWriteError(OSError):
+    """Rows could not be stored durably; nothing of them was kept (the batch was cut back)."""
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written: a short write (a full disk can accept part of a page) is
+    followed by the rest, which then either goes through or raises the real error (ENOSPC...)."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:  # POSIX allows 0 for a regular file only in odd cases; never spin on it
+            raise OSError(errno.EIO, f"write accepted 0 of {len(view)} bytes")
+        view = view[n:]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -61,6 +86,11 @@ def encode_rows(rows: Iterable[Sequence[object]]) -> bytes:
 HEADER = encode_rows([SEED_COLUMNS])
 
 
+def complete_lines(body: bytes) -> int:
+    """Length of ``body`` up to and including its last newline (a torn last line is what follows)."""
+    return body.rfind(b"\n") + 1
+
+
 def s3_key_for(batch: Path, prefix: str = "interactions") -> str:
     """``interactions/date=YYYY-MM-DD/<uuid>.csv`` from a batch file ``<date>_<uuid>.csv``."""
     date, _, rest = batch.name.partition("_")
@@ -82,6 +112,7 @@ class Spool:
         self._fd: int | None = None
         self._path: Path | None = None
         self._rows = 0
+        self._size = 0  # bytes of complete rows in the open batch (what a failed append is cut back to)
         self._opened_at = 0.0
         self._pid = os.getpid()
 
@@ -92,17 +123,34 @@ class Spool:
         # mistake the fresh batch for an orphan.
         tmp = self.active_dir / f".{name}.new"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, HEADER)
-        os.fsync(fd)
-        path = self.active_dir / name
-        os.rename(tmp, path)
-        _fsync_dir(self.active_dir)
-        self._fd, self._path, self._rows, self._opened_at = fd, path, 0, time.monotonic()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            write_all(fd, HEADER)
+            os.fsync(fd)
+            path = self.active_dir / name
+            os.rename(tmp, path)
+            _fsync_dir(self.active_dir)
+        except OSError as exc:  # no room even for a header: leave nothing behind
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise SpoolWriteError(exc.errno, f"cannot start a spool batch in {self.active_dir}: "
+                                             f"{exc.strerror or exc}") from exc
+        self._fd, self._path, self._rows, self._size = fd, path, 0, len(HEADER)
+        self._opened_at = time.monotonic()
 
     def append(self, rows: Sequence[Sequence[object]]) -> None:
-        """Durably append seed-format rows (returns after fsync); seals the batch when it is full."""
+        """Durably append seed-format rows (returns after fsync) or raise ``SpoolWriteError`` having kept
+        none of them; seals the batch when it is full."""
+        with self.appending(rows):
+            pass
+
+    @contextmanager
+    def appending(self, rows: Sequence[Sequence[object]]) -> Iterator[None]:
+        """Write ``rows`` durably, then run the caller's block (e.g. its database commit); if the block
+        raises, the rows are cut out of the batch again, so they are stored exactly when the caller's
+        block succeeded. The spool's lock is held throughout (appends of this process wait)."""
         if not rows:
+            yield
             return
         data = encode_rows(rows)
         with self._lock:
@@ -111,11 +159,41 @@ class Spool:
             if self._fd is None:
                 self._open_batch()
             assert self._fd is not None
-            os.write(self._fd, data)
-            os.fsync(self._fd)
+            start = self._size
+            try:
+                write_all(self._fd, data)
+                os.fsync(self._fd)
+            except OSError as exc:
+                self._cut_back_locked(start, f"{len(data)}-byte append failed: {exc}")
+                raise SpoolWriteError(exc.errno, f"the answer could not be stored ({exc.strerror or exc}); "
+                                                 "nothing of it was kept") from exc
+            try:
+                yield
+            except BaseException as exc:
+                self._cut_back_locked(start, f"caller failed after the append: {type(exc).__name__}: {exc}")
+                raise
+            self._size = start + len(data)
             self._rows += len(rows)
             if self._rows >= self.max_rows:
-                self._seal_locked()
+                try:
+                    self._seal_locked()
+                except OSError:  # the rows are stored; the flusher seals the batch as an orphan or by age
+                    log.exception("sealing %s failed; it stays in active/ until the next pass", self._path)
+
+    def _cut_back_locked(self, size: int, why: str) -> None:
+        """Truncate the open batch to ``size`` (its complete rows before the failed append). If even that
+        fails, the batch is abandoned: closing it frees its flock, so the orphan sealer (which drops a
+        torn last line) takes it over, and the next append starts a new batch."""
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, size)
+            os.fsync(self._fd)
+            log.warning("spool %s cut back to %d bytes: %s", self._path, size, why)
+        except OSError as exc:
+            log.error("spool %s could not be cut back to %d bytes (%s; %s): batch abandoned to the orphan sealer",
+                      self._path, size, exc, why)
+            os.close(self._fd)
+            self._fd, self._path, self._rows, self._size = None, None, 0, 0
 
     # --- sealing ---------------------------------------------------------------------------------
     def _seal_locked(self) -> Path | None:
@@ -126,7 +204,7 @@ class Spool:
         _fsync_dir(self.sealed_dir)
         _fsync_dir(self.active_dir)
         os.close(self._fd)
-        self._fd, self._path, self._rows = None, None, 0
+        self._fd, self._path, self._rows, self._size = None, None, 0, 0
         return target
 
     def seal(self) -> Path | None:
@@ -159,8 +237,9 @@ class Spool:
                     continue  # a live writer owns it, or it was sealed meanwhile
                 size = os.fstat(fd).st_size
                 body = os.pread(fd, size, 0)
-                keep = body.rfind(b"\n") + 1  # a crash mid-write can leave a torn last line
+                keep = complete_lines(body)  # a crash mid-write can leave a torn last line
                 if keep < size:
+                    log.warning("orphan %s: dropping a torn last line (%d bytes)", path.name, size - keep)
                     os.ftruncate(fd, keep)
                     os.fsync(fd)
                 if keep <= len(HEADER):

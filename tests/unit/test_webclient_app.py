@@ -177,3 +177,34 @@ def test_slow_service_times_out_and_the_page_still_works(make_client):
         assert time.monotonic() - t0 < 0.2
     finally:
         server.shutdown()
+
+
+def test_an_answer_the_disk_refuses_is_a_503_to_retry_and_stored_nowhere(make_client, monkeypatch, caplog):
+    import errno
+    import os
+
+    app, c = make_client(f"http://127.0.0.1:{free_port()}")
+    real = os.write
+
+    def full_disk(fd, data):
+        if b"stu-full" in bytes(data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", full_disk)
+    r = _answer(c, "stu-full", "i0", answer_for("i0"))
+    monkeypatch.undo()
+    assert r.status_code == 503 and r.headers["Retry-After"] == "5"
+    assert "submit it again" in r.get_data(as_text=True) and "Nothing was recorded" in r.headers["X-Error-Reason"]
+    assert "not stored" in caplog.text and "Traceback" not in caplog.text
+    assert app.extensions["dkt"]["store"].answered("stu-full", "T1") == 0
+    assert _answer(c, "stu-full", "i0", answer_for("i0")).status_code == 303  # the retry is stored, once
+    assert [r[:2] for r in _spooled(app)] == [["stu-full", "i0"]]
+
+
+def test_error_replies_carry_their_reason_for_the_access_line(make_client):
+    app, c = make_client(f"http://127.0.0.1:{free_port()}")
+    r = c.get("/quiz/ok/T404")
+    assert r.status_code == 404 and r.headers["X-Error-Reason"] == "Test 'T404' is not in the question bank; pick " \
+        "one from the list."
+    assert c.get("/").headers.get("X-Error-Reason") is None

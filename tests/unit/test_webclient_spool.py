@@ -1,17 +1,22 @@
-"""Durable spool + S3 flush against a real moto server: sealing, orphans, several writers, S3 outage."""
+"""Durable spool + S3 flush against a real moto server: sealing, orphans, several writers, S3 outage, and
+all-or-nothing appends (a short write injected by replacing ``os.write``: the kernel's partial write on a
+filling disk cannot be forced otherwise; the real full disk is tests/integration/test_client_full_disk.py)."""
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import multiprocessing as mp
 import os
 import shutil
 
+import pytest
+
 from dkt_core.storage.s3 import list_keys, s3_client
 from dkt_core.webclient.bank import SEED_COLUMNS
 from dkt_core.webclient.flusher import FlushWorker, flush_sealed
-from dkt_core.webclient.spool import HEADER, Spool, s3_key_for
+from dkt_core.webclient.spool import HEADER, Spool, SpoolWriteError, encode_rows, s3_key_for
 
 CTX = mp.get_context("fork")  # children inherit nothing but the spool path and their rows
 
@@ -148,3 +153,112 @@ def test_flush_reports_missing_bucket_when_creation_is_off(tmp_path, s3_env):
     spool.append([_row("b", 0)])
     result = flush_sealed(spool, s3_client(s3_env), f"{s3_env.bucket}-absent", create_bucket=False)
     assert result.error and "NoSuchBucket" in result.error and len(spool.sealed_batches()) == 1
+
+
+# --- all or nothing: short writes, full disks, failed commits ------------------------------------------
+def _short_then(fail: OSError | None, target: list[int]):
+    """An ``os.write`` that, on the spool's batch fd, writes only half the bytes of the first call (the
+    kernel's partial write when a disk fills mid-page) and then raises ``fail`` (or writes normally)."""
+    real, calls = os.write, []
+
+    def fake(fd, data):
+        if fd not in target:
+            return real(fd, data)
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real(fd, bytes(data[: len(data) // 2]))
+        if fail is not None:
+            raise fail
+        return real(fd, data)
+
+    return fake, calls
+
+
+def test_a_short_write_is_completed_by_the_loop(tmp_path, monkeypatch):
+    spool = Spool(tmp_path, max_rows=100)
+    spool.append([_row("a", 0)])
+    fake, calls = _short_then(None, [spool._fd])
+    monkeypatch.setattr(os, "write", fake)
+    spool.append([["a", "item1", "T1", 1, "2020-01-01 00:00:01", "7224"]])
+    monkeypatch.undo()
+    assert len(calls) == 2  # half, then the rest
+    assert spool.current.read_bytes() == HEADER + b"a,item0,T1,0,2020-01-01 00:00:00,k1\n" \
+        b"a,item1,T1,1,2020-01-01 00:00:01,7224\n"
+
+
+def test_a_short_write_then_enospc_keeps_nothing_and_the_next_row_is_clean(tmp_path, monkeypatch, s3_env, caplog):
+    spool = Spool(tmp_path, max_rows=100)
+    spool.append([_row("a", 0)])
+    before = spool.current.read_bytes()
+    fake, calls = _short_then(OSError(errno.ENOSPC, "No space left on device"), [spool._fd])
+    monkeypatch.setattr(os, "write", fake)
+    with pytest.raises(SpoolWriteError, match="No space left on device") as info:
+        spool.append([["a", "item1", "T1", 1, "2020-01-01 00:00:01", "7224"]])
+    monkeypatch.undo()
+    assert info.value.errno == errno.ENOSPC and len(calls) == 2
+    assert spool.current.read_bytes() == before  # the half-written fragment was cut off
+    assert "cut back" in caplog.text
+    spool.append([["a", "item2", "T1", 0, "2020-01-01 00:00:02", "7225"]])  # the disk has room again
+    spool.seal()
+    assert flush_sealed(spool, s3_client(s3_env), s3_env.bucket).error is None
+    assert _s3_rows(s3_env) == [tuple(map(str, _row("a", 0))), ("a", "item2", "T1", "0", "2020-01-01 00:00:02", "7225")]
+
+
+def test_no_room_for_a_new_batch_leaves_no_file(tmp_path, monkeypatch):
+    spool = Spool(tmp_path, max_rows=100)
+    real = os.write
+
+    def full(fd, data):
+        if bytes(data) == HEADER:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(SpoolWriteError, match="cannot start a spool batch"):
+        spool.append([_row("a", 0)])
+    monkeypatch.undo()
+    assert list(spool.active_dir.iterdir()) == [] and spool.current is None
+    spool.append([_row("a", 1)])
+    assert spool.current.read_bytes() == HEADER + encode_rows([_row("a", 1)])
+
+
+def test_a_failed_commit_takes_the_spooled_row_back(tmp_path):
+    spool = Spool(tmp_path, max_rows=2)
+    spool.append([_row("a", 0)])
+    with pytest.raises(RuntimeError, match="commit failed"), spool.appending([_row("a", 1)]):
+        raise RuntimeError("commit failed")  # e.g. SQLite: database or disk is full
+    assert spool.current.read_bytes() == HEADER + encode_rows([_row("a", 0)])
+    with spool.appending([_row("a", 2)]):
+        pass
+    (sealed,) = spool.sealed_batches()  # the refused row did not count towards the batch size either
+    assert sealed.read_bytes() == HEADER + encode_rows([_row("a", 0), _row("a", 2)])
+
+
+def test_state_store_records_nothing_when_the_spool_refuses(tmp_path):
+    from dkt_core.webclient.history import StateStore
+
+    store = StateStore(tmp_path / "state.sqlite")
+    row = dict(zip(SEED_COLUMNS, ["u", "i0", "T1", 1, "2020-01-01 00:00:00", "k"], strict=True))
+
+    def refusing():
+        raise SpoolWriteError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(SpoolWriteError):
+        store.record(row, ["i0", "i1"], refusing)
+    assert store.answered("u", "T1") == 0
+    spool = Spool(tmp_path / "spool")
+    store.record(row, ["i0", "i1"], lambda: spool.appending([[row[c] for c in SEED_COLUMNS]]))
+    assert store.answered("u", "T1") == 1 and spool.current.read_text().count("\n") == 2
+
+
+def test_flush_drops_a_torn_last_line(tmp_path, s3_env, caplog):
+    spool = Spool(tmp_path)
+    torn = spool.sealed_dir / "2020-01-01_torn.csv"
+    torn.write_bytes(HEADER + encode_rows([_row("t", 0)]) + b"t,item1,T1,1,2020-01-01 00:00:01,722")
+    header_only = spool.sealed_dir / "2020-01-01_empty.csv"
+    header_only.write_bytes(HEADER + b"t,item9,T")
+    result = flush_sealed(spool, s3_client(s3_env), s3_env.bucket)
+    assert result.error is None and result.sent == [s3_key_for(torn)]
+    assert _s3_rows(s3_env) == [tuple(map(str, _row("t", 0)))]  # tag 7224 never arrives as 722
+    assert "dropping a torn last line (36 bytes)" in caplog.text and "no complete row" in caplog.text
+    assert spool.sealed_batches() == []

@@ -7,16 +7,21 @@
 2. `ingest` — new raw objects under the S3 prefix → validated → rejected rows to `quarantine/<run>/`,
    raw objects archived, valid rows appended to a new immutable `curated/v=NNNNNN/` version.
    The run id is the idempotency key: a retry or a rerun never ingests twice, nothing is skipped.
-3. `has_new_data` — short-circuit: when nothing new arrived the run ends here as **skipped**.
+3. `has_new_data` — the minimum batch (short-circuit): training and deployment start only when the
+   answered rows added since the last training reach `min_new_rows` from at least `min_new_users`
+   users; below that the run ends here (later tasks **skipped**, run succeeds) and the reason is in the
+   task log and the run's note. `retrain_anyway` trains on the latest curated version regardless.
 4. `split_holdout` — train users / fixed hold-out users (stable hash of the user id) → `splits/v=N/`.
-5. `live_eval` — *before* the new rows train anything, the serving champion is scored on them
-   (each from its own past) → `reports/live_auc.json`.
+5. `live_eval` — *before* the new rows train anything, the serving champion is scored on the rows
+   since the last training (each from its own past) → `reports/live_auc.json` (n, interval, "too few
+   to judge" below the judge thresholds).
 6. `train` — the selected models (one ensemble artifact) → `models/<model_version>/artifact.tar.gz`.
-7. `evaluate` — challenger **and** champion on the same hold-out users.
+7. `evaluate` — challenger **and** champion on the same hold-out users; paired difference with interval.
 8. `report` — `models/<model_version>/report.html`: metrics, ROC + calibration, data quality, drift,
    live-AUC trend. The URI is in this task's log and XCom.
 9. `gate` — promote if challenger AUC ≥ champion AUC − `gate_tolerance` (first model: promote;
-   `force_deploy`: promote anyway). Otherwise `keep_champion` runs and logs why; promotion is skipped.
+   `force_deploy`: promote anyway); the reason states the paired difference and its interval. Otherwise
+   `keep_champion` runs and logs why; promotion is skipped. The decision is the run's note.
 10. `package` → `deploy` (image build + push, Swarm rollout, smoke test; automatic rollback) →
    `set_champion` (`models/champion.json`, only after a successful rollout). `skip_deploy` or
    `DKT_DEPLOY=none`: promotion = BentoML model + champion alias.
@@ -59,6 +64,12 @@ from dkt_airflow.callbacks import on_failure
                            description="Prefix of raw interaction uploads in the platform bucket"),
         "training_window_days": Param(None, type=["null", "integer"], minimum=1,
                                       description="Train on the last N days only (empty: all data)"),
+        "min_new_rows": Param(cfg.MIN_NEW_ROWS, type="integer", minimum=0,
+                              description="Retrain only when this many answered rows arrived since the last training"),
+        "min_new_users": Param(cfg.MIN_NEW_USERS, type="integer", minimum=0,
+                               description="... and they come from at least this many users"),
+        "retrain_anyway": Param(False, type="boolean",
+                                description="Train on the latest curated data even if too little (or nothing) is new"),
     },
 )
 def dkt_retrain():
@@ -80,6 +91,9 @@ def dkt_retrain():
             "gate_tolerance": float(p["gate_tolerance"]),
             "s3_prefix": p["s3_prefix"],
             "training_window_days": p["training_window_days"],
+            "min_new_rows": int(p["min_new_rows"]),
+            "min_new_users": int(p["min_new_users"]),
+            "retrain_anyway": bool(p["retrain_anyway"]),
         }
 
     @task(task_id="ingest", **cfg.S3_RETRY)
@@ -93,45 +107,53 @@ def dkt_retrain():
 
         return run_ingest(IngestConfig(run_id=run_plan["run_id"], prefix=run_plan["s3_prefix"])).to_dict()
 
-    @task.short_circuit(task_id="has_new_data", retries=0)
-    def has_new_data(result: dict) -> bool:
-        """Stop the run (downstream tasks skipped) when no new rows were ingested."""
+    @task.short_circuit(task_id="has_new_data", **cfg.S3_RETRY)
+    def has_new_data(run_plan: dict, result: dict) -> dict | bool:
+        """The minimum batch: go on (→ the batch: version to train, counts) only when enough rows arrived
+        since the last training, or retrain_anyway; else stop here, the reason in the log and the run note."""
         import logging
 
-        if result["status"] != "ingested":
-            logging.getLogger(__name__).info("nothing to retrain on: %s", result.get("reason"))
-            return False
-        return True
+        from airflow.sdk import get_current_context
+        from dkt_airflow.s3env import apply_connection
+
+        apply_connection()
+        from dkt_core.retrain.batch import check_batch
+
+        batch = check_batch(result, min_new_rows=run_plan["min_new_rows"], min_new_users=run_plan["min_new_users"],
+                            retrain_anyway=run_plan["retrain_anyway"])
+        logging.getLogger(__name__).warning("BATCH %s: %s", "TRAIN" if batch["proceed"] else "STOP", batch["reason"])
+        get_current_context()["ti"].xcom_push(key="run_note", value=batch["reason"])  # → the run's note
+        return batch if batch["proceed"] else False
 
     @task(task_id="split_holdout", **cfg.S3_RETRY)
-    def split_holdout(ingested: dict) -> dict:
+    def split_holdout(batch: dict) -> dict:
         """Split the curated version into train users and the fixed hold-out users (`splits/v=N/`)."""
         from dkt_airflow.s3env import apply_connection
 
         apply_connection()
         from dkt_core.retrain.holdout import prepare_split
 
-        return prepare_split(ingested["data_version"])
+        return prepare_split(batch["data_version"])
 
     @task(task_id="live_eval", **cfg.S3_RETRY)
-    def live_eval(ingested: dict) -> dict:
-        """Score the serving champion on the newly ingested rows, before they train anything."""
+    def live_eval(batch: dict) -> dict:
+        """Score the serving champion on the rows since the last training, before they train anything."""
         from dkt_airflow.s3env import apply_connection
 
         apply_connection()
         from dkt_core.retrain.live_eval import live_evaluate
 
-        return live_evaluate(ingested["data_version"], ingested["parent_version"])
+        return live_evaluate(batch["data_version"], batch["parent_version"])
 
     @task(task_id="train", retries=1)
-    def train(run_plan: dict, ingested: dict, split: dict) -> dict:
+    def train(run_plan: dict, batch: dict, split: dict) -> dict:
         """Train the selected models on the train users; upload the artifact (a retry reuses it)."""
         from dkt_airflow.s3env import apply_connection
 
         apply_connection()
         from dkt_core.retrain.training import train_challenger
 
-        return train_challenger(run_plan["run_id"], ingested["data_version"], split["train_uri"],
+        return train_challenger(run_plan["run_id"], batch["data_version"], split["train_uri"],
                                 run_plan["models"], model_options=run_plan["model_options"],
                                 training_window_days=run_plan["training_window_days"])
 
@@ -143,10 +165,11 @@ def dkt_retrain():
         apply_connection()
         from dkt_core.retrain.evaluation import evaluate_candidates
 
-        return evaluate_candidates(trained["model_version"], trained["artifact_uri"], split["holdout_uri"])
+        return evaluate_candidates(trained["model_version"], trained["artifact_uri"], split["holdout_uri"],
+                                   artifact_sha256=trained.get("artifact_sha256"))
 
     @task(task_id="report", **cfg.S3_RETRY)
-    def report(run_plan: dict, ingested: dict, evaluation: dict, live: dict) -> dict:
+    def report(run_plan: dict, batch: dict, evaluation: dict, live: dict) -> dict:
         """Write the run report next to the artifact; its URI is logged here and in XCom."""
         import logging
 
@@ -155,9 +178,12 @@ def dkt_retrain():
         apply_connection()
         from dkt_core.retrain.report import build_report
 
-        out = build_report(run_plan["run_id"], ingested["data_version"], ingested["parent_version"], evaluation,
+        out = build_report(run_plan["run_id"], batch["data_version"], batch["parent_version"], evaluation,
                            tolerance=run_plan["gate_tolerance"], force=run_plan["force_deploy"])
-        logging.getLogger(__name__).warning("RUN REPORT: %s (live AUC: %s)", out["report_uri"], live.get("auc"))
+        logging.getLogger(__name__).warning("RUN REPORT: %s (live AUC: %s, 95 %% CI %s, %s rows from %s users: %s)",
+                                            out["report_uri"], live.get("auc"), live.get("auc_ci95"),
+                                            live.get("n_scored"), live.get("n_users"),
+                                            live.get("judgement", live.get("reason")))
         return out
 
     @task.branch(task_id="gate", retries=0)
@@ -171,8 +197,11 @@ def dkt_retrain():
 
         decision = decide((evaluation["challenger"] or {}).get(METRIC), (evaluation["champion"] or {}).get(METRIC),
                           tolerance=run_plan["gate_tolerance"], force=run_plan["force_deploy"],
-                          champion_version=evaluation["champion_version"]).to_dict()
-        get_current_context()["ti"].xcom_push(key="decision", value=decision)
+                          champion_version=evaluation["champion_version"], paired=evaluation.get("paired")).to_dict()
+        ti = get_current_context()["ti"]
+        ti.xcom_push(key="decision", value=decision)
+        ti.xcom_push(key="run_note", value=f"{'PROMOTE' if decision['promote'] else 'CHAMPION KEPT'}: "
+                                           f"{decision['reason']}")
         logging.getLogger(__name__).warning("GATE %s: %s (report %s)", "PROMOTE" if decision["promote"] else "REJECT",
                                             decision["reason"], reported["report_uri"])
         return "package" if decision["promote"] else "keep_champion"
@@ -196,7 +225,8 @@ def dkt_retrain():
         apply_connection()
         from dkt_core.retrain.promote import package_model
 
-        return package_model(trained["model_version"], trained["artifact_uri"])
+        return package_model(trained["model_version"], trained["artifact_uri"],
+                             artifact_sha256=trained.get("artifact_sha256"))
 
     @task(task_id="deploy", **cfg.DOCKER_RETRY)
     def deploy(run_plan: dict, trained: dict, packaged: dict) -> dict:
@@ -209,7 +239,7 @@ def dkt_retrain():
 
         try:
             return deploy_model(trained["model_version"], trained["artifact_uri"], trained["data_version"],
-                                skip=run_plan["skip_deploy"])
+                                skip=run_plan["skip_deploy"], artifact_sha256=trained.get("artifact_sha256"))
         except RolloutFailed as err:  # rolled back already: retrying would repeat the failed rollout
             raise AirflowFailException(str(err)) from err
 
@@ -223,18 +253,18 @@ def dkt_retrain():
         from dkt_core.retrain.promote import set_champion as mark
 
         return mark(run_plan["run_id"], trained["model_version"], trained["artifact_uri"], trained["data_version"],
-                    evaluation, deployed, reported["report_uri"], packaged["bentoml_tag"])
+                    evaluation, deployed, reported["report_uri"], packaged["bentoml_tag"],
+                    artifact_sha256=trained.get("artifact_sha256"))
 
     run_plan = plan()
     ingested = ingest(run_plan)
-    proceed = has_new_data(ingested)
-    split = split_holdout(ingested)
-    live = live_eval(ingested)
-    proceed >> [split, live]
-    trained = train(run_plan, ingested, split)
+    batch = has_new_data(run_plan, ingested)  # the batch to train on, or the run stops here
+    split = split_holdout(batch)
+    live = live_eval(batch)
+    trained = train(run_plan, batch, split)
     live >> trained  # live evaluation sees the new rows before any model trains on them
     evaluated = evaluate(trained, split)
-    reported = report(run_plan, ingested, evaluated, live)
+    reported = report(run_plan, batch, evaluated, live)
     decision = gate(run_plan, evaluated, reported)
     packaged = package(trained)
     decision >> [packaged, keep_champion()]

@@ -10,16 +10,31 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dkt_core.ingest.layout import parse_version
 from dkt_core.retrain.layout import CHAMPION_KEY
 from dkt_core.retrain.s3io import fetch_artifact, read_json, write_json
+from dkt_core.training.versions import check_model_version
 
 
 def read_champion(client, bucket: str) -> dict[str, Any] | None:
-    return read_json(client, bucket, CHAMPION_KEY)
+    """The alias, its model version and data version checked: nothing read from the bucket names a path
+    or a key before it matched its pattern (ValueError naming the object otherwise)."""
+    doc = read_json(client, bucket, CHAMPION_KEY)
+    if doc is None:
+        return None
+    where = f"s3://{bucket}/{CHAMPION_KEY}"
+    if not isinstance(doc, dict):
+        raise ValueError(f"{where} is not a JSON object; restore it from the run that promoted the champion")
+    check_model_version(doc.get("model_version"), source=f"{where} model_version")
+    if doc.get("data_version") is not None:
+        parse_version(str(doc["data_version"]))
+    return doc
 
 
 def champion_dir(client, champion: dict[str, Any], cache_dir: Path) -> Path:
-    return fetch_artifact(client, champion["artifact_uri"], cache_dir, champion["model_version"])
+    """Local copy of the champion's artifact, checked against the sha256 champion.json recorded."""
+    return fetch_artifact(client, champion["artifact_uri"], cache_dir, champion["model_version"],
+                          sha256=champion.get("artifact_sha256"))
 
 
 def write_champion(client, bucket: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -27,6 +42,7 @@ def write_champion(client, bucket: str, record: dict[str, Any]) -> dict[str, Any
     missing = [k for k in ("model_version", "artifact_uri", "data_version") if not record.get(k)]
     if missing:
         raise ValueError(f"champion record lacks {missing}")
+    check_model_version(record["model_version"])
     current = read_champion(client, bucket)
     if current and current.get("model_version") == record["model_version"]:
         return current  # a retry after the write: keep the first record (and its timestamp)

@@ -1,56 +1,74 @@
-"""Challenger and champion scored on the same fixed hold-out users (what the gate compares)."""
+"""Challenger and champion scored on the same fixed hold-out users (what the gate compares).
+
+Each model predicts the hold-out once; the same per-row predictions give both models' metrics, the
+paired difference challenger - champion with its user-bootstrap interval (both AUCs on the same
+resample of users in every replicate) and the per-row file the report plots. The gate reads the paired
+difference from this step's summary: nothing is predicted twice.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from dkt_core.evaluation.metrics import evaluate_predictions, paired_auc_difference
 from dkt_core.models.base import LABEL, USER
 from dkt_core.retrain.champion import champion_dir, read_champion
 from dkt_core.retrain.layout import model_key
 from dkt_core.retrain.s3io import fetch_artifact, read_parquet, write_json, write_parquet
 from dkt_core.retrain.settings import RetrainSettings
 from dkt_core.storage.s3 import S3Settings, s3_client
+from dkt_core.training.versions import check_model_version
 
 
-def _score(predictor, holdout: pd.DataFrame, n_boot: int) -> tuple[dict[str, Any], Any]:
-    from dkt_core.evaluation.evaluate import evaluate_frame
+def _score(predictor, holdout: pd.DataFrame, settings: RetrainSettings) -> tuple[dict[str, Any], np.ndarray]:
+    """(metrics of the ensemble and of each member, ensemble prediction per hold-out row): one prediction."""
+    features, members = predictor.predict_members(holdout)
+    proba = predictor.artifact.ensemble.predict(members)
+    users, labels = features[USER].to_numpy(), features[LABEL].to_numpy()
+    report = evaluate_predictions(users, labels, proba, n_boot=settings.bootstrap, seed=settings.bootstrap_seed)
+    report["members"] = {n: evaluate_predictions(users, labels, p, n_boot=0) for n, p in members.items()}
+    report["model_version"] = predictor.model_version
+    return report, proba
 
-    report = evaluate_frame(predictor, holdout, n_boot=n_boot)
-    return report, predictor.predict_frame(holdout)
 
-
-def evaluate_candidates(model_version: str, artifact_uri: str, holdout_uri: str, *,
+def evaluate_candidates(model_version: str, artifact_uri: str, holdout_uri: str, *, artifact_sha256: str | None = None,
                         settings: RetrainSettings | None = None, s3: S3Settings | None = None) -> dict[str, Any]:
     """Metrics of the challenger and of the current champion (if any) on ``holdout_uri``.
 
     Writes models/<version>/evaluation.json and the per-row predictions the report plots; returns the
-    summary (metrics + URIs) for XCom.
+    summary (metrics, the paired difference + URIs) for XCom.
     """
     from dkt_core.predict import Predictor
 
     settings = settings or RetrainSettings.from_env()
     s3 = s3 or S3Settings.from_env()
+    check_model_version(model_version)
     client, bucket = s3_client(s3), s3.bucket
     holdout = read_parquet(client, holdout_uri)
-    challenger = Predictor.load(fetch_artifact(client, artifact_uri, settings.cache_dir, model_version))
-    ch_report, ch_pred = _score(challenger, holdout, settings.bootstrap)
+    challenger = Predictor.load(fetch_artifact(client, artifact_uri, settings.cache_dir, model_version,
+                                               sha256=artifact_sha256))
+    ch_report, ch_pred = _score(challenger, holdout, settings)
     preds = pd.DataFrame({USER: holdout[USER], LABEL: holdout[LABEL], "challenger": ch_pred})
 
     champion = read_champion(client, bucket)
-    cp_report = None
+    cp_report, paired = None, None
     if champion is not None and champion["model_version"] != model_version:
         cp = Predictor.load(champion_dir(client, champion, settings.cache_dir))
-        cp_report, cp_pred = _score(cp, holdout, settings.bootstrap)
+        cp_report, cp_pred = _score(cp, holdout, settings)
         preds["champion"] = cp_pred
+        paired = paired_auc_difference(preds[USER].to_numpy(), preds[LABEL].to_numpy(), ch_pred, cp_pred,
+                                       n_boot=settings.bootstrap, seed=settings.bootstrap_seed)
     result = {
         "model_version": model_version,
         "holdout_uri": holdout_uri,
         "challenger": ch_report,
         "champion": cp_report,
         "champion_version": champion["model_version"] if champion else None,
+        "paired": paired,  # challenger - champion auc_all on the same users, paired bootstrap interval
         "predictions_uri": write_parquet(client, bucket, model_key(model_version, "holdout_predictions.parquet"),
                                          preds),
         "evaluated_at": datetime.now(UTC).isoformat(),
@@ -69,5 +87,6 @@ def summary(evaluation: dict[str, Any]) -> dict[str, Any]:
 
     return {"model_version": evaluation["model_version"], "champion_version": evaluation["champion_version"],
             "challenger": pick(evaluation["challenger"]), "champion": pick(evaluation["champion"]),
+            "paired": evaluation.get("paired"),
             "evaluation_uri": evaluation["evaluation_uri"], "predictions_uri": evaluation["predictions_uri"],
             "holdout_uri": evaluation["holdout_uri"]}

@@ -10,6 +10,8 @@ models/<model_version>/evaluation.json   challenger + champion metrics on the sa
 models/<model_version>/holdout_predictions.parquet
 models/<model_version>/report.html (+ report.json, roc.png, calibration.png, live_auc.png)
 models/champion.json                 the alias: which model serves (written only after a successful rollout)
+models/last_trained.json             the newest training: data version, model version, run (the minimum batch
+                                     counts the rows added since its data version)
 reports/live_auc.json                live AUC of the serving champion per data version
 ```
 """
@@ -17,9 +19,11 @@ reports/live_auc.json                live AUC of the serving champion per data v
 from __future__ import annotations
 
 from dkt_core.ingest.layout import run_slug, version_name
+from dkt_core.training.versions import check_model_version
 
 MODELS_PREFIX = "models/"
 CHAMPION_KEY = "models/champion.json"
+LAST_TRAINED_KEY = "models/last_trained.json"
 LIVE_AUC_KEY = "reports/live_auc.json"
 ARTIFACT_FILE = "artifact.tar.gz"
 
@@ -35,8 +39,7 @@ def challenger_record_key(run_id: str) -> str:
 
 
 def model_key(model_version: str, name: str) -> str:
-    if not model_version or "/" in model_version:
-        raise ValueError(f"bad model_version {model_version!r}")
+    check_model_version(model_version)  # a value read back from S3 never becomes another key
     return f"{MODELS_PREFIX}{model_version}/{name}"
 
 

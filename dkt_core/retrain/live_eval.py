@@ -1,9 +1,12 @@
 """Live evaluation: the serving champion scored on the newly ingested rows, before they train anything.
 
-The new rows of curated version N are the rows not in version N-1. Each is predicted from its own
-past, with the user's earlier curated history as context (the features are past-only, so predicting the
+The new rows are the rows of the curated version about to train that the version last trained on
+lacks (retrain.batch: several small ingests add up to one batch). Each is predicted from its own past,
+with the user's earlier curated history as context (the features are past-only, so predicting the
 user's whole history and keeping the new rows is exactly that). This is the honest measure of how the
-deployed model does on real traffic; one entry per data version goes to ``reports/live_auc.json``.
+deployed model does on real traffic; one entry per data version goes to ``reports/live_auc.json`` with
+its row and user counts, a user-bootstrap 95 % interval and ``judged: false`` ("too few to judge")
+below DKT_JUDGE_MIN_ROWS rows or DKT_JUDGE_MIN_USERS users.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ def new_rows_mask(current: pd.DataFrame, parent: pd.DataFrame | None) -> np.ndar
     return (merged["_merge"] == "left_only").to_numpy()
 
 
-def score_new_rows(predictor, current: pd.DataFrame, is_new: np.ndarray) -> dict[str, Any]:
-    """Metrics of ``predictor`` on the new answered rows, each predicted with the user's full past."""
+def score_new_rows(predictor, current: pd.DataFrame, is_new: np.ndarray, *, n_boot: int = 0,
+                   seed: int = 0) -> dict[str, Any]:
+    """Metrics of ``predictor`` on the new answered rows, each predicted with the user's full past
+    (``n_boot`` > 0: with user-bootstrap intervals)."""
     users = current.loc[is_new, USER].unique()
     context = current[current[USER].isin(users)]  # still sorted per user by time
     new_in_context = is_new[context.index.to_numpy()]
@@ -44,9 +49,9 @@ def score_new_rows(predictor, current: pd.DataFrame, is_new: np.ndarray) -> dict
     proba = predictor.predict_frame(context)
     sel = new_in_context & (context[LABEL].to_numpy() >= 0)
     if not sel.any():
-        return {"n_rows": 0, "auc_all": None}
+        return {"n_rows": 0, "n_users": 0, "auc_all": None}
     return evaluate_predictions(context.loc[sel, USER].to_numpy(), context.loc[sel, LABEL].to_numpy(),
-                                proba[sel], n_boot=0)
+                                proba[sel], n_boot=n_boot, seed=seed)
 
 
 def record_live_auc(client, bucket: str, entry: dict[str, Any], attempts: int = 5) -> str:
@@ -73,7 +78,8 @@ def live_history(client, bucket: str) -> list[dict[str, Any]]:
 
 def live_evaluate(data_version: str, parent_version: str | None, *, settings: RetrainSettings | None = None,
                   s3: S3Settings | None = None) -> dict[str, Any]:
-    """Score the champion on the rows version ``data_version`` added; record and return the result."""
+    """Score the champion on the rows ``data_version`` holds and ``parent_version`` (the version last
+    trained on) lacks; record and return the result with its counts, interval and judgement."""
     settings = settings or RetrainSettings.from_env()
     s3 = s3 or S3Settings.from_env()
     client, bucket = s3_client(s3), s3.bucket
@@ -81,22 +87,31 @@ def live_evaluate(data_version: str, parent_version: str | None, *, settings: Re
     if champion is None:
         return {"status": "skipped", "reason": "no champion serves yet: nothing to evaluate live",
                 "data_version": data_version}
+    if parent_version == data_version:  # retrain_anyway without new rows
+        return {"status": "skipped", "reason": f"no rows added since {parent_version}: nothing to evaluate live",
+                "data_version": data_version}
     from dkt_core.predict import Predictor
 
     current = read_version(client, bucket, ingest_layout.parse_version(data_version))
     parent = read_version(client, bucket, ingest_layout.parse_version(parent_version)) if parent_version else None
     is_new = new_rows_mask(current, parent)
     predictor = Predictor.load(champion_dir(client, champion, settings.cache_dir))
-    metrics = score_new_rows(predictor, current, is_new)
+    metrics = score_new_rows(predictor, current, is_new, n_boot=settings.bootstrap, seed=settings.bootstrap_seed)
+    n_scored, n_users = int(metrics.get("n_rows", 0)), int(metrics.get("n_users", 0))
+    too_few = settings.too_few(n_scored, n_users)
     entry = {
         "data_version": data_version,
         "parent_version": parent_version,
         "model_version": champion["model_version"],
         "champion_data_version": champion.get("data_version"),
         "n_new_rows": int(is_new.sum()),
-        "n_scored": int(metrics.get("n_rows", 0)),
-        "n_users": int(metrics.get("n_users", 0)),
+        "n_scored": n_scored,
+        "n_users": n_users,
         "auc": metrics.get("auc_all"),
+        "auc_ci95": metrics.get("auc_all_ci95"),  # user bootstrap, fixed seed
+        "n_boot": settings.bootstrap,
+        "judged": too_few is None,
+        "judgement": too_few or "enough rows and users to judge",
         "acc": metrics.get("acc_all"),
         "logloss": metrics.get("logloss_all"),
         "evaluated_at": datetime.now(UTC).isoformat(),

@@ -69,10 +69,18 @@ def calibration_png(y: np.ndarray, curves: dict[str, np.ndarray]) -> bytes:
 
 def live_auc_png(entries: list[dict[str, Any]]) -> bytes:
     plt, fig, ax = _figure()
-    pts = [(e["data_version"], e["auc"]) for e in entries if e.get("auc") is not None]
+    pts = [e for e in entries if e.get("auc") is not None]
     if pts:
-        ax.plot(range(len(pts)), [a for _, a in pts], marker="o")
-        ax.set_xticks(range(len(pts)), [v for v, _ in pts], rotation=30, fontsize=7)
+        x, auc = np.arange(len(pts)), np.array([e["auc"] for e in pts], dtype=float)
+        ci = [e.get("auc_ci95") or [None, None] for e in pts]
+        lo = np.array([a - c[0] if c[0] is not None else 0.0 for a, c in zip(auc, ci, strict=True)])
+        hi = np.array([c[1] - a if c[1] is not None else 0.0 for a, c in zip(auc, ci, strict=True)])
+        ax.errorbar(x, auc, yerr=[lo, hi], marker="o", capsize=3, label="AUC, 95 % interval")
+        few = np.array([e.get("judged") is False for e in pts])
+        if few.any():  # hollow markers: too few rows/users to judge
+            ax.plot(x[few], auc[few], "o", mfc="white", mec="red", label="too few to judge")
+        ax.legend(loc="lower left", fontsize=7)
+        ax.set_xticks(x, [f"{e['data_version']}\nn={e.get('n_scored', '?')}" for e in pts], rotation=30, fontsize=7)
     else:
         ax.text(0.5, 0.5, "no live evaluation yet", ha="center", va="center", transform=ax.transAxes)
     ax.set(xlabel="data version", ylabel="AUC of the serving model on new rows", title="Live AUC trend")

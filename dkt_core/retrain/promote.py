@@ -29,20 +29,22 @@ def bentoml_home() -> Path:
     return Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
 
 
-def package_model(model_version: str, artifact_uri: str, *, settings: RetrainSettings | None = None,
-                  s3: S3Settings | None = None) -> dict[str, Any]:
-    """Artifact in S3 -> BentoML model ``dkt-model:<model_version>`` (idempotent per version)."""
+def package_model(model_version: str, artifact_uri: str, *, artifact_sha256: str | None = None,
+                  settings: RetrainSettings | None = None, s3: S3Settings | None = None) -> dict[str, Any]:
+    """Artifact in S3 (its sha256 checked) -> BentoML model ``dkt-model:<model_version>`` (idempotent per version)."""
     from dkt_core.packaging import package_artifact
 
     settings = settings or RetrainSettings.from_env()
-    local = fetch_artifact(s3_client(s3 or S3Settings.from_env()), artifact_uri, settings.cache_dir, model_version)
+    local = fetch_artifact(s3_client(s3 or S3Settings.from_env()), artifact_uri, settings.cache_dir, model_version,
+                           sha256=artifact_sha256)
     home = bentoml_home()
     packaged = package_artifact(local, home=home)
     return {"bentoml_tag": packaged.tag, "bentoml_home": str(home), "model_version": model_version}
 
 
 def deploy_model(model_version: str, artifact_uri: str, data_version: str, *, skip: bool = False,
-                 settings: RetrainSettings | None = None, s3: S3Settings | None = None) -> dict[str, Any]:
+                 artifact_sha256: str | None = None, settings: RetrainSettings | None = None,
+                 s3: S3Settings | None = None) -> dict[str, Any]:
     """Image build + push + Swarm rollout with smoke test (dkt_core.deploy.pipeline.deploy: the first
     deployment deploys the stack); ``skip``/DKT_DEPLOY=none: nothing to do."""
     settings = settings or RetrainSettings.from_env()
@@ -52,7 +54,8 @@ def deploy_model(model_version: str, artifact_uri: str, data_version: str, *, sk
         return {"status": "skipped", "reason": f"deployment disabled by {why}", "image": None}
     from dkt_core.deploy.pipeline import deploy
 
-    packaged = package_model(model_version, artifact_uri, settings=settings, s3=s3)  # this worker's store
+    packaged = package_model(model_version, artifact_uri, artifact_sha256=artifact_sha256, settings=settings,
+                             s3=s3)  # this worker's store
     outcome = deploy(packaged["bentoml_tag"], home=Path(packaged["bentoml_home"]))
     if outcome.rollout is not None:
         log.info("rollout: %s", outcome.rollout.to_json())
@@ -67,12 +70,14 @@ def deploy_model(model_version: str, artifact_uri: str, data_version: str, *, sk
 
 def set_champion(run_id: str, model_version: str, artifact_uri: str, data_version: str,
                  evaluation: dict[str, Any], deployment: dict[str, Any], report_uri: str | None,
-                 bentoml_tag: str | None, *, s3: S3Settings | None = None) -> dict[str, Any]:
+                 bentoml_tag: str | None, *, artifact_sha256: str | None = None,
+                 s3: S3Settings | None = None) -> dict[str, Any]:
     """Move the alias models/champion.json to this model (call only after deploy_model returned)."""
     s3 = s3 or S3Settings.from_env()
     record = {
         "model_version": model_version,
         "artifact_uri": artifact_uri,
+        "artifact_sha256": artifact_sha256,  # every later load of the champion checks it
         "data_version": data_version,
         "bentoml_tag": bentoml_tag,
         "image": deployment.get("image"),

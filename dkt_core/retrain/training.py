@@ -16,10 +16,12 @@ from typing import Any
 
 import pandas as pd
 
+from dkt_core.retrain.batch import record_training
 from dkt_core.retrain.layout import ARTIFACT_FILE, challenger_record_key, model_key
-from dkt_core.retrain.s3io import read_json, read_parquet, upload_artifact, write_json
+from dkt_core.retrain.s3io import cache_local_artifact, read_json, read_parquet, upload_artifact, write_json
 from dkt_core.retrain.settings import RetrainSettings
 from dkt_core.storage.s3 import S3Settings, s3_client
+from dkt_core.training.versions import check_model_version
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,9 @@ def train_challenger(run_id: str, data_version: str, train_uri: str, models: lis
     client, bucket = s3_client(s3), s3.bucket
     done = read_json(client, bucket, challenger_record_key(run_id))
     if done is not None:
+        check_model_version(done.get("model_version"), source=f"{challenger_record_key(run_id)} model_version")
         log.info("run %s already trained %s; reusing it", run_id, done["model_version"])
+        record_training(client, bucket, {k: done[k] for k in ("run_id", "model_version", "data_version")})
         return {**done, "reused": True}
 
     config = TrainConfig(models=list(models), seed=seed, model_options=model_options or {},
@@ -63,11 +67,8 @@ def train_challenger(run_id: str, data_version: str, train_uri: str, models: lis
         manifest = json.loads((artifact / "manifest.json").read_text())
         metrics = json.loads((artifact / "metrics.json").read_text())
         version = manifest["model_version"]
-        uri = upload_artifact(client, bucket, model_key(version, ARTIFACT_FILE), artifact)
-        # Keep a local copy so later tasks on this worker skip the download (immutable per version).
-        cached = settings.cache_dir / "models" / version
-        if not cached.exists():
-            shutil.copytree(artifact, cached)
+        uri, sha256 = upload_artifact(client, bucket, model_key(version, ARTIFACT_FILE), artifact)
+        cache_local_artifact(artifact, settings.cache_dir, version, sha256)  # later tasks skip the download
     finally:
         shutil.rmtree(work, ignore_errors=True)
     record = {
@@ -75,6 +76,7 @@ def train_challenger(run_id: str, data_version: str, train_uri: str, models: lis
         "model_version": version,
         "data_version": data_version,
         "artifact_uri": uri,
+        "artifact_sha256": sha256,  # checked before every later load of the artifact
         "models": list(models),
         "train_rows": int(len(frame)),
         "training_window_days": training_window_days,
@@ -82,6 +84,8 @@ def train_challenger(run_id: str, data_version: str, train_uri: str, models: lis
         "train_seconds": manifest.get("train_seconds"),
     }
     write_json(client, bucket, challenger_record_key(run_id), record)  # after the upload: the retry marker
+    # The minimum batch counts rows from here on (promoted or not, these rows have been trained on).
+    record_training(client, bucket, {k: record[k] for k in ("run_id", "model_version", "data_version")})
     log.info("challenger %s -> %s", version, uri)
     return {**record, "reused": False}
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from dkt_core.features.pipeline import FeaturePipeline
 from dkt_core.models import DKTModel, get_model_class
 from dkt_core.training.ensemble import SoftVoteEnsemble
+from dkt_core.training.versions import check_model_version
 
 MANIFEST = "manifest.json"
 
@@ -45,6 +46,7 @@ class Artifact:
 
 def write_artifact(directory: Path, *, manifest: dict, config_dict: dict, pipeline: FeaturePipeline,
                    models: dict[str, DKTModel], ensemble: SoftVoteEnsemble, metrics: dict) -> Path:
+    check_model_version(manifest.get("model_version"), source="manifest model_version")  # minting matches the rule
     directory.mkdir(parents=True, exist_ok=True)
     pipeline.save(directory / "features")
     for name, model in models.items():

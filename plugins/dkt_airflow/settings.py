@@ -39,6 +39,10 @@ DEFAULT_ARGS = {
 
 # Gate: promote if challenger AUC >= champion AUC - tolerance (the per-run param defaults to this).
 GATE_TOLERANCE = float(os.environ.get("DKT_GATE_TOLERANCE", "0.002"))
+# Minimum batch: train + deploy only when the answered rows added since the last training reach both
+# (defaults of the min_new_rows / min_new_users params; dkt_core.retrain.settings reads the same variables).
+MIN_NEW_ROWS = int(os.environ.get("DKT_RETRAIN_MIN_NEW_ROWS", "500"))
+MIN_NEW_USERS = int(os.environ.get("DKT_RETRAIN_MIN_NEW_USERS", "20"))
 # JSON: model name -> TrainConfig.model_options overrides, e.g. '{"lgbm": {"num_boost_round": 200}}'
 MODEL_OPTIONS = os.environ.get("DKT_MODEL_OPTIONS", "{}")
 

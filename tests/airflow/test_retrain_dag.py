@@ -127,3 +127,60 @@ def test_s3_outage_on_first_try_is_retried_without_duplicates(dagbag, env, s3_en
     assert len(rows) == len(initial) and not rows.duplicated().any()
     assert len(keys(client, bucket, "manifest/runs/")) == 1
     assert get_json(client, bucket, "models/champion.json")["data_version"] == "v=000001"
+
+
+def _note(run) -> str | None:
+    """The run's note as stored (the listener in plugins/dkt_airflow/run_notes.py writes it)."""
+    from sqlalchemy import select
+
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return session.scalar(select(DagRun).where(DagRun.dag_id == run.dag_id, DagRun.run_id == run.run_id)).note
+
+
+def test_small_batch_stops_early_with_the_reason_in_the_note_and_retrain_anyway_trains(dagbag, env, s3_env, logs):
+    client, bucket, dag = env, s3_env.bucket, dagbag.dags["dkt_retrain"]
+    initial, later = logs
+    upload(client, bucket, "interactions/date=2020-01-01/initial.csv", initial)
+    first = dag.test(run_conf={"models": ["lgbm"], "model_options": TINY})
+    assert str(first.state) == "success", states(first)
+    assert _note(first).startswith("[dkt] PROMOTE: no champion yet")  # the gate's decision is the note
+    champion = get_json(client, bucket, "models/champion.json")
+    assert get_json(client, bucket, "models/last_trained.json")["data_version"] == "v=000001"
+    assert len(champion["artifact_sha256"]) == 64  # recorded at upload, checked at every load
+
+    # Nine answers from three students: ingested (v=000002), but nothing trains or deploys.
+    small = later[later["userID"].isin(later["userID"].unique()[:3])].groupby("userID").head(3)
+    assert (len(small), small["userID"].nunique()) == (9, 3)
+    upload(client, bucket, "interactions/date=2020-02-01/small.csv", small)
+    stopped = dag.test(run_conf={"models": ["lgbm"], "model_options": TINY})
+    st = states(stopped)
+    assert str(stopped.state) == "success", st
+    assert xcom(stopped, "ingest")["status"] == "ingested" and st["has_new_data"] == "success"
+    assert all(st[t] == "skipped" for t in ["split_holdout", "live_eval", "train", "gate", *PROMOTE_PATH]), st
+    note = _note(stopped)
+    assert note.startswith("[dkt] not retraining: 9 new answered row(s) from 3 user(s) since the last training "
+                           "(on v=000001"), note
+    assert "thresholds: 500 rows and 20 users" in note and "retrain_anyway" in note
+    assert len(curated_rows(client, bucket, "v=000002")) == len(initial) + 9  # the rows are kept
+    assert get_json(client, bucket, "models/champion.json")["model_version"] == champion["model_version"]
+
+    # retrain_anyway, with nothing new this run: trains on the latest version; the nine rows are judged
+    # "too few" by live evaluation and drift.
+    forced = dag.test(run_conf={"models": ["lgbm"], "model_options": TINY, "retrain_anyway": True})
+    st = states(forced)
+    assert str(forced.state) == "success", st
+    assert xcom(forced, "ingest")["status"] != "ingested"
+    assert st["train"] == "success" and st["gate"] == "success", st
+    trained = xcom(forced, "train")
+    assert trained["data_version"] == "v=000002"
+    live = xcom(forced, "live_eval")
+    assert (live["n_scored"], live["n_users"], live["judged"]) == (9, 3, False)
+    assert live["judgement"].startswith("too few to judge") and len(live["auc_ci95"]) == 2
+    report = get_json(client, bucket, f"models/{trained['model_version']}/report.json")
+    assert report["drift"]["verdict"] == "too few to judge" and report["drift"]["n_rows"] == 9
+    decision = xcom(forced, "gate", key="decision")
+    assert decision["n_users"] > 0 and len(decision["difference_ci95"]) == 2
+    assert "paired bootstrap" in decision["reason"] and decision["reason"] in _note(forced)

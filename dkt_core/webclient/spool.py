@@ -186,9 +186,11 @@ class Spool:
         torn last line) takes it over, and the next append starts a new batch."""
         assert self._fd is not None
         try:
+            fragment = os.fstat(self._fd).st_size - size
             os.ftruncate(self._fd, size)
             os.fsync(self._fd)
-            log.warning("spool %s cut back to %d bytes: %s", self._path, size, why)
+            log.warning("spool %s cut back to %d bytes (%d bytes of a partial write dropped): %s",
+                        self._path, size, fragment, why)
         except OSError as exc:
             log.error("spool %s could not be cut back to %d bytes (%s; %s): batch abandoned to the orphan sealer",
                       self._path, size, exc, why)

@@ -10,10 +10,26 @@ from pathlib import Path
 
 from dkt_core.deploy.inference import InferenceImage, ServiceSpec, build_inference_image
 from dkt_core.deploy.settings import DeploySettings
+from tests.conftest import skip_missing
 
 HERE = Path(__file__).resolve().parent
 TEST_SERVICE = ServiceSpec(service_dir=HERE / "testsvc", service="service:VersionService",
                            requirements=["bentoml"], include_project=False)
+
+
+def require_swarm():
+    """A Docker client of a dockerd with an active swarm; else skip_missing (a failure under CI=true)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=300)
+        state = client.info()["Swarm"]["LocalNodeState"]
+    except Exception as exc:  # noqa: BLE001 - no SDK, no daemon, no permission: all mean "not prepared"
+        skip_missing(f"dockerd is not reachable ({type(exc).__name__}: {exc}): run `make docker-up`")
+    if state != "active":
+        skip_missing(f"docker swarm is {state!r}, not active: run `make docker-up`")
+    return client
+
 
 _CREATE = """
 import json, sys, bentoml

@@ -30,7 +30,7 @@ HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")  # pip in the client build 
 class SwarmStack:
     client: object
     settings: DeploySettings
-    images: dict[str, str]  # "v1" / "v2" / "broken" -> pushed image
+    images: dict[str, str]  # "v1" / "v2" / "broken" (never ready) / "nopredict" (v1, /predict 500) -> image
     timings: dict[str, float]
     s3: MotoServer  # what the client container writes to (reachable from this host too)
     bank: Path
@@ -58,6 +58,9 @@ def start_test_stack(tmp: Path) -> SwarmStack:
     ctx.mkdir()
     images["broken"] = images["v1"].replace("v1-", "broken-")
     build_image(ctx, HERE / "broken.Dockerfile", images["broken"], {"GOOD_IMAGE": images["v1"]})
+    images["nopredict"] = images["v1"].replace("v1-", "nopredict-")
+    build_image(ctx, HERE / "broken.Dockerfile", images["nopredict"],
+                {"GOOD_IMAGE": images["v1"], "NEVER_READY": "0", "PREDICT_FAILS": "1"})
     proxy, _ = build_proxy_image(settings)
     ca = os.environ.get("DKT_BUILD_CA_BUNDLE") or (str(HOST_CA) if HOST_CA.is_file() else None)
     images["client"], built_client = build_client_image(settings, Path(ca) if ca else None)

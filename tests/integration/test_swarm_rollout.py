@@ -1,8 +1,12 @@
-"""Zero-downtime Swarm rollouts through the nginx proxy, under bounded loopback load (marker: docker).
+"""Zero-downtime Swarm rollouts through the nginx proxy, under bounded loopback load (marker: docker),
+and every failure branch of dkt_core.deploy.rollout: Swarm's own rollback (never-ready image), the smoke
+test failing after a completed update (wrong version; /predict answering 500), the rollout timing out,
+and asking for the image that already runs.
 
 Needs `make docker-up` (dockerd, single-node swarm, registry, base image). Uses the BentoML test-fixture
-service (tests/docker/testsvc) so no torch model is needed; the stack is the real compose.yaml.
-Measured numbers are written to $DKT_HOME/bench/deploy.json.
+service (tests/docker/testsvc) so no torch model is needed; the stack is the real compose.yaml. The real
+inference image is rolled in test_swarm_real_image.py. Measured numbers are written to
+$DKT_HOME/bench/deploy.json.
 """
 
 from __future__ import annotations
@@ -15,13 +19,12 @@ import time
 import pytest
 import requests
 
-import docker
 from dkt_core.deploy.loadgen import LoadGenerator, LoadResult
 from dkt_core.deploy.rollout import rollout, served_version
 from dkt_core.deploy.stack import running_healthy, wait_converged
 from dkt_core.storage.s3 import S3Settings, list_keys, s3_client
 from dkt_core.webclient.bank import QuestionBank
-from tests.conftest import skip_missing
+from tests.docker.fixtures import require_swarm
 from tests.docker.stackfix import CLIENT_BUCKET, SwarmStack, start_test_stack, stop_test_stack
 from tests.webclient_http import answer_items, wait_healthy
 
@@ -30,18 +33,9 @@ MIN_REQUESTS = 2000
 RESULTS: dict[str, dict] = {}
 
 
-def _docker_ready() -> bool:
-    try:
-        client = docker.from_env(timeout=5)
-        return client.info()["Swarm"]["LocalNodeState"] == "active"
-    except Exception:  # noqa: BLE001 - any failure means "not prepared"
-        return False
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    if not _docker_ready():
-        skip_missing("dockerd with an active swarm is required: run `make docker-up`")
+    require_swarm()
     s = start_test_stack(tmp_path_factory.mktemp("swarm"))
     yield s
     stop_test_stack(s)
@@ -113,6 +107,64 @@ def test_killing_a_replica_under_load_has_zero_failed_requests(stack):
     assert load.failed == 0, load.summary()
     assert load.requests >= MIN_REQUESTS
     assert running_healthy(stack.client, service) == 2
+
+
+def _image(stack: SwarmStack) -> str:
+    return stack.client.services.get(stack.settings.service).attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+
+
+@pytest.mark.parametrize("case", ["wrong_version", "predict_fails"])
+def test_smoke_test_failure_rolls_back(stack, case):
+    """Swarm completes the update (the new replicas are healthy), but the smoke test through the proxy
+    fails: the served version is not the one asked for, or POST /predict answers 500. The rollout puts
+    the previous image back itself and reports failure."""
+    current, before = served_version(stack.settings.proxy_url), _image(stack)
+    image, expected = {"wrong_version": (stack.images["v1"], "v1-but-not-this"),
+                       "predict_fails": (stack.images["nopredict"], "v1")}[case]
+    if before.split("@")[0] == image:
+        pytest.fail(f"the stack already runs {image}: earlier tests should have left v2")
+    result = rollout(stack.client, stack.settings.service, image, expected, stack.settings.proxy_url,
+                     smoke_timeout_s=5)
+    RESULTS[f"smoke_{case}"] = {"rollout_s": round(result.seconds, 1), "states": result.states}
+    assert not result.ok and result.state == "completed", result.message
+    assert "smoke test failed" in result.message
+    assert ("expected 'v1-but-not-this'" if case == "wrong_version" else "/predict answered HTTP 500") in result.message
+    assert result.rolled_back, result.message
+    assert any(s == "manual-rollback:completed" for s in result.states)
+    assert _image(stack) == before
+    assert served_version(stack.settings.proxy_url) == current
+
+
+def test_rollout_timeout_rolls_back(stack):
+    """An update that does not settle within the rollout's timeout (here a never-ready image and a 4 s
+    timeout, shorter than Swarm's own failure detection) is superseded by the previous image."""
+    current, before = served_version(stack.settings.proxy_url), _image(stack)
+    result = rollout(stack.client, stack.settings.service, stack.images["broken"], "v3", stack.settings.proxy_url,
+                     timeout_s=4)
+    RESULTS["timeout"] = {"rollout_s": round(result.seconds, 1), "states": result.states}
+    assert not result.ok and result.state == "timeout", result.message
+    assert "did not settle within 4s" in result.message
+    assert result.rolled_back, result.message
+    assert _image(stack) == before
+    wait_converged(stack.client, stack.settings.service, 2, timeout_s=60)
+    assert served_version(stack.settings.proxy_url) == current
+
+
+def test_rolling_out_the_running_image_returns_at_once(stack):
+    """The running image asked again: Swarm would start no update (no UpdateStatus would come), so the
+    rollout says so and succeeds without updating anything."""
+    svc = stack.client.services.get(stack.settings.service)
+    running, version_index = _image(stack), svc.attrs["Version"]["Index"]
+    current = served_version(stack.settings.proxy_url)
+    result = rollout(stack.client, stack.settings.service, running.split("@")[0], current, stack.settings.proxy_url)
+    assert result.ok and result.state == "unchanged" and result.states == ["unchanged"], result.message
+    assert "nothing to update" in result.message and result.served_version == current
+    svc.reload()
+    assert svc.attrs["Version"]["Index"] == version_index  # no update was made
+    # the wrong expectation is still caught
+    wrong = rollout(stack.client, stack.settings.service, running.split("@")[0], "v0", stack.settings.proxy_url,
+                    smoke_timeout_s=2)
+    assert not wrong.ok and wrong.state == "unchanged" and "smoke test failed" in wrong.message
 
 
 def test_web_client_container_sends_answers_to_s3(stack, monkeypatch):

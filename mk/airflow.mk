@@ -7,18 +7,24 @@ AIRFLOW_PIDFILE := $(AIRFLOW_HOME)/standalone.pid
 AIRFLOW_LOG := $(DKT_HOME)/logs/airflow-standalone.log
 AIRFLOW_PASSWORDS := $(AIRFLOW_HOME)/passwords.json
 
-# The S3 connection tasks use (see plugins/dkt_airflow/s3env.py); moto accepts any key pair.
-# For AWS S3/MinIO, set AIRFLOW_CONN_AWS_DEFAULT (or a secrets backend) yourself before `make airflow`.
-AIRFLOW_CONN_AWS_DEFAULT ?= {"conn_type":"aws","login":"testing","password":"testing","extra":{"region_name":"$(AWS_DEFAULT_REGION)","endpoint_url":"$(DKT_S3_ENDPOINT_URL)"}}
+# The S3 connection the tasks read (plugins/dkt_airflow/s3env.py) is the one place to change S3 for the
+# DAGs: `make airflow` creates it in the metadata DB once, from the embedded S3 settings below (moto accepts
+# any key pair), and never overwrites it, so edits in the UI (Admin > Connections) survive restarts. The
+# Airflow processes get no DKT_S3_*/AWS_* variables: in a task those would override the connection.
+# An AIRFLOW_CONN_<ID> variable in your environment (or a secrets backend) takes precedence over the DB.
+DKT_AWS_CONN_ID ?= aws_default
+AIRFLOW_S3_CONN ?= {"conn_type":"aws","login":"testing","password":"testing","extra":{"region_name":"$(AWS_DEFAULT_REGION)","endpoint_url":"$(DKT_S3_ENDPOINT_URL)","bucket":"$(DKT_S3_BUCKET)"}}
+AIRFLOW_S3_UNSET := -u DKT_S3_ENDPOINT_URL -u DKT_S3_BUCKET -u AWS_DEFAULT_REGION -u AWS_REGION \
+	-u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_S3
 
-AIRFLOW_ENV := AIRFLOW_HOME=$(AIRFLOW_HOME) \
+AIRFLOW_ENV := env $(AIRFLOW_S3_UNSET) AIRFLOW_HOME=$(AIRFLOW_HOME) \
 	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	AIRFLOW__CORE__PARALLELISM=4 \
 	AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$(AIRFLOW_PASSWORDS) \
-	AIRFLOW_CONN_AWS_DEFAULT='$(AIRFLOW_CONN_AWS_DEFAULT)' \
+	DKT_AWS_CONN_ID=$(DKT_AWS_CONN_ID) \
 	PATH=$(CURDIR)/$(BIN):$$PATH
 
 ## airflow: start Airflow standalone on :$(AIRFLOW_PORT) (+ embedded S3), print the admin credentials
@@ -28,7 +34,8 @@ airflow: setup s3-up
 	  print(json.dumps({'admin': secrets.token_urlsafe(12)}))" > $(AIRFLOW_PASSWORDS); }
 	@if [ -f $(AIRFLOW_PIDFILE) ] && kill -0 $$(cat $(AIRFLOW_PIDFILE)) 2>/dev/null; then \
 	  echo "Airflow already running (pid $$(cat $(AIRFLOW_PIDFILE)))"; \
-	else $(AIRFLOW_ENV) setsid $(BIN)/airflow standalone >>$(AIRFLOW_LOG) 2>&1 < /dev/null & echo $$! > $(AIRFLOW_PIDFILE); \
+	else $(MAKE) --no-print-directory airflow-connection || exit 1; \
+	  $(AIRFLOW_ENV) setsid $(BIN)/airflow standalone >>$(AIRFLOW_LOG) 2>&1 < /dev/null & echo $$! > $(AIRFLOW_PIDFILE); \
 	  echo "Airflow starting (pid $$(cat $(AIRFLOW_PIDFILE)), log $(AIRFLOW_LOG)) ..."; fi
 	@for i in $$(seq 1 120); do \
 	  curl -fsS http://127.0.0.1:$(AIRFLOW_PORT)/api/v2/monitor/health >/dev/null 2>&1 && break; sleep 1; done; \
@@ -37,6 +44,22 @@ airflow: setup s3-up
 	@echo "Airflow UI:  http://127.0.0.1:$(AIRFLOW_PORT)"
 	@echo "  user: admin   password: $$($(BIN)/python -c "import json; print(json.load(open('$(AIRFLOW_PASSWORDS)'))['admin'])")   (file $(AIRFLOW_PASSWORDS))"
 	@echo "  DAGs: dkt_retrain, dkt_ingest_sensor (new DAGs start paused: unpause them in the UI or with make airflow-unpause)"
+
+## airflow-connection: create the DAGs' S3 connection from DKT_S3_* unless stored (AIRFLOW_CONN_RESET=1: re-create)
+airflow-connection: setup
+	@mkdir -p $(AIRFLOW_HOME) $(DKT_HOME)/logs
+	@$(AIRFLOW_ENV) $(BIN)/airflow db migrate >>$(AIRFLOW_LOG) 2>&1 || { \
+	  echo "airflow db migrate failed; see $(AIRFLOW_LOG)" >&2; exit 1; }
+	@var=AIRFLOW_CONN_$$(echo '$(DKT_AWS_CONN_ID)' | tr 'a-z-' 'A-Z_'); conn='$(DKT_AWS_CONN_ID)'; \
+	if [ -n "$${!var:-}" ]; then echo "S3 connection $$conn: from $$var in your environment"; exit 0; fi; \
+	if $(AIRFLOW_ENV) $(BIN)/airflow connections get "$$conn" >/dev/null 2>&1; then \
+	  if [ -z "$(AIRFLOW_CONN_RESET)" ]; then \
+	    echo "S3 connection $$conn: kept as stored (edit it in the UI: Admin > Connections; or re-create it from"; \
+	    echo "  DKT_S3_ENDPOINT_URL/DKT_S3_BUCKET/AWS_DEFAULT_REGION: make airflow-connection AIRFLOW_CONN_RESET=1)"; \
+	    exit 0; fi; \
+	  $(AIRFLOW_ENV) $(BIN)/airflow connections delete "$$conn" >/dev/null || exit 1; fi; \
+	$(AIRFLOW_ENV) $(BIN)/airflow connections add "$$conn" --conn-json '$(AIRFLOW_S3_CONN)' >/dev/null && \
+	echo "S3 connection $$conn: created -> $(DKT_S3_ENDPOINT_URL) (bucket $(DKT_S3_BUCKET))"
 
 ## airflow-unpause: unpause the dkt DAGs
 airflow-unpause: setup
@@ -51,7 +74,7 @@ airflow-stop:
 	  kill -KILL -- -$$pid 2>/dev/null || true; rm -f $(AIRFLOW_PIDFILE); echo "Airflow stopped (group $$pid)"; \
 	else echo "Airflow: not started by make airflow"; fi
 
-.PHONY: airflow airflow-unpause airflow-stop
+.PHONY: airflow airflow-connection airflow-unpause airflow-stop
 
 ## airflow-test: the Airflow DAG tests without Docker (DAG integrity/policies + dag.test() runs on moto)
 airflow-test: setup

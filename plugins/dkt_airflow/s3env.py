@@ -1,9 +1,14 @@
 """Bridge the Airflow connection to dkt_core's S3 settings.
 
-dkt_core reads ``DKT_S3_ENDPOINT_URL`` / ``DKT_S3_BUCKET`` and boto3's credential chain. Inside a task
-we fill those from the Airflow connection (``DKT_AWS_CONN_ID``, default ``aws_default``) so operators
-manage the endpoint and credentials in one place (UI, secrets backend or AIRFLOW_CONN_* env).
-Variables already set in the environment win; without a connection the environment is used as is.
+dkt_core reads ``DKT_S3_ENDPOINT_URL`` / ``DKT_S3_BUCKET`` / ``AWS_DEFAULT_REGION`` and boto3's credential
+chain. Inside a task we fill those from the Airflow connection (``DKT_AWS_CONN_ID``, default
+``aws_default``) so operators manage the endpoint, bucket (extra ``bucket``), region and credentials in
+one place (UI, secrets backend or AIRFLOW_CONN_* env).
+
+Precedence, per setting: a variable already set in the task's environment, then the connection, then
+dkt_core's defaults (AWS S3, bucket ``dkt-platform``). ``make airflow`` therefore starts Airflow *without*
+those variables (its embedded endpoint goes into the connection instead), so the connection is what
+decides; set them on the workers only to override the connection deliberately.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ import os
 from dkt_airflow.settings import AWS_CONN_ID
 
 log = logging.getLogger(__name__)
+# Shown as *** in logs and in the return value (the access key id is not secret, but it names an account).
+_CREDENTIALS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"})
 
 
 def apply_connection(conn_id: str = AWS_CONN_ID) -> dict[str, str]:
-    """Export the connection's S3 settings to this task process; returns what was set (no secrets)."""
+    """Export the connection's S3 settings to this task process; returns what was set (secrets as ***)."""
     try:
         from airflow.sdk import Connection
 
@@ -34,9 +41,16 @@ def apply_connection(conn_id: str = AWS_CONN_ID) -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": conn.login,
         "AWS_SECRET_ACCESS_KEY": conn.password,
     }
-    applied = {}
+    applied, kept = {}, []
     for name, value in wanted.items():
-        if value and not os.environ.get(name):
-            os.environ[name] = str(value)
-            applied[name] = "***" if "SECRET" in name else str(value)
+        if not value:
+            continue
+        if os.environ.get(name):
+            kept.append(name)
+            continue
+        os.environ[name] = str(value)
+        applied[name] = "***" if name in _CREDENTIALS else str(value)
+    # Which source decided is the first question when a task talks to the wrong S3; names only for secrets.
+    log.info("S3 settings from connection %r: %s%s", conn_id, applied or "nothing",
+             f"; kept from the environment (they override the connection): {', '.join(kept)}" if kept else "")
     return applied

@@ -37,11 +37,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from dkt_core.webclient.flusher import FlushWorker
+    from dkt_core.webclient.history import StateStore
     from dkt_core.webclient.spool import Spool
 
     spool = Spool(settings.spool_dir, max_rows=settings.spool_max_rows, max_age_s=settings.spool_max_age_s)
-    result = FlushWorker(spool, interval_s=settings.flush_interval_s,
-                         create_bucket=settings.create_bucket).run_once()
+    # the state database judges the last row of a killed worker's batch (committed or not)
+    committed = StateStore(settings.state_db).has_row if settings.state_db.exists() else None
+    result = FlushWorker(spool, interval_s=settings.flush_interval_s, create_bucket=settings.create_bucket,
+                         committed=committed).run_once()
     print(f"sent {len(result.sent)} batch(es); {result.pending} pending" + (f"; {result.error}" if result.error else ""))
     return 1 if result.error else 0
 

@@ -55,7 +55,8 @@ def create_app(settings: ClientSettings | None = None, *, start_flusher: bool = 
     bank = QuestionBank.load(settings.bank_path)
     store = StateStore(settings.state_db)
     spool = Spool(settings.spool_dir, max_rows=settings.spool_max_rows, max_age_s=settings.spool_max_age_s)
-    flusher = FlushWorker(spool, interval_s=settings.flush_interval_s, create_bucket=settings.create_bucket)
+    flusher = FlushWorker(spool, interval_s=settings.flush_interval_s, create_bucket=settings.create_bucket,
+                          committed=store.has_row)
     inference = InferenceClient(settings.api_url, timeout_s=settings.api_timeout_s)
 
     app = Flask(__name__)

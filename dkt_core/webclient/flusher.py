@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -92,8 +93,9 @@ class FlushWorker:
     """Background thread of one worker: seal aged/orphaned batches and flush sealed ones periodically."""
 
     def __init__(self, spool: Spool, *, interval_s: float, settings: S3Settings | None = None,
-                 create_bucket: bool = True):
+                 create_bucket: bool = True, committed: Callable[[list[str]], bool] | None = None):
         self.spool = spool
+        self.committed = committed  # judges an orphan's last row (Spool.seal_orphans)
         self.interval_s = interval_s
         self.settings = settings or S3Settings.from_env()
         self.create_bucket = create_bucket
@@ -106,7 +108,7 @@ class FlushWorker:
     def run_once(self) -> FlushResult:
         with self._pass_lock:
             self.spool.seal_if_old()
-            self.spool.seal_orphans()
+            self.spool.seal_orphans(self.committed)
             return flush_sealed(self.spool, self.client, self.settings.bucket, create_bucket=self.create_bucket)
 
     def _loop(self) -> None:

@@ -91,6 +91,15 @@ class StateStore:
         finally:
             db.close()
 
+    def has_row(self, row: Sequence[str]) -> bool:
+        """Is this seed-format row (as text, e.g. read back from a spool batch) a committed interaction?"""
+        if len(row) != len(SEED_COLUMNS) or not str(row[3]).lstrip("-").isdigit():
+            return False
+        values = [*row[:3], int(row[3]), *row[4:]]
+        where = " AND ".join(f"{c}=?" for c in SEED_COLUMNS)
+        with self._connect() as db:
+            return db.execute(f"SELECT 1 FROM interactions WHERE {where} LIMIT 1", values).fetchone() is not None
+
     def last_rows(self, user: str, test: str, k: int) -> list[dict]:
         """The last ``k`` interactions of ``user`` on ``test``, oldest first (a sitting's answers)."""
         with self._connect() as db:

@@ -28,7 +28,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -224,8 +224,13 @@ class Spool:
     def current(self) -> Path | None:
         return self._path
 
-    def seal_orphans(self) -> list[Path]:
-        """Seal batches whose owner process is gone (their flock is free); header-only ones are removed."""
+    def seal_orphans(self, committed: Callable[[list[str]], bool] | None = None) -> list[Path]:
+        """Seal batches whose owner process is gone (their flock is free); header-only ones are removed.
+
+        A torn last line is dropped. ``committed(row)`` (the client's state database) judges the last
+        complete row: a writer killed between its spool write and its own commit never acknowledged that
+        row (its transaction rolled back), so the row is dropped too and the student's retry is the only
+        copy. Only the last row can be in that state: appends are serialised and a failed one is cut back."""
         sealed: list[Path] = []
         for path in sorted(self.active_dir.glob("*.csv")):
             if path == self._path:
@@ -242,6 +247,14 @@ class Spool:
                 keep = complete_lines(body)  # a crash mid-write can leave a torn last line
                 if keep < size:
                     log.warning("orphan %s: dropping a torn last line (%d bytes)", path.name, size - keep)
+                last = body.rfind(b"\n", 0, keep - 1) + 1
+                if committed is not None and keep > len(HEADER) and last >= len(HEADER):
+                    row = next(csv.reader([body[last:keep].decode("utf-8", "replace")]), [])
+                    if not committed(row):
+                        log.warning("orphan %s: its last row was never committed (the writer died before "
+                                    "answering); dropped (%d bytes): %s", path.name, keep - last, row)
+                        keep = last
+                if keep < size:
                     os.ftruncate(fd, keep)
                     os.fsync(fd)
                 if keep <= len(HEADER):

@@ -262,3 +262,25 @@ def test_flush_drops_a_torn_last_line(tmp_path, s3_env, caplog):
     assert _s3_rows(s3_env) == [tuple(map(str, _row("t", 0)))]  # tag 7224 never arrives as 722
     assert "dropping a torn last line (36 bytes)" in caplog.text and "no complete row" in caplog.text
     assert spool.sealed_batches() == []
+
+
+def test_an_orphans_uncommitted_last_row_is_dropped(tmp_path, caplog):
+    """A worker killed between its spool write and its state commit never acknowledged that row."""
+    rows = [_row("dead", i) for i in range(3)]
+    p = CTX.Process(target=_write_and_die, args=(tmp_path, rows, b""))
+    p.start(), p.join()
+    committed = {tuple(map(str, r)) for r in rows[:2]}  # the state database holds the first two only
+    (sealed,) = Spool(tmp_path).seal_orphans(lambda row: tuple(row) in committed)
+    assert sealed.read_bytes() == HEADER + encode_rows(rows[:2])
+    assert "never committed" in caplog.text
+
+
+def test_state_store_knows_its_committed_rows(tmp_path):
+    from dkt_core.webclient.history import StateStore
+
+    store, spool = StateStore(tmp_path / "state.sqlite"), Spool(tmp_path / "spool")
+    row = dict(zip(SEED_COLUMNS, ["u", "i0", "T1", 1, "2020-01-01 00:00:00", "7224"], strict=True))
+    store.record(row, ["i0"], lambda: spool.appending([[row[c] for c in SEED_COLUMNS]]))
+    assert store.has_row(["u", "i0", "T1", "1", "2020-01-01 00:00:00", "7224"])
+    assert not store.has_row(["u", "i0", "T1", "1", "2020-01-01 00:00:00", "722"])
+    assert not store.has_row(["u", "i0", "T1", "x", "2020-01-01 00:00:00", "7224"]) and not store.has_row(["u"])

@@ -199,3 +199,33 @@ def test_expired_lease_of_a_dead_run_is_taken_over(s3):
 def test_missing_bucket_says_what_to_do(s3_env):
     with pytest.raises(RuntimeError, match="make s3-seed"):
         ingest(IngestConfig(run_id="x", settings=s3_env))
+
+
+def test_values_read_back_from_s3_are_checked_before_use(s3):
+    from dkt_core.ingest.manifest import ManifestCorrupt
+
+    client, settings = s3
+    bucket = settings.bucket
+    upload(s3, "interactions/a.csv", HEADER + rows("u1", 2))
+    # a stray folder under curated/ is ignored (never parsed into a key), LATEST garbage is repaired
+    client.put_object(Bucket=bucket, Key="curated/../../etc/x", Body=b"x")
+    client.put_object(Bucket=bucket, Key=layout.LATEST_KEY, Body=b"v=000001/../../../etc")
+    r = ingest(IngestConfig(run_id="r1", settings=settings))
+    assert r.data_version == "v=000001"
+    assert client.get_object(Bucket=bucket, Key=layout.LATEST_KEY)["Body"].read() == b"v=000001"
+
+    # a run record whose run id would become a path: a clear error naming the object, nothing derived
+    bad_key = layout.MANIFEST_RUNS_PREFIX + "evil.json"
+    client.put_object(Bucket=bucket, Key=bad_key, Body=json.dumps(
+        {"run_id": "../../models/champion", "version": 1, "objects": []}).encode())
+    upload(s3, "interactions/b.csv", HEADER + rows("u2", 2))
+    with pytest.raises(ManifestCorrupt, match=f"s3://{bucket}/{bad_key}.*run id"):
+        ingest(IngestConfig(run_id="r2", settings=settings))
+    client.delete_object(Bucket=bucket, Key=bad_key)
+
+    # a lock that is not a lease: named, with what to do
+    client.put_object(Bucket=bucket, Key=layout.LOCK_KEY, Body=b"not json")
+    with pytest.raises(ManifestCorrupt, match="ingest.lock is not an ingest lease"):
+        ingest(IngestConfig(run_id="r2", settings=settings))
+    client.delete_object(Bucket=bucket, Key=layout.LOCK_KEY)
+    assert ingest(IngestConfig(run_id="r2", settings=settings)).rows_added == 2

@@ -5,6 +5,7 @@ are injected through IngestConfig.hooks, between the pipeline's real steps."""
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -138,7 +139,7 @@ def test_a_run_whose_lease_expired_stops_when_another_run_took_it_over(s3, pause
     assert pause.reached.wait(60)
     lock = get_json(client, settings.bucket, layout.LOCK_KEY)
     lock["expires_at"] = 0  # what a lease looks like once its worker stopped renewing it
-    put_bytes(client, settings.bucket, layout.LOCK_KEY, __import__("json").dumps(lock).encode())
+    put_bytes(client, settings.bucket, layout.LOCK_KEY, json.dumps(lock).encode())
     upload(client, settings.bucket, "interactions/d3/late.csv", late := HEADER + rows("u6", 2))
     other = ingest(IngestConfig(run_id="other", settings=settings))
     assert other.status == "ingested"

@@ -1,9 +1,11 @@
 """Data-quality and drift summaries of an ingested version against its parent.
 
 PSI (population stability index) compares category shares: sum((p - q) * ln(p / q)). Rules of thumb:
-< 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift. Every number carries its n (rows and users
-of the new rows) and a user-bootstrap interval; below DKT_JUDGE_MIN_ROWS / DKT_JUDGE_MIN_USERS the
-verdict is "too few to judge" whatever the PSI says (9 rows always look like a "major shift").
+< 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift, counted only where the PSI is beyond the
+range that as many users drawn from the previous version give by chance. Every number carries its n
+(rows and users of the new rows) and a user-bootstrap interval or noise range; below
+DKT_JUDGE_MIN_ROWS / DKT_JUDGE_MIN_USERS the verdict is "too few to judge" whatever the PSI says
+(9 rows always look like a "major shift").
 """
 
 from __future__ import annotations
@@ -48,6 +50,29 @@ def psi(expected: pd.Series, actual: pd.Series, top: int = 50) -> float | None:
     return _psi_weighted(q, codes, np.ones(len(codes)))
 
 
+def psi_noise(parent: pd.DataFrame, col: str, n_users: int, *, n_boot: int, seed: int = 0,
+              top: int = 50) -> list[float | None]:
+    """95 % range of the PSI that ``n_users`` users drawn from the parent itself give (no drift at all).
+
+    The bootstrap distribution of a divergence like PSI is biased upwards, so a percentile interval
+    around the observed PSI would not even contain it; what a reader needs is the noise floor: a PSI of
+    new rows inside this range is what a batch of that many users shows by chance.
+    """
+    if n_boot <= 0 or n_users <= 0 or parent.empty:
+        return [None, None]
+    expected = parent[col].astype(str)
+    q, codes = _psi_parts(expected, expected, top)
+    user_codes, _ = pd.factorize(parent[USER].to_numpy())
+    n_parent = int(user_codes.max()) + 1
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_boot):
+        counts = np.bincount(rng.integers(0, n_parent, n_users), minlength=n_parent).astype(np.float64)
+        draws.append(_psi_weighted(q, codes, counts[user_codes]))
+    lo, hi = np.nanpercentile(draws, [2.5, 97.5])
+    return [float(lo), float(hi)]
+
+
 def profile(frame: pd.DataFrame) -> dict[str, Any]:
     """Shape and label statistics of a set of interactions."""
     if frame.empty:
@@ -69,9 +94,10 @@ def profile(frame: pd.DataFrame) -> dict[str, Any]:
 
 def drift_summary(parent: pd.DataFrame | None, new_rows: pd.DataFrame, *, n_boot: int = 0, seed: int = 0,
                   settings: RetrainSettings | None = None) -> dict[str, Any]:
-    """Profiles of the parent version and of the new rows, PSI of items/tests/tags (new vs parent) and the
-    accuracy shift, each with a user-bootstrap 95 % interval over the new rows' users (``n_boot`` > 0),
-    and the counts behind them. Fewer new rows or users than the judge thresholds: the verdict is
+    """Profiles of the parent version and of the new rows, PSI of items/tests/tags (new vs parent) with its
+    noise range (``psi_noise``: what as many users drawn from the parent give) and the accuracy shift
+    with a user-bootstrap 95 % interval (``n_boot`` > 0), and the counts behind them. The verdict counts
+    only PSIs beyond their noise range; fewer new rows or users than the judge thresholds: the verdict is
     "too few to judge" (the numbers are still shown)."""
     settings = settings or RetrainSettings.from_env()
     out: dict[str, Any] = {"new_rows": profile(new_rows), "parent": profile(parent) if parent is not None else None,
@@ -82,13 +108,11 @@ def drift_summary(parent: pd.DataFrame | None, new_rows: pd.DataFrame, *, n_boot
         out["note"] = "first data version: nothing to compare with"
         return out
     users = new_rows[USER].to_numpy()
-    out["psi"], out["psi_ci95"] = {}, {}
+    out["psi"], out["psi_noise95"] = {}, {}
     for col in ("assessmentItemID", "testId", "KnowledgeTag"):
         out["psi"][col] = psi(parent[col].astype(str), new_rows[col].astype(str))
         if out["psi"][col] is not None:
-            q, codes = _psi_parts(parent[col].astype(str), new_rows[col].astype(str), 50)
-            out["psi_ci95"][col] = list(user_bootstrap(users, lambda w, q=q, c=codes: _psi_weighted(q, c, w),
-                                                       n_boot=n_boot, seed=seed))
+            out["psi_noise95"][col] = psi_noise(parent, col, out["n_users"], n_boot=n_boot, seed=seed)
     pa, na = out["parent"]["accuracy"], out["new_rows"].get("accuracy")
     out["accuracy_shift"] = None if pa is None or na is None else na - pa
     if out["accuracy_shift"] is not None:
@@ -101,7 +125,12 @@ def drift_summary(parent: pd.DataFrame | None, new_rows: pd.DataFrame, *, n_boot
 
         out["accuracy_shift_ci95"] = list(user_bootstrap(users, shift, n_boot=n_boot, seed=seed))
     out["new_users"] = len(set(new_rows[USER].unique()) - set(parent[USER].unique()))
-    worst = max((v for v in out["psi"].values() if v is not None), default=0.0)
+    # a PSI inside what same-sized samples of the parent itself produce is sampling noise, not drift
+    # (no resamples: no noise range, every PSI counts as before)
+    beyond = {c: v for c, v in out["psi"].items()
+              if v is not None and v > ((out["psi_noise95"].get(c) or [None, None])[1] or 0.0)}
+    out["psi_beyond_noise"] = sorted(beyond)
+    worst = max(beyond.values(), default=0.0)
     too_few = settings.too_few(out["n_rows"], out["n_users"])
     out["judged"] = too_few is None
     out["judgement"] = too_few or "enough rows and users to judge"

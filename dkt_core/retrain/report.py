@@ -84,8 +84,8 @@ th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}}img
 <h2>Drift: new rows vs the version last trained on ({html.escape(str(drift.get('verdict', drift.get('note', ''))))})</h2>
 <p>n = {drift.get('n_rows')} new rows from {drift.get('n_users')} users; {html.escape(str(drift.get('judgement', '')))};
 intervals: user bootstrap, {drift.get('n_boot')} resamples</p>
-<table><tr><th></th><th>value</th><th>95 % interval</th></tr>{"".join(
-        f"<tr><th>PSI {html.escape(k)}</th><td>{_fmt(v)}</td><td>{_fmt((drift.get('psi_ci95') or {}).get(k))}</td></tr>"
+<table><tr><th></th><th>value</th><th>95 % interval (PSI: range of chance alone, same number of users)</th></tr>{"".join(
+        f"<tr><th>PSI {html.escape(k)}</th><td>{_fmt(v)}</td><td>{_fmt((drift.get('psi_noise95') or {}).get(k))}</td></tr>"
         for k, v in drift.get('psi', {}).items())}
 <tr><th>accuracy shift</th><td>{_fmt(drift.get('accuracy_shift'))}</td><td>{_fmt(drift.get('accuracy_shift_ci95'))}</td></tr>
 <tr><th>new users</th><td>{_fmt(drift.get('new_users'))}</td><td></td></tr></table>

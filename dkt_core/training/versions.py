@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 
-MODEL_VERSION_RE = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{8}$")
+MODEL_VERSION_RE = re.compile(r"\d{8}-\d{6}-[0-9a-f]{8}")  # fullmatch: no trailing newline
 
 
 def check_model_version(value: object, *, source: str = "model_version") -> str:
     """``value`` if it is a model version the trainer could have minted, else ValueError naming ``source``."""
-    if not isinstance(value, str) or not MODEL_VERSION_RE.match(value):
+    if not isinstance(value, str) or not MODEL_VERSION_RE.fullmatch(value):
         raise ValueError(f"{source} {value!r} is not a model version like '20250101-120000-0123abcd'; "
                          "refusing to use it (fix or restore the object it was read from)")
     return value

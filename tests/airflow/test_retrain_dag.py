@@ -131,10 +131,9 @@ def test_s3_outage_on_first_try_is_retried_without_duplicates(dagbag, env, s3_en
 
 def _note(run) -> str | None:
     """The run's note as stored (the listener in plugins/dkt_airflow/run_notes.py writes it)."""
-    from sqlalchemy import select
-
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         return session.scalar(select(DagRun).where(DagRun.dag_id == run.dag_id, DagRun.run_id == run.run_id)).note

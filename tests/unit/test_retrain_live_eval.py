@@ -57,3 +57,21 @@ def test_live_auc_record_is_one_entry_per_data_version(s3_env):
     record_live_auc(client, s3_env.bucket, {"data_version": "v=000002", "auc": 0.71})  # a retry
     assert live_history(client, s3_env.bucket) == [{"data_version": "v=000002", "auc": 0.71},
                                                    {"data_version": "v=000003", "auc": 0.72}]
+
+
+def test_live_metrics_carry_counts_and_an_interval(predictor, tiny_log):
+    parent = _split_in_time(tiny_log)
+    mask = new_rows_mask(tiny_log, parent)
+    got = score_new_rows(predictor, tiny_log, mask, n_boot=100)
+    lo, hi = got["auc_all_ci95"]
+    assert lo <= got["auc_all"] <= hi and got["n_users"] == tiny_log.loc[mask, "userID"].nunique()
+
+
+def test_too_few_rows_or_users_are_not_judged():
+    from dkt_core.retrain.settings import RetrainSettings
+
+    s = RetrainSettings(judge_min_rows=200, judge_min_users=20)
+    assert s.too_few(9, 3) == ("too few to judge: 9 rows from 3 users (needs 200 rows and 20 users: "
+                               "DKT_JUDGE_MIN_ROWS / DKT_JUDGE_MIN_USERS)")
+    assert s.too_few(5000, 19).startswith("too few to judge") and s.too_few(199, 500).startswith("too few")
+    assert s.too_few(200, 20) is None

@@ -77,3 +77,42 @@ def test_html_report_has_every_section(tiny_log):
     for part in ("KEEP CHAMPION", "champion kept", "roc.png", "calibration.png", "live_auc.png", "PSI KnowledgeTag",
                  "Data quality", "champion m1", "0.8000", "manual__&lt;x&gt;"):
         assert part in page, part
+
+
+def test_drift_of_a_handful_of_rows_is_too_few_to_judge(tiny_log):
+    cut = tiny_log["Timestamp"].quantile(0.8)
+    parent, new = tiny_log[tiny_log["Timestamp"] < cut], tiny_log[tiny_log["Timestamp"] >= cut]
+    nine = new[new["userID"].isin(new["userID"].unique()[:3])].groupby("userID").head(3)
+    d = drift_summary(parent, nine, n_boot=100)
+    assert (d["n_rows"], d["n_users"], d["judged"]) == (9, 3, False)
+    assert d["verdict"] == "too few to judge" and d["judgement"].startswith("too few to judge: 9 rows from 3 users")
+    assert max(d["psi"].values()) > 0.25  # what used to be reported as a "major shift"
+    full = drift_summary(parent, new, n_boot=100)
+    assert full["judged"] and full["verdict"] in ("stable", "moderate shift", "major shift")
+    assert set(full["psi_noise95"]) == set(full["psi"])
+    assert set(full["psi_beyond_noise"]) <= set(full["psi"])
+    # the same rows as the parent: every PSI is inside its noise range, nothing counts as drift
+    same = drift_summary(parent, parent.sample(frac=0.3, random_state=0), n_boot=100)
+    assert same["psi_beyond_noise"] == [] and same["verdict"] == "stable"
+    lo, hi = full["accuracy_shift_ci95"]
+    assert lo <= full["accuracy_shift"] <= hi
+
+
+def test_html_report_shows_counts_intervals_and_the_paired_difference(tiny_log):
+    cut = tiny_log["Timestamp"].quantile(0.8)
+    parent, new = tiny_log[tiny_log["Timestamp"] < cut], tiny_log[tiny_log["Timestamp"] >= cut]
+    nine = new.groupby("userID").head(3).iloc[:9]
+    metrics = {"auc_all": 0.75, "auc_all_ci95": [0.73, 0.77], "n_users": 10, "n_rows": 100}
+    doc = {"run_id": "r", "model_version": "m2", "data_version": "v=000002", "parent_version": "v=000001",
+           "created_at": "now", "evaluation": {"challenger": metrics, "champion": metrics, "champion_version": "m1",
+                                              "paired": {"diff": 0.0021, "ci95": [-0.001, 0.005], "n_users": 10,
+                                                         "n_rows": 100, "n_boot": 200}},
+           "gate": {"promote": True, "reason": "ok", "metric": "auc_all", "tolerance": 0.002},
+           "quality": quality_summary({"sources": []}), "drift": drift_summary(parent, nine, n_boot=50),
+           "live_trend": [{"data_version": "v=000002", "auc": 0.4, "auc_ci95": [0.1, 0.8], "n_scored": 9,
+                           "n_users": 3, "judged": False, "judgement": "too few to judge: 9 rows from 3 users"}]}
+    page = render_html(doc)
+    for part in ("Paired difference", "0.0021", "[-0.001, 0.005]", "too few to judge: 9 rows from 3 users",
+                 "n = 9 new rows from 3 users", "bootstrap resamples", "tolerance"):
+        assert part in page, part
+    assert plots.live_auc_png(doc["live_trend"]).startswith(PNG)

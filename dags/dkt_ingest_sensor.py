@@ -12,9 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import Param, PokeReturnValue, dag, task
+from airflow.sdk import Param, dag
 from dkt_airflow import settings as cfg
 from dkt_airflow.callbacks import on_failure
+from dkt_airflow.sensors import PendingObjectsSensor
 
 
 @dag(
@@ -29,28 +30,17 @@ from dkt_airflow.callbacks import on_failure
     params={"s3_prefix": Param(cfg.RAW_PREFIX, type="string", description="Raw upload prefix to watch")},
 )
 def dkt_ingest_sensor():
-    @task.sensor(task_id="wait_for_new_objects", poke_interval=cfg.SENSOR_POKE_S, timeout=cfg.SENSOR_TIMEOUT_S,
-                 mode="reschedule", soft_fail=True, **cfg.S3_RETRY)
-    def wait_for_new_objects() -> PokeReturnValue:
-        """True when a raw object is not in the manifest and no retrain is already queued/running."""
-        from airflow.sdk import get_current_context
-
-        ctx = get_current_context()
-        busy = ctx["ti"].get_dr_count(dag_id=cfg.RETRAIN_DAG_ID, states=["queued", "running"])
-        if busy:
-            return PokeReturnValue(is_done=False)  # that run will ingest what is pending
-        from dkt_airflow.s3env import apply_connection
-
-        apply_connection()
-        from dkt_core.ingest import load_state, pending_objects
-        from dkt_core.storage.s3 import S3Settings, s3_client
-
-        settings = S3Settings.from_env()
-        client = s3_client(settings)
-        pending = pending_objects(client, settings.bucket, ctx["params"]["s3_prefix"],
-                                  load_state(client, settings.bucket))
-        return PokeReturnValue(is_done=bool(pending),
-                               xcom_value={"pending": len(pending), "keys": [o["key"] for o in pending[:10]]})
+    wait = PendingObjectsSensor(
+        task_id="wait_for_new_objects",
+        prefix="{{ params.s3_prefix }}",
+        retrain_dag_id=cfg.RETRAIN_DAG_ID,
+        poke_interval=cfg.SENSOR_POKE_S,
+        timeout=cfg.SENSOR_TIMEOUT_S,
+        mode="reschedule",
+        soft_fail=True,
+        doc_md="True when a raw object is not in the manifest and no retrain is already queued/running.",
+        **cfg.S3_RETRY,
+    )
 
     trigger = TriggerDagRunOperator(
         task_id="trigger_retrain",
@@ -59,7 +49,7 @@ def dkt_ingest_sensor():
         wait_for_completion=False,
         retries=2,
     )
-    wait_for_new_objects() >> trigger
+    wait >> trigger
 
 
 dkt_ingest_sensor()

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import ast
 import io
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -62,6 +66,28 @@ def test_no_heavy_top_level_imports(path):
             names = [node.module]
         for name in names:
             assert name.split(".")[0] not in HEAVY, f"{path.name}: top-level import of {name}"
+
+
+def test_parsing_the_dags_warns_nothing():
+    """Each task process parses its DAG file first: a deprecation warning there lands in every task log
+    (the sensor's once per poke). A fresh interpreter, so modules imported by other tests do not hide it."""
+    code = (
+        "import json, runpy, sys, warnings\n"
+        "import airflow.sdk  # first: initialising Airflow resets the warning filters and hooks\n"
+        "out = []\n"
+        "for path in sys.argv[1:]:\n"
+        "    with warnings.catch_warnings(record=True) as caught:\n"
+        "        warnings.simplefilter('always')\n"
+        "        runpy.run_path(path)\n"
+        "    out += [[path, w.category.__name__, f'{w.filename}:{w.lineno}', str(w.message)] for w in caught\n"
+        "            if issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning))]\n"
+        "print(json.dumps(out))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(DAGS.parent / "plugins"), str(DAGS.parent)])}
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, sorted(DAGS.glob("*.py")))], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
 
 
 def _upload(settings, key, text):

@@ -1,5 +1,6 @@
 """The inference service as a real `bentoml serve` HTTP server on loopback: predictions, parity with
-`dkt predict`, 4xx on bad input (never 500), /version, /livez, /readyz, /metrics, and readiness of a
+`dkt predict`, 4xx on bad input (never 500; out-of-range dates, targets before their history, every size limit
+on every route) logged as one line without a traceback, /version, /livez, /readyz, /metrics, and readiness of a
 server whose model cannot load."""
 
 from __future__ import annotations
@@ -7,13 +8,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import requests
 
-from dkt_core.api import MAX_STUDENTS_PER_REQUEST
+from dkt_core.api import MAX_HISTORY_PER_STUDENT, MAX_STUDENTS_PER_REQUEST, MAX_TARGETS_PER_STUDENT
 from dkt_core.data.validate import load_interactions, to_seed_csv
 from tests.integration.conftest import _package, start_bentoml, stop
 
@@ -121,6 +123,31 @@ def _bad_requests():
                          "less than or equal"),
         "wrong type": ("/predict", {"students": [{**student, "history": "abc"}]}, "list"),
         "empty history": ("/knowledge_state", {"userID": "u", "history": []}, "at least 1"),
+        # issue 11: no date and no size is trusted, on every route
+        "year 2300 (was a 500 or a wrap)": ("/predict", {"students": [{**student, "targets": [
+            {**ok_row, "Timestamp": "2300-01-01 00:00:00"}]}]}, "Timestamp out of range: '2300-01-01 00:00:00'"),
+        "2262-04-11, batched": ("/predict_batched", {"students": [{**student, "targets": [
+            {**ok_row, "Timestamp": "2262-04-11 00:00:00"}]}]}, "Timestamp out of range: '2262-04-11 00:00:00'"),
+        "year 0000 history": ("/predict", {"students": [{**student, "history": [
+            {**ok_row, "Timestamp": "0000-01-01 00:00:00", "answerCode": 1}]}]},
+                              "Timestamp out of range: '0000-01-01 00:00:00' (history[0])"),
+        "1969 history": ("/knowledge_state", {"userID": "u", "history": [
+            {**ok_row, "Timestamp": "1969-12-31 23:59:59", "answerCode": 1}]}, "Timestamp out of range: '1969-12-31"),
+        "target before history": ("/predict", {"students": [{**student, "history": [
+            {**ok_row, "Timestamp": "2021-06-01 00:00:00", "answerCode": 1}]}]},
+                                  "target Timestamp '2021-05-01 10:00:00' is earlier than the history's last row"),
+        "target before history, batched": ("/predict_batched", {"students": [{**student, "history": [
+            {**ok_row, "Timestamp": "2021-06-01 00:00:00", "answerCode": 1}]}]}, "is earlier than the history"),
+        "empty batch, batched": ("/predict_batched", {"students": []}, "at least 1"),
+        "too many students, batched": ("/predict_batched", {"students": [student] * (MAX_STUDENTS_PER_REQUEST + 1)},
+                                       f"at most {MAX_STUDENTS_PER_REQUEST} items"),
+        "too many targets": ("/predict", {"students": [{**student, "targets": [ok_row] * (MAX_TARGETS_PER_STUDENT + 1)}]},
+                             f"at most {MAX_TARGETS_PER_STUDENT} items"),
+        "history too long": ("/predict_batched", {"students": [{**student, "history": [
+            {**ok_row, "Timestamp": "2021-05-01 09:00:00", "answerCode": 1}] * (MAX_HISTORY_PER_STUDENT + 1)}]},
+                             f"at most {MAX_HISTORY_PER_STUDENT} items"),
+        "history too long, knowledge state": ("/knowledge_state", {"userID": "u", "history": [
+            {**ok_row, "answerCode": 1}] * (MAX_HISTORY_PER_STUDENT + 1)}, f"at most {MAX_HISTORY_PER_STUDENT} items"),
     }
 
 
@@ -132,6 +159,25 @@ def test_bad_input_is_4xx_with_a_reason(inference_server, case):
     r = requests.post(inference_server.url + path, timeout=10, **kwargs)
     assert 400 <= r.status_code < 500, (r.status_code, r.text)
     assert reason in r.text
+
+
+def test_a_400_is_one_log_line_without_traceback(inference_server):
+    """BentoML logged every 4xx at ERROR with a traceback; now one WARNING line with method, path, status
+    and reason (next to the access line every request gets)."""
+    marker = "2299-12-31 23:59:58"  # a value no other test sends, to find this request's lines
+    before = inference_server.log.stat().st_size
+    r = requests.post(inference_server.url + "/predict", timeout=10, json={"students": [{"userID": "u", "targets": [
+        {"assessmentItemID": "A1", "testId": "T", "KnowledgeTag": "1", "Timestamp": marker}]}]})
+    assert r.status_code == 400 and marker in r.text
+    ok = requests.post(inference_server.url + "/predict", timeout=10, json={"students": [{"userID": "u", "targets": [
+        {"assessmentItemID": "A1", "testId": "T", "KnowledgeTag": "1", "Timestamp": "2021-05-01 10:00:00"}]}]})
+    assert ok.status_code == 200  # its access line comes after the 400's lines: they are written by now
+    deadline = time.monotonic() + 10
+    while "status=200" not in (text := inference_server.log.read_bytes()[before:].decode()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "Traceback" not in text and "ValidationError" not in text
+    (line,) = [ln for ln in text.splitlines() if marker in ln]
+    assert "[WARNING]" in line and "POST /predict 400: students.0: Value error, Timestamp out of range" in line
 
 
 def test_not_ready_while_the_model_cannot_load(trained_tiny, tmp_path):

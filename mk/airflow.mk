@@ -3,6 +3,8 @@
 
 AIRFLOW_HOME ?= $(DKT_HOME)/airflow
 AIRFLOW_PORT ?= 8080
+# The API server/UI listens on loopback only; set AIRFLOW_HOST=0.0.0.0 deliberately to expose it.
+AIRFLOW_HOST ?= 127.0.0.1
 AIRFLOW_PIDFILE := $(AIRFLOW_HOME)/standalone.pid
 AIRFLOW_LOG := $(DKT_HOME)/logs/airflow-standalone.log
 AIRFLOW_PASSWORDS := $(AIRFLOW_HOME)/passwords.json
@@ -22,12 +24,14 @@ AIRFLOW_ENV := env $(AIRFLOW_S3_UNSET) AIRFLOW_HOME=$(AIRFLOW_HOME) \
 	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	AIRFLOW__CORE__PARALLELISM=4 \
+	AIRFLOW__API__HOST=$(AIRFLOW_HOST) \
 	AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
+	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$(AIRFLOW_PASSWORDS) \
 	DKT_AWS_CONN_ID=$(DKT_AWS_CONN_ID) \
 	PATH=$(CURDIR)/$(BIN):$$PATH
 
-## airflow: start Airflow standalone on :$(AIRFLOW_PORT) (+ embedded S3), print the admin credentials
+## airflow: start Airflow standalone on $(AIRFLOW_HOST):$(AIRFLOW_PORT) (+ embedded S3), print the admin credentials
 airflow: setup s3-up
 	@mkdir -p $(AIRFLOW_HOME) $(DKT_HOME)/logs
 	@test -s $(AIRFLOW_PASSWORDS) || { umask 077; $(BIN)/python -c "import json,secrets; \

@@ -67,15 +67,23 @@ MAX_COPY_BYTES = 5 * 1024**3  # S3's limit of one CopyObject
 MAX_REASON_CHARS = 4000
 
 
-def _lease_ttl_from_env() -> int:
-    raw = os.environ.get("DKT_INGEST_LEASE_TTL_S", "3600")
+def _int_setting(name: str, default: int, unit: str) -> int:
+    raw = os.environ.get(name, "").strip() or str(default)
     try:
-        ttl = int(raw)
+        value = int(raw)
     except ValueError:
-        raise ValueError(f"DKT_INGEST_LEASE_TTL_S={raw!r} is not a whole number of seconds") from None
-    if ttl < 1:
-        raise ValueError("DKT_INGEST_LEASE_TTL_S must be at least 1 second")
-    return ttl
+        raise ValueError(f"{name}={raw!r} is not a whole number of {unit}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1 {unit[:-1]}")
+    return value
+
+
+def _lease_ttl_from_env() -> int:
+    return _int_setting("DKT_INGEST_LEASE_TTL_S", 3600, "seconds")
+
+
+def _run_bytes_from_env() -> int:
+    return _int_setting("DKT_INGEST_MAX_RUN_BYTES", 1 << 30, "bytes")
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,9 @@ class IngestConfig:
     # Lease TTL; must exceed the ingest task's timeout (it only matters when a worker dies: a live run
     # renews its lease every TTL/4). Default: DKT_INGEST_LEASE_TTL_S (3600 s).
     lease_ttl_s: int = field(default_factory=_lease_ttl_from_env)
+    # Listed bytes one run reads (objects in key order, at least one): what is left stays pending for the
+    # next run, so a backlog never makes one run hold everything. Default: DKT_INGEST_MAX_RUN_BYTES (1 GiB).
+    max_run_bytes: int = field(default_factory=_run_bytes_from_env)
     settings: S3Settings | None = None  # default: from the environment
     limits: ReadLimits | None = None  # default: ReadLimits.from_env() (object and decompressed size caps)
     # Called with the name of each step before it runs (fault-injection tests pause or fail runs there).
@@ -105,6 +116,7 @@ class IngestResult:
     objects: int = 0  # objects consumed (ingested + quarantined)
     objects_ingested: int = 0
     objects_quarantined: int = 0
+    objects_pending: int = 0  # new objects left for the next run (over this run's byte budget)
     rows_added: int = 0
     rows_rejected: int = 0
     quarantine_prefix: str | None = None
@@ -182,6 +194,19 @@ class _Run:
         """Fault-injection hook, then the fencing check: nothing is written by an attempt that lost its lease."""
         self.hook(name)
         self.lease.check(name)
+
+
+def _this_run(pending: list[dict[str, Any]], limits, budget: int) -> list[dict[str, Any]]:
+    """The first pending objects (key order) whose listed sizes fit ``budget``; objects that are not read
+    (unsafe key, over the object cap) do not count. Always at least one object."""
+    chosen, used = [], 0
+    for obj in pending:
+        reads = not layout.raw_key_problem(obj["key"]) and obj["size"] <= limits.max_object_bytes
+        if reads and chosen and used + obj["size"] > budget:
+            break
+        chosen.append(obj)
+        used += obj["size"] if reads else 0
+    return chosen
 
 
 def pending_objects(client, bucket: str, prefix: str, state: ManifestState) -> list[dict[str, Any]]:
@@ -361,7 +386,8 @@ def _ingest(client, bucket: str, config: IngestConfig) -> IngestResult:
             return base
 
         out = _Consumed()
-        for obj in pending:
+        batch = _this_run(pending, limits, config.max_run_bytes)
+        for obj in batch:
             _ingest_one(run, obj, out)
         run.step("merge")
         version, rows_added = _write_version(run, parent, out)
@@ -369,12 +395,15 @@ def _ingest(client, bucket: str, config: IngestConfig) -> IngestResult:
         result = IngestResult(
             status=STATUS_INGESTED if rows_added > 0 else STATUS_NOTHING_NEW,
             run_id=config.run_id,
-            reason="" if rows_added > 0 else "new objects held no new valid rows",
+            reason=("" if rows_added > 0 else "new objects held no new valid rows") + (
+                f"{'; ' if rows_added <= 0 else ''}{len(pending) - len(batch)} new objects left for the next run "
+                f"(over DKT_INGEST_MAX_RUN_BYTES={config.max_run_bytes})" if len(batch) < len(pending) else ""),
             bucket=bucket,
             parent_version=layout.version_name(parent) if parent else None,
             objects=len(out.sources),
             objects_ingested=out.ingested,
             objects_quarantined=out.quarantined,
+            objects_pending=len(pending) - len(batch),
             rows_added=rows_added,
             rows_rejected=out.rows_rejected,
             quarantine_prefix=layout.quarantine_prefix(config.run_id)

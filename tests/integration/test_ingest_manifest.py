@@ -229,3 +229,16 @@ def test_values_read_back_from_s3_are_checked_before_use(s3):
         ingest(IngestConfig(run_id="r2", settings=settings))
     client.delete_object(Bucket=bucket, Key=layout.LOCK_KEY)
     assert ingest(IngestConfig(run_id="r2", settings=settings)).rows_added == 2
+
+
+def test_a_backlog_is_ingested_over_several_runs_within_the_byte_budget(s3):
+    client, settings = s3
+    texts = [HEADER + rows(f"b{i}", 20) for i in range(5)]
+    for i, text in enumerate(texts):
+        upload(s3, f"interactions/d{i}.csv", text)
+    budget = 2 * len(texts[0].encode())  # two objects per run
+    results = [ingest(IngestConfig(run_id=f"b{i}", settings=settings, max_run_bytes=budget)) for i in range(4)]
+    assert [(r.objects, r.objects_pending) for r in results] == [(2, 3), (2, 1), (1, 0), (0, 0)]
+    assert "left for the next run" in results[0].reason
+    assert [r.status for r in results] == ["ingested", "ingested", "ingested", "nothing_new"]
+    assert len(curated_df(s3, 3)) == 100

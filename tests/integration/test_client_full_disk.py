@@ -26,6 +26,7 @@ from dkt_core.webclient.app import CSRF_COOKIE, create_app
 from dkt_core.webclient.bank import SEED_COLUMNS, build_bank
 from dkt_core.webclient.flusher import flush_sealed
 from dkt_core.webclient.settings import ClientSettings
+from tests.conftest import skip_missing
 
 pytestmark = pytest.mark.integration
 TAGS = ["7224", "12", "123456789", "7", "80", "7224", "31337", "9", "4242", "65535"]
@@ -38,8 +39,8 @@ def small_disk(tmp_path):
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
                           capture_output=True, text=True)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a 64 KiB tmpfs for the full-disk test (needs root or CAP_SYS_ADMIN): "
-                    f"{(done.stderr or done.stdout).strip()}")
+        skip_missing(f"cannot mount a 64 KiB tmpfs for the full-disk test (needs root or CAP_SYS_ADMIN): "
+                     f"{(done.stderr or done.stdout).strip()}")
     try:
         yield mnt
     finally:

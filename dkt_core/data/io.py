@@ -270,8 +270,9 @@ class _Source(io.RawIOBase):
         return bytes(self._buf)
 
     @property
-    def at_eof(self) -> bool:
-        return self._eof and not self._buf
+    def exhausted(self) -> bool:
+        """Nothing more will come from the stream (the buffer may still hold bytes)."""
+        return self._eof
 
     def consume(self, n: int) -> None:
         del self._buf[:n]
@@ -316,8 +317,9 @@ class _Utf8Checked(io.RawIOBase):
         return n
 
 
-def _header(src: _Source, name: str) -> tuple[list[str], int, int]:
-    """Parse the first non-blank line: (column names, its line number, its length in bytes)."""
+def _header(src: _Source, name: str) -> tuple[list[str], int, int, int]:
+    """Parse the first non-blank line (blank lines before it are consumed): (column names, its line
+    number, its length in bytes with the newline, the file offset after it)."""
     skipped = 0
     line_no = 1
     while True:
@@ -345,7 +347,7 @@ def _header(src: _Source, name: str) -> tuple[list[str], int, int]:
     except UnicodeDecodeError as exc:
         raise DataFileError(f"{name}: is not UTF-8 text (byte {skipped + exc.start}); save it as UTF-8 CSV") from None
     names = [_clean_name(n) for n in next(csv.reader([text.rstrip("\r\n")]))]
-    return names, line_no, skipped + end + 1
+    return names, line_no, end + 1, skipped + end + 1
 
 
 def _clean_name(name: str) -> str:
@@ -366,12 +368,12 @@ def _check_columns(names: list[str], name: str) -> None:
 
 
 def _read_csv(src: _Source, name: str) -> _Parsed:
-    names, header_line, header_bytes = _header(src, name)
+    names, header_line, header_bytes, offset = _header(src, name)
     _check_columns(names, name)  # before reading on: a bomb of junk fails here, after one chunk
     src.consume(header_bytes)
-    while not src.buffered.strip() and not src.at_eof:  # is anything but blank lines after the header?
+    while not src.buffered.strip() and not src.exhausted:  # anything but blank lines after the header?
         src.peek(len(src.buffered) + 1)
-    if not src.buffered.strip() and src.at_eof:
+    if not src.buffered.strip():
         raise DataFileError(f"{name}: has a header but no data rows")
 
     bad: list[tuple[int, str]] = []
@@ -387,7 +389,7 @@ def _read_csv(src: _Source, name: str) -> _Parsed:
     # seed columns are converted (a file with thousands of columns costs little).
     positional = [f"c{i}" for i in range(len(names))]
     seed = {c: f"c{names.index(c)}" for c in COLUMNS}
-    stream = io.BufferedReader(_Utf8Checked(src, name, header_bytes), CHUNK_BYTES)
+    stream = io.BufferedReader(_Utf8Checked(src, name, offset), CHUNK_BYTES)
     try:
         reader = pacsv.open_csv(
             stream,

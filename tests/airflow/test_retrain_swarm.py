@@ -1,5 +1,7 @@
 """End to end with dockerd + swarm + registry: the DAG's promotion path ends with the new model version
-answering through the proxy (first run: the stack is deployed; second run: a Swarm rollout).
+answering through the proxy (first run: the stack is deployed; second run: a Swarm rollout), and its
+failed-deploy path (third run: the new image is not ready within the rollout timeout -> rolled back,
+`deploy` fails, `set_champion` does not run, models/champion.json and the served model are unchanged).
 
 Needs what `scripts/docker/up.sh` sets up (dockerd, single-node swarm, local registry, base image) and
 builds the real inference image (deps image once per lock change: minutes the first time).
@@ -12,6 +14,7 @@ import os
 import pytest
 from dagutil import TINY, get_json, states, upload, xcom
 
+import docker
 from tests.conftest import skip_missing
 
 pytestmark = [pytest.mark.docker, pytest.mark.airflow]
@@ -42,6 +45,11 @@ def swarm(env, tmp_path, monkeypatch):
     monkeypatch.setenv("DKT_API_PORT", str(API_PORT))
     monkeypatch.setenv("DKT_CLIENT_PORT", str(API_PORT + 8))
     monkeypatch.setenv("DKT_CLIENT_REPLICAS", "0")
+    # The real image loads torch: on 2 busy cores that took 30 s, past the production start period (20 s).
+    # A long start period costs nothing (the first healthy check ends it); the per-replica monitor window
+    # is kept short so the rollout stays quick. No never-ready image is rolled out here.
+    monkeypatch.setenv("DKT_HEALTH_START_PERIOD", "120s")
+    monkeypatch.setenv("DKT_UPDATE_MONITOR", "10s")
     monkeypatch.setenv("DKT_BASE_IMAGE", os.environ.get("DKT_BASE_IMAGE", "dkt-base:bookworm"))
     settings = DeploySettings.from_env()
     proxy, _ = build_proxy_image(settings)
@@ -52,7 +60,8 @@ def swarm(env, tmp_path, monkeypatch):
     remove_stack(client, settings)
 
 
-def test_promotion_deploys_then_rolls_out_the_new_version(dagbag, env, s3_env, swarm, logs):
+def test_promotion_deploys_rolls_out_then_a_failed_deploy_keeps_the_champion(dagbag, env, s3_env, swarm, logs,
+                                                                               monkeypatch):
     from dkt_core.deploy.rollout import served_version
 
     client, bucket, dag = env, s3_env.bucket, dagbag.dags["dkt_retrain"]
@@ -76,3 +85,22 @@ def test_promotion_deploys_then_rolls_out_the_new_version(dagbag, env, s3_env, s
     assert served_version(swarm.proxy_url) == v2
     champion = get_json(client, bucket, "models/champion.json")
     assert champion["model_version"] == v2 and champion["previous_model_version"] == v1
+
+    # Third run: the new image cannot become ready within DKT_ROLLOUT_TIMEOUT_S=3 (the real image needs
+    # seconds to load torch and pass two healthchecks), i.e. the image is not ready in time: the rollout
+    # times out, puts v2's image back, and the DAG must stop before the champion alias moves.
+    svc = docker.from_env().services.get(swarm.service)
+    image_before = svc.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+    monkeypatch.setenv("DKT_ROLLOUT_TIMEOUT_S", "3")
+    newcomers = later.assign(userID="new-" + later["userID"].astype(str))
+    upload(client, bucket, "interactions/date=2020-03-01/newcomers.csv", newcomers)
+    third = dag.test(run_conf={"models": ["lgbm"], "model_options": TINY, "force_deploy": True})
+    st = states(third)
+    assert str(third.state) == "failed", st
+    assert st["deploy"] == "failed" and st["set_champion"] == "upstream_failed", st
+    v3 = xcom(third, "train")["model_version"]
+    assert v3 not in (v1, v2)
+    assert get_json(client, bucket, "models/champion.json") == champion  # unchanged, byte for byte
+    assert served_version(swarm.proxy_url) == v2
+    svc.reload()
+    assert svc.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == image_before

@@ -140,7 +140,10 @@ def write_version(
 
 def read_latest(client, bucket: str) -> tuple[int | None, str | None]:
     """(version, etag) of curated/LATEST; (None, None) when absent. A bad content raises naming it."""
-    got = get_bytes(client, bucket, layout.LATEST_KEY)
+    try:
+        got = get_bytes(client, bucket, layout.LATEST_KEY, max_bytes=64)
+    except ValueError as err:  # far too long to be a version name
+        raise ValueError(f"{err} (it should hold a version name like v=000001)") from None
     if got is None:
         return None, None
     try:
@@ -159,7 +162,8 @@ def set_latest(client, bucket: str, version: int, attempts: int = 10) -> None:
             current, etag = read_latest(client, bucket)
         except ValueError as err:
             log.warning("%s; rewriting it", err)
-            current, etag = None, get_bytes(client, bucket, layout.LATEST_KEY)[1]
+            head = client.head_object(Bucket=bucket, Key=layout.LATEST_KEY)
+            current, etag = None, head["ETag"].strip('"')
         if current is not None and current >= version:
             return
         try:

@@ -137,14 +137,22 @@ def delete_if_match(client, bucket: str, key: str, etag: str) -> bool:
     return True
 
 
-def get_bytes(client, bucket: str, key: str) -> tuple[bytes, str] | None:
-    """(body, etag) of ``key``, or None when it does not exist."""
+MAX_JSON_BYTES = 64 * 2**20  # manifest records, index, lock, claims: far smaller in practice
+
+
+def get_bytes(client, bucket: str, key: str, max_bytes: int | None = None) -> tuple[bytes, str] | None:
+    """(body, etag) of ``key``, or None when it does not exist. With ``max_bytes``, a larger object
+    raises ValueError naming it instead of being read."""
     try:
         resp = client.get_object(Bucket=bucket, Key=key)
     except ClientError as err:
         if is_missing(err):
             return None
         raise
+    if max_bytes is not None and int(resp.get("ContentLength") or 0) > max_bytes:
+        resp["Body"].close()
+        raise ValueError(f"s3://{bucket}/{key} is {resp['ContentLength']} bytes, more than the {max_bytes} "
+                         "expected of it; restore or remove it")
     return resp["Body"].read(), norm_etag(resp["ETag"])
 
 
@@ -156,7 +164,7 @@ def put_json(client, bucket: str, key: str, doc: Any, **kwargs: Any) -> str:
 def get_json(client, bucket: str, key: str) -> tuple[Any, str] | None:
     """(document, etag) of a JSON object the platform wrote, or None when absent. A body that is not
     JSON raises ValueError naming the object (someone edited or replaced it)."""
-    got = get_bytes(client, bucket, key)
+    got = get_bytes(client, bucket, key, max_bytes=MAX_JSON_BYTES)
     if got is None:
         return None
     try:

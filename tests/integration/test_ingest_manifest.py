@@ -213,6 +213,9 @@ def test_values_read_back_from_s3_are_checked_before_use(s3):
     r = ingest(IngestConfig(run_id="r1", settings=settings))
     assert r.data_version == "v=000001"
     assert client.get_object(Bucket=bucket, Key=layout.LATEST_KEY)["Body"].read() == b"v=000001"
+    client.put_object(Bucket=bucket, Key=layout.LATEST_KEY, Body=b"v=000001" * 10_000)  # not even read whole
+    assert ingest(IngestConfig(run_id="r1b", settings=settings)).status == "nothing_new"
+    assert client.get_object(Bucket=bucket, Key=layout.LATEST_KEY)["Body"].read() == b"v=000001"
 
     # a run record whose run id would become a path: a clear error naming the object, nothing derived
     bad_key = layout.MANIFEST_RUNS_PREFIX + "evil.json"

@@ -49,6 +49,9 @@ _BAD_FILE_ERRORS = (
 
 OBJECT_SETTING = "DKT_INGEST_MAX_OBJECT_BYTES"
 DECOMPRESSED_SETTING = "DKT_INGEST_MAX_DECOMPRESSED_BYTES"
+RATIO_SETTING = "DKT_INGEST_MAX_COMPRESSION_RATIO"
+# The ratio cap applies once a gzip has produced this much: small files may compress any amount.
+RATIO_GRACE_BYTES = 16 * 2**20
 
 
 class DataFileError(Exception):
@@ -57,32 +60,40 @@ class DataFileError(Exception):
 
 @dataclass(frozen=True)
 class ReadLimits:
-    """Caps on one source: bytes read from it, and bytes after gzip decompression (or Parquet decoding)."""
+    """Caps on one source: bytes read from it, bytes after gzip decompression (or Parquet decoding),
+    and how many times its size a gzip may expand to (past the first ``RATIO_GRACE_BYTES``).
+
+    Peak memory of reading follows the bytes actually decompressed: the ratio cap stops a gzip bomb
+    after ~16 MiB of output, where the decompressed cap alone would let it fill that cap first.
+    """
 
     max_object_bytes: int = 256 * 2**20
     max_decompressed_bytes: int = 1 * 2**30
+    max_compression_ratio: int = 100  # real logs compress 6-10 times (docs/data-contract.md)
 
     def __post_init__(self) -> None:
-        for name in ("max_object_bytes", "max_decompressed_bytes"):
+        for name in ("max_object_bytes", "max_decompressed_bytes", "max_compression_ratio"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ReadLimits.{name} must be a positive number of bytes, got {value!r}")
+                raise ValueError(f"ReadLimits.{name} must be a positive whole number, got {value!r}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ReadLimits:
-        """The limits from ``DKT_INGEST_MAX_OBJECT_BYTES`` / ``DKT_INGEST_MAX_DECOMPRESSED_BYTES`` (bytes;
-        unset or empty = the default)."""
+        """The limits from ``DKT_INGEST_MAX_OBJECT_BYTES``, ``DKT_INGEST_MAX_DECOMPRESSED_BYTES`` (bytes) and
+        ``DKT_INGEST_MAX_COMPRESSION_RATIO``; unset or empty = the default."""
         values: dict[str, int] = {}
-        for attr, setting in (("max_object_bytes", OBJECT_SETTING), ("max_decompressed_bytes", DECOMPRESSED_SETTING)):
+        for attr, setting, example in (("max_object_bytes", OBJECT_SETTING, "268435456 bytes"),
+                                       ("max_decompressed_bytes", DECOMPRESSED_SETTING, "1073741824 bytes"),
+                                       ("max_compression_ratio", RATIO_SETTING, "100")):
             text = (environ.get(setting) or "").strip()
             if not text:
                 continue
             try:
                 values[attr] = int(text)
             except ValueError:
-                raise ValueError(f"{setting} must be a whole number of bytes (e.g. 268435456), got {text!r}") from None
+                raise ValueError(f"{setting} must be a whole number (e.g. {example}), got {text!r}") from None
             if values[attr] < 1:
-                raise ValueError(f"{setting} must be at least 1 byte, got {text!r}")
+                raise ValueError(f"{setting} must be at least 1, got {text!r}")
         return cls(**values)
 
 
@@ -213,8 +224,14 @@ class _Source(io.RawIOBase):
 
     def _emit(self, data: bytes) -> None:
         self._out_total += len(data)
-        if self._is_gzip and self._out_total > self.limits.max_decompressed_bytes:
-            raise DataFileError(_decompressed_limit_message(self.name, self.limits))
+        if self._is_gzip:
+            if self._out_total > self.limits.max_decompressed_bytes:
+                raise DataFileError(_decompressed_limit_message(self.name, self.limits))
+            consumed = self._raw_total - len(self._gz_input)
+            ratio = self.limits.max_compression_ratio
+            if self._out_total > max(RATIO_GRACE_BYTES, ratio * consumed):
+                raise DataFileError(f"{self.name}: expands more than {ratio} times its compressed size (a gzip "
+                                    f"bomb?); real logs compress 6-10 times (setting {RATIO_SETTING})")
         self._buf += data
 
     def _fill(self) -> None:

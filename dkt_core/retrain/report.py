@@ -95,6 +95,23 @@ intervals: user bootstrap, {drift.get('n_boot')} resamples</p>
 </body></html>"""
 
 
+def ingest_sources(client, bucket: str, data_version: str, since: str | None) -> list[dict[str, Any]]:
+    """Sources of every ingest after ``since`` up to ``data_version`` (several small ones may make up one
+    batch), following the committed lineage (metadata parent_version links), not the version numbers:
+    a number claimed by an attempt that never committed is not part of it."""
+    sources: list[dict[str, Any]] = []
+    link: str | None = data_version
+    while link and link != since:
+        meta = get_json(client, bucket, ingest_layout.metadata_key(ingest_layout.parse_version(link)))
+        if meta is None:
+            break
+        sources = (meta[0].get("sources") or []) + sources
+        up = meta[0].get("parent_version")
+        # strictly decreasing: a malformed link cannot loop
+        link = up if up and ingest_layout.parse_version(up) < ingest_layout.parse_version(link) else None
+    return sources
+
+
 def build_report(run_id: str, data_version: str, parent_version: str | None, evaluation: dict[str, Any],
                  *, tolerance: float, force: bool = False, settings: RetrainSettings | None = None,
                  s3: S3Settings | None = None) -> dict[str, Any]:
@@ -106,12 +123,7 @@ def build_report(run_id: str, data_version: str, parent_version: str | None, eva
     current = read_version(client, bucket, ingest_layout.parse_version(data_version))
     parent = read_version(client, bucket, ingest_layout.parse_version(parent_version)) if parent_version else None
     new_rows = current[new_rows_mask(current, parent)]
-    # every ingest since the version last trained on (several small ones may make up one batch)
-    first = ingest_layout.parse_version(parent_version) + 1 if parent_version else 1
-    sources: list[dict[str, Any]] = []
-    for v in range(first, ingest_layout.parse_version(data_version) + 1):
-        meta = get_json(client, bucket, ingest_layout.metadata_key(v))
-        sources += (meta[0].get("sources") or []) if meta else []
+    sources = ingest_sources(client, bucket, data_version, parent_version)
 
     preds = read_parquet(client, evaluation["predictions_uri"])
     preds = preds[preds[LABEL] >= 0]

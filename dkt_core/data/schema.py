@@ -7,10 +7,12 @@ produces. ``VALID_SCHEMA`` states the types and invariants of the rows that pass
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+from pandas.errors import OutOfBoundsDatetime
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 ID_PATTERN = r"[A-Za-z0-9_.:\-]{1,64}"
@@ -24,9 +26,6 @@ TIMESTAMP_MAX_FUTURE = timedelta(days=1)
 TIMESTAMP_OUT_OF_RANGE = "Timestamp out of range"
 
 
-# Years pandas holds as datetime64[ns]: only text dated inside this window is parsed as it is, so no
-# value can raise OutOfBoundsDatetime (or wrap) whatever resolution pandas picks.
-_SAFE_YEARS = (1970, 2261)
 # The seed layout with a year that has no 4-digit form (a Parquet value rendered by io.py, e.g.
 # "17525-05-06 10:13:20" or "-0044-03-15 12:00:00"): a real instant, out of range.
 _FAR_YEAR = r"(?:-[0-9]+|[0-9]{5,})-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}"
@@ -40,46 +39,70 @@ def timestamp_max(now: datetime | None = None) -> datetime:
     return now.replace(tzinfo=None) + TIMESTAMP_MAX_FUTURE
 
 
-def parse_timestamps(s: pd.Series, now: datetime | None = None) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """Judge Timestamp text: (datetime64[ns] values, NaT unless valid; unparsable mask; out-of-range mask).
+class JudgedTimestamps(NamedTuple):
+    parsed: pd.Series  # datetime64[ns]; NaT unless the value is in range
+    unparsable: pd.Series  # bool: not in TIMESTAMP_FORMAT
+    out_of_range: pd.Series  # bool: in the format, outside TIMESTAMP_MIN .. timestamp_max(now)
 
-    *Unparsable*: not in ``TIMESTAMP_FORMAT``. *Out of range*: in the format, but outside
-    ``TIMESTAMP_MIN .. timestamp_max(now)`` (e.g. 0000-01-01, 1969-12-31, 2300-01-01, next week).
+
+def parse_timestamps(s: pd.Series, now: datetime | None = None) -> JudgedTimestamps:
+    """Judge Timestamp text: *unparsable* when not in ``TIMESTAMP_FORMAT``, *out of range* when it is but
+    lies outside ``TIMESTAMP_MIN .. timestamp_max(now)`` (0000-01-01, 1969-12-31, 2300-01-01, next week).
+
+    Never raises ``OutOfBoundsDatetime`` and never wraps: values are compared at the resolution pandas
+    parses them in (seconds/microseconds hold years 0-9999) and only in-range ones become nanoseconds.
     """
     s = s.astype(str)
+    try:
+        got = pd.to_datetime(s, format=TIMESTAMP_FORMAT, errors="coerce")
+    except (OutOfBoundsDatetime, OverflowError, ValueError):  # not seen with pandas 3; judged below instead
+        got = pd.Series(pd.NaT, index=s.index, dtype="datetime64[s]")
+    na = got.isna().to_numpy()
+    oor = np.zeros(len(s), dtype=bool)
+    oor[~na] = ((got[~na] < TIMESTAMP_MIN) | (got[~na] > timestamp_max(now))).to_numpy()
+    unparsable = na.copy()
+    if na.any():  # rare: is the text a real instant that this resolution cannot hold?
+        unparsable[na] = ~_parses_outside_resolution(s[na])
+        oor[na] = ~unparsable[na]
+    ok = ~(unparsable | oor)
+    parsed = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
+    parsed[ok] = got[ok].astype("datetime64[ns]")  # in range: always representable in nanoseconds
+    return JudgedTimestamps(parsed, pd.Series(unparsable, index=s.index), pd.Series(oor, index=s.index))
+
+
+def _parses_outside_resolution(s: pd.Series) -> np.ndarray:
+    """Text pandas could not parse: True where it is the seed layout with a far year (5+ digits or
+    negative), or a 4-digit year whose text parses once the year is swapped for one of the same
+    leap-ness (what a datetime64[ns] resolution, 1677..2262, rejects as out of bounds)."""
+    far = s.str.fullmatch(_FAR_YEAR).fillna(False).astype(bool).to_numpy().copy()
     parts = s.str.extract(r"^([0-9]{4})-(.*)$", expand=True)
     year = pd.to_numeric(parts[0], errors="coerce")
-    window = year.between(*_SAFE_YEARS).to_numpy()
-    parsed = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
-    unparsable = np.ones(len(s), dtype=bool)
-    out_of_range = np.zeros(len(s), dtype=bool)
-    if window.any():
-        got = pd.to_datetime(s[window], format=TIMESTAMP_FORMAT, errors="coerce").astype("datetime64[ns]")
-        parsed[window] = got
-        unparsable[window] = got.isna().to_numpy()
-        out_of_range[window] = ((got < TIMESTAMP_MIN) | (got > timestamp_max(now))).to_numpy()
-    # Any other 4-digit year: does the text parse with the year swapped for one of the same leap-ness?
-    far = (year.notna() & ~window).to_numpy()
-    if far.any():
-        y = year[far].astype("int64")
-        leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
-        proxy = np.where(leap.to_numpy(), "2000-", "2001-") + parts.loc[far, 1].astype(str).to_numpy(dtype=object)
-        ok = pd.to_datetime(pd.Series(proxy, dtype=str), format=TIMESTAMP_FORMAT, errors="coerce").notna().to_numpy()
-        unparsable[far] = ~ok
-        out_of_range[far] = ok
-    far_year = s.str.fullmatch(_FAR_YEAR).fillna(False).astype(bool).to_numpy()
-    unparsable[far_year] = False
-    out_of_range[far_year] = True
-    parsed[unparsable | out_of_range] = pd.NaT
-    return parsed, pd.Series(unparsable, index=s.index), pd.Series(out_of_range, index=s.index)
+    four = year.notna().to_numpy()
+    if four.any():
+        y = year[four].astype("int64")
+        leap = (((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)).to_numpy()
+        proxy = np.where(leap, "2000-", "2001-") + parts.loc[four, 1].to_numpy(dtype=object)
+        ok = pd.to_datetime(pd.Series(proxy, dtype=str), format=TIMESTAMP_FORMAT, errors="coerce").notna()
+        far[four] = ok.to_numpy()
+    return far
 
 
 def _not_empty(column: str) -> pa.Check:
     return pa.Check(lambda s: s.str.strip() != "", name=f"missing {column}")
 
 
-def raw_schema(now: datetime | None = None) -> pa.DataFrameSchema:
-    """The contract on raw text, judged at ``now`` (default: the clock when the checks run)."""
+def raw_schema(now: datetime | None = None, timestamps: JudgedTimestamps | None = None) -> pa.DataFrameSchema:
+    """The contract on raw text, judged at ``now`` (default: the clock when the checks run).
+
+    ``timestamps``: ``parse_timestamps`` of the frame about to be validated, so the two Timestamp checks
+    do not parse every value again.
+    """
+
+    def judged(s: pd.Series) -> JudgedTimestamps:
+        if timestamps is not None and timestamps.unparsable.index.equals(s.index):
+            return timestamps
+        return parse_timestamps(s, now)
+
     return pa.DataFrameSchema(
         {
             "userID": pa.Column(
@@ -96,8 +119,8 @@ def raw_schema(now: datetime | None = None) -> pa.DataFrameSchema:
                 str,
                 [
                     _not_empty("Timestamp"),
-                    pa.Check(lambda s: ~parse_timestamps(s, now)[1], name="unparsable Timestamp"),
-                    pa.Check(lambda s: ~parse_timestamps(s, now)[2], name=TIMESTAMP_OUT_OF_RANGE),
+                    pa.Check(lambda s: ~judged(s).unparsable, name="unparsable Timestamp"),
+                    pa.Check(lambda s: ~judged(s).out_of_range, name=TIMESTAMP_OUT_OF_RANGE),
                 ],
             ),
             "KnowledgeTag": pa.Column(

@@ -83,7 +83,8 @@ def validate_raw(raw: RawTable, *, now: datetime | None = None) -> ValidationRes
     """Judge every row of ``raw`` at ``now`` (default: the current time; fixes the Timestamp range)."""
     now = now or datetime.now(UTC)
     frame = raw.frame
-    reason = _first_failed_check(frame, now)
+    timestamps = parse_timestamps(frame["Timestamp"], now)  # once: both Timestamp checks and the typing use it
+    reason = _first_failed_check(frame, raw_schema(now, timestamps))
     bad_mask = reason.notna().to_numpy()
     rejected = frame.loc[bad_mask, ["line", *COLUMNS]].assign(reason=reason[bad_mask].to_numpy())
     malformed = pd.DataFrame(
@@ -95,7 +96,7 @@ def validate_raw(raw: RawTable, *, now: datetime | None = None) -> ValidationRes
     good = frame.loc[~bad_mask, COLUMNS]
     deduped = good.drop_duplicates(keep="first")
     duplicates = len(good) - len(deduped)
-    valid = _typed_sorted(deduped, now)
+    valid = _typed_sorted(deduped, timestamps.parsed)
     warnings = []
     if raw.extra_columns:
         warnings.append(f"{raw.name}: extra column(s) ignored: {', '.join(raw.extra_columns)}")
@@ -104,10 +105,9 @@ def validate_raw(raw: RawTable, *, now: datetime | None = None) -> ValidationRes
     return result
 
 
-def _first_failed_check(frame: pd.DataFrame, now: datetime) -> pd.Series:
+def _first_failed_check(frame: pd.DataFrame, schema: typing.Any) -> pd.Series:
     """Per row: the name of the first failed contract check (the rejection reason), or NA."""
     reason = pd.Series(pd.NA, index=frame.index, dtype="object")
-    schema = raw_schema(now)
     try:
         schema.validate(frame, lazy=True)
         return reason
@@ -126,14 +126,14 @@ def _check_order(schema: typing.Any) -> list[str]:
     return [c.name for col in schema.columns.values() for c in col.checks]
 
 
-def _typed_sorted(frame: pd.DataFrame, now: datetime) -> pd.DataFrame:
+def _typed_sorted(frame: pd.DataFrame, stamps: pd.Series) -> pd.DataFrame:
     out = pd.DataFrame(
         {
             "userID": frame["userID"].str.strip().astype(str),
             "assessmentItemID": frame["assessmentItemID"].str.strip().astype(str),
             "testId": frame["testId"].str.strip().astype(str),
             "answerCode": frame["answerCode"].astype(np.int8),
-            "Timestamp": parse_timestamps(frame["Timestamp"], now)[0],  # all in range: passed the contract
+            "Timestamp": stamps.loc[frame.index],  # parsed before the checks; these rows passed them
             "KnowledgeTag": frame["KnowledgeTag"].str.strip().astype(str),
         }
     )

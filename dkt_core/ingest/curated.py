@@ -4,8 +4,11 @@ A version is ``previous version + new rows``, exact duplicates dropped, sorted p
 so rows with equal timestamps keep their arrival order). Every object of ``curated/v=N/`` is created
 conditionally (``If-None-Match: *``), so nothing ever overwrites a version: a writer first claims the
 number (``curated/v=N/CLAIM``, naming its run id and fencing token), and a number claimed by an attempt
-that died before committing is never reused — version numbers may skip; ``metadata.json`` names the
-parent. A version is visible only once a run record commits it (see ``pipeline``).
+that died before committing is never overwritten. One exception keeps numbers contiguous in the common
+case: a retry of the *same run id* (which fenced the old attempt out by taking its lease) adopts the old
+attempt's number when what is already there is byte-identical to what it would write (same sha256);
+otherwise it moves on to a new number — version numbers may skip; ``metadata.json`` names the parent.
+A version is visible only once a run record commits it (see ``pipeline``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from dkt_core.ingest import layout
-from dkt_core.ingest.s3ops import PreconditionFailed, get_bytes, put_bytes, put_json
+from dkt_core.ingest.s3ops import PreconditionFailed, get_bytes, get_json, put_bytes, put_json
 
 log = logging.getLogger(__name__)
 
@@ -64,37 +67,31 @@ def to_parquet_bytes(df: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def highest_version_dir(client, bucket: str) -> int:
-    """The highest N with anything under curated/v=N/ (committed or not); 0 when none."""
-    highest = 0
-    for page in client.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=layout.CURATED_PREFIX, Delimiter="/"):
-        for cp in page.get("CommonPrefixes", []):
-            name = cp["Prefix"][len(layout.CURATED_PREFIX):].rstrip("/")
-            try:
-                highest = max(highest, layout.parse_version(name))
-            except ValueError:  # a stray folder someone made: not ours, never used to build a key
-                log.warning("ignoring s3://%s/%s: not a curated version folder", bucket, cp["Prefix"][:200])
-    return highest
-
-
 def claim_version(client, bucket: str, *, parent: int | None, run_id: str, token: str,
-                  check=lambda step: None, attempts: int = 50) -> int:
-    """Create curated/v=N/CLAIM for the first free N above every existing version folder; returns N.
-
-    ``check(step)`` runs before each write (the lease's fencing check).
-    """
-    n = max(parent or 0, highest_version_dir(client, bucket)) + 1
+                  check=lambda step: None, start: int = 0, attempts: int = 50) -> tuple[int, bool]:
+    """Create curated/v=N/CLAIM for the first free N above ``parent`` (and at least ``start``); returns
+    (N, adopted). ``adopted``: N was claimed by an earlier attempt of the same run id on the same parent,
+    so ``write_version`` may adopt identical content found there. ``check(step)`` runs before each write
+    (the lease's fencing check)."""
+    n = max(parent or 0, start - 1) + 1
+    parent_name = layout.version_name(parent) if parent else None
     for _ in range(attempts):
         check(f"claiming {layout.version_name(n)}")
         try:
             put_json(client, bucket, layout.claim_key(n), {
                 "version": layout.version_name(n), "run_id": run_id, "token": token,
-                "parent_version": layout.version_name(parent) if parent else None,
-                "claimed_at": datetime.now(UTC).isoformat()}, if_absent=True)
-            return n
+                "parent_version": parent_name, "claimed_at": datetime.now(UTC).isoformat()}, if_absent=True)
+            return n, False
         except PreconditionFailed:
-            n += 1  # claimed by another attempt (live or dead): never share or reuse a number
+            pass
+        try:
+            got = get_json(client, bucket, layout.claim_key(n))
+        except ValueError:
+            got = None
+        claim = got[0] if got and isinstance(got[0], dict) else {}
+        if claim.get("run_id") == run_id and claim.get("parent_version") == parent_name:
+            return n, True  # an earlier attempt of this run (fenced out: we hold the lease)
+        n += 1  # another run's number (an orphan of a dead attempt, or committed): never shared
     raise VersionTaken(f"no free curated version number after {attempts} tries above {layout.version_name(n)}")
 
 
@@ -108,9 +105,11 @@ def write_version(
     run_id: str,
     sources: list[dict[str, Any]],
     check=lambda step: None,
+    adopt: bool = False,
 ) -> dict[str, Any]:
     """Create the dataset and its metadata.json (conditional creates; ``check`` before each); returns
-    the metadata. Raises VersionTaken if either already exists: a committed version is never rewritten."""
+    the metadata. Raises VersionTaken if either already exists (a committed version is never rewritten)
+    unless ``adopt`` and the existing objects hold exactly this dataset (same sha256)."""
     body = to_parquet_bytes(df)
     sha = hashlib.sha256(body).hexdigest()
     meta = {
@@ -125,16 +124,25 @@ def write_version(
         "sources": sources,
         "dataset_key": layout.dataset_key(version),
     }
+    taken = VersionTaken(f"s3://{bucket}/{layout.CURATED_PREFIX}{layout.version_name(version)}/ holds other "
+                         "content written by another attempt; versions are never overwritten")
+    check(f"writing {layout.dataset_key(version)}")
     try:
-        check(f"writing {layout.dataset_key(version)}")
         put_bytes(client, bucket, layout.dataset_key(version), body, if_absent=True,
                   metadata={"sha256": sha, "run-id": layout.run_slug(run_id)})
-        del body
-        check(f"writing {layout.metadata_key(version)}")
+    except PreconditionFailed:
+        head = client.head_object(Bucket=bucket, Key=layout.dataset_key(version))
+        if not adopt or head.get("Metadata", {}).get("sha256") != sha:
+            raise taken from None
+    del body
+    check(f"writing {layout.metadata_key(version)}")
+    try:
         put_json(client, bucket, layout.metadata_key(version), meta, if_absent=True)
     except PreconditionFailed:
-        raise VersionTaken(f"s3://{bucket}/{layout.CURATED_PREFIX}{layout.version_name(version)}/ was written by "
-                           "another attempt; versions are never overwritten") from None
+        existing = get_json(client, bucket, layout.metadata_key(version))
+        if not adopt or not existing or not isinstance(existing[0], dict) or existing[0].get("sha256") != sha:
+            raise taken from None
+        meta = existing[0]  # identical dataset, described by the earlier attempt of this run
     return meta
 
 

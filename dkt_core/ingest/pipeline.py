@@ -447,8 +447,16 @@ def _write_version(run: _Run, parent: int | None, out: _Consumed) -> tuple[int |
     rows_added = len(merged) - parent_rows
     if rows_added <= 0:
         return parent, 0
-    version = curated.claim_version(run.client, run.bucket, parent=parent, run_id=run.config.run_id,
-                                    token=run.lease.token, check=run.step)
-    curated.write_version(run.client, run.bucket, version, merged, parent=parent, run_id=run.config.run_id,
-                          sources=out.sources, check=run.step)
-    return version, rows_added
+    start = 0
+    for _ in range(10):
+        version, adopt = curated.claim_version(run.client, run.bucket, parent=parent, run_id=run.config.run_id,
+                                               token=run.lease.token, check=run.step, start=start)
+        try:
+            curated.write_version(run.client, run.bucket, version, merged, parent=parent,
+                                  run_id=run.config.run_id, sources=out.sources, check=run.step, adopt=adopt)
+            return version, rows_added
+        except curated.VersionTaken:
+            # other content there (an earlier attempt of this run saw other objects, or a folder from
+            # before claims existed): move on; a lost lease would have stopped us at the fencing check
+            start = version + 1
+    raise curated.VersionTaken("could not create a curated version after 10 claims; retry the run")

@@ -216,8 +216,13 @@ def test_crash_between_the_curated_write_and_the_commit_then_a_rerun(s3, rerun_i
     assert keys(client, settings.bucket, "curated/v=000002/") == [  # written, never committed
         layout.claim_key(2), layout.dataset_key(2), layout.metadata_key(2)]
     assert client.get_object(Bucket=settings.bucket, Key=layout.LATEST_KEY)["Body"].read() == b"v=000001"
+    crashed_etag = client.head_object(Bucket=settings.bucket, Key=layout.dataset_key(2))["ETag"]
     r = ingest(IngestConfig(run_id=rerun_id, settings=settings))
-    assert (r.status, r.data_version, r.parent_version, r.rows_added) == ("ingested", "v=000003", "v=000001", 11)
+    # the retry of the same run finds byte-identical content under its own earlier claim and adopts it;
+    # another run id never shares a claimed number, so it takes the next one
+    version = "v=000002" if rerun_id == "crashed" else "v=000003"
+    assert (r.status, r.data_version, r.parent_version, r.rows_added) == ("ingested", version, "v=000001", 11)
+    assert client.head_object(Bucket=settings.bucket, Key=layout.dataset_key(2))["ETag"] == crashed_etag
     assert_exactly_once(latest_df(client, settings.bucket), expected)
     assert ingest(IngestConfig(run_id="later", settings=settings)).status == "nothing_new"
 
@@ -237,13 +242,19 @@ def test_conditional_creates_are_honoured_so_no_version_is_ever_overwritten(s3):
 
     df = pd.DataFrame({"userID": ["u"], "assessmentItemID": ["A"], "testId": ["T"], "answerCode": [1],
                        "Timestamp": [pd.Timestamp("2020-01-01")], "KnowledgeTag": ["7"]})
-    n1 = curated.claim_version(client, bucket, parent=None, run_id="a", token="t1")
-    n2 = curated.claim_version(client, bucket, parent=None, run_id="b", token="t2")
-    assert (n1, n2) == (1, 2)  # a claimed number is never handed out twice
+    n1, _ = curated.claim_version(client, bucket, parent=None, run_id="a", token="t1")
+    n2, _ = curated.claim_version(client, bucket, parent=None, run_id="b", token="t2")
+    assert (n1, n2) == (1, 2)  # a claimed number is never handed out twice to different runs
+    assert curated.claim_version(client, bucket, parent=None, run_id="a", token="t3") == (1, True)
     curated.write_version(client, bucket, n1, df, parent=None, run_id="a", sources=[])
     etag = client.head_object(Bucket=bucket, Key=layout.dataset_key(n1))["ETag"]
     with pytest.raises(curated.VersionTaken):
         curated.write_version(client, bucket, n1, pd.concat([df, df]), parent=None, run_id="b", sources=[])
+    with pytest.raises(curated.VersionTaken):  # adopting needs identical content
+        curated.write_version(client, bucket, n1, pd.concat([df, df]), parent=None, run_id="a", sources=[],
+                              adopt=True)
+    meta = curated.write_version(client, bucket, n1, df, parent=None, run_id="a", sources=[], adopt=True)
+    assert meta["rows"] == 1
     assert client.head_object(Bucket=bucket, Key=layout.dataset_key(n1))["ETag"] == etag
     record = {"run_id": "a", "version": n1, "objects": []}
     assert commit_run(client, bucket, record) is True

@@ -1,6 +1,8 @@
 """Command line of the web client: ``python -m dkt_core.webclient {build-bank,flush}``.
 
-- ``build-bank --data SEED.csv[.gz]|.parquet [--out PATH] [--max-items-per-test N]``
+- ``build-bank --data SEED.csv[.gz]|.parquet [--out PATH] [--max-items-per-test N]``: the answer key is an
+  HMAC of each item id under the secret in ``DKT_CLIENT_ANSWER_KEY_FILE`` (created 0600 when absent); the
+  bank is written 0600.
 - ``flush``: seal orphaned batches and put every sealed batch to S3 once (what fails stays spooled).
 The app itself is served by gunicorn (``make client``).
 """
@@ -11,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from dkt_core.private_files import read_or_create_secret
 from dkt_core.webclient.bank import build_bank, read_seed
 from dkt_core.webclient.settings import ClientSettings
 
@@ -29,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "build-bank":
         if not args.data.exists():
             parser.error(f"--data {args.data} does not exist")
-        bank = build_bank(read_seed(args.data), max_items_per_test=args.max_items_per_test,
+        secret = read_or_create_secret(settings.answer_key_path, what="answer-key secret")
+        bank = build_bank(read_seed(args.data), answer_secret=secret, max_items_per_test=args.max_items_per_test,
                           source=args.data.name)
         out = args.out or settings.bank_path
         bank.save(out)

@@ -1,29 +1,43 @@
 """Question bank: the training data's items (id, test, tag) with placeholder text and an answer key.
 
-The answer key is derived from the item id alone (a hash), so rebuilding the bank from any slice of the
-data gives every item the same correct choice, and grading never depends on build order or randomness.
-The bank is a JSON file the app loads at start; the key never leaves the server.
+The answer key is secret: each item's correct choice is an HMAC-SHA256 of the item id under a server
+secret (the answer-key file, 0600), never a function of the public id alone (issue 12: ``sha256(id) % 4``
+let a script answer everything right). With the same secret, rebuilding the bank from any slice of the
+data gives every item the same correct choice. The bank stores the key and is written 0600; the app grades
+from it on the server and never sends it to a page.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from dkt_core.private_files import ensure_private, read_or_create_secret, write_private
+from dkt_core.webclient.settings import ClientSettings
+
 CHOICES = ("A", "B", "C", "D")
 SEED_COLUMNS = ["userID", "assessmentItemID", "testId", "answerCode", "Timestamp", "KnowledgeTag"]
-BANK_FORMAT = 1
+BANK_FORMAT = 2  # 2: HMAC answer key; 1 (sha256 of the public id) is refused
+KEY_SCHEME = "hmac-sha256"
 
 
-def answer_for(item_id: str) -> str:
-    """The correct choice of ``item_id``: deterministic from the id (stable across builds and hosts)."""
-    digest = hashlib.sha256(item_id.encode("utf-8")).digest()
+def answer_for(item_id: str, secret: bytes) -> str:
+    """The correct choice of ``item_id`` under ``secret``: stable for one secret, unguessable without it
+    (256 % 4 == 0, so the first digest byte picks each choice equally often)."""
+    if len(secret) < 16:
+        raise ValueError("the answer-key secret must have at least 16 bytes")
+    digest = hmac.new(secret, item_id.encode("utf-8"), hashlib.sha256).digest()
     return CHOICES[digest[0] % len(CHOICES)]
+
+
+def default_answer_secret() -> bytes:
+    """The answer-key secret of this installation (``DKT_CLIENT_ANSWER_KEY_FILE``; created when absent)."""
+    return read_or_create_secret(ClientSettings.from_env().answer_key_path, what="answer-key secret")
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,7 @@ class QuestionBank:
     def to_json(self) -> dict:
         return {
             "format": BANK_FORMAT,
+            "answer_key": KEY_SCHEME,
             "source": self.source,
             "tests": self.tests,
             "items": {
@@ -70,11 +85,9 @@ class QuestionBank:
         }
 
     def save(self, path: Path) -> None:
-        """Write atomically (tmp + rename) so a running client never reads half a bank."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        """Write atomically (tmp + rename) so a running client never reads half a bank; mode 0600 (the
+        bank holds the answer key)."""
+        write_private(Path(path), json.dumps(self.to_json(), indent=1, sort_keys=True).encode())
 
     @classmethod
     def load(cls, path: Path) -> QuestionBank:
@@ -84,8 +97,15 @@ class QuestionBank:
                 f"`python -m dkt_core.webclient build-bank --data SEED.csv --out {path}`"
             )
         raw = json.loads(path.read_text())
+        if raw.get("format") == 1:
+            raise ValueError(f"{path} is a format-1 bank whose answer key is public (sha256 of the item id): "
+                             f"delete it and rebuild it with `python -m dkt_core.webclient build-bank` (secret key)")
         if raw.get("format") != BANK_FORMAT:
             raise ValueError(f"{path} has bank format {raw.get('format')!r}, expected {BANK_FORMAT}: rebuild it")
+        try:
+            ensure_private(path)
+        except OSError:  # a read-only mount (Docker config/secret): its mode is the deployer's choice
+            pass
         items = {
             k: Item(item_id=k, test_id=v["test"], tag=v["tag"], text=v["text"], answer=v["answer"])
             for k, v in raw["items"].items()
@@ -106,9 +126,12 @@ def read_seed(path: Path) -> pd.DataFrame:
     return df.astype(str)
 
 
-def build_bank(df: pd.DataFrame, *, max_items_per_test: int = 10, source: str = "") -> QuestionBank:
+def build_bank(df: pd.DataFrame, *, answer_secret: bytes | None = None, max_items_per_test: int = 10,
+               source: str = "") -> QuestionBank:
     """Bank from seed rows: each item's test and tag are its most frequent ones (ties: smallest value);
-    each test keeps its ``max_items_per_test`` most answered items (ties: item id), in that order."""
+    each test keeps its ``max_items_per_test`` most answered items (ties: item id), in that order. The key
+    is ``answer_for(item, answer_secret)``; without a secret, this installation's (``default_answer_secret``)."""
+    secret = answer_secret if answer_secret is not None else default_answer_secret()
     if max_items_per_test < 1:
         raise ValueError("max_items_per_test must be >= 1")
     df = df[["assessmentItemID", "testId", "KnowledgeTag"]].dropna()
@@ -130,6 +153,6 @@ def build_bank(df: pd.DataFrame, *, max_items_per_test: int = 10, source: str = 
     tests: dict[str, list[str]] = {}
     for row in table.itertuples(index=False):
         text = f"Question {row.item} (test {row.test}, skill {row.tag}). Item text is not available; choose A-D."
-        items[row.item] = Item(row.item, row.test, row.tag, text, answer_for(row.item))
+        items[row.item] = Item(row.item, row.test, row.tag, text, answer_for(row.item, secret))
         tests.setdefault(row.test, []).append(row.item)
     return QuestionBank(items, tests, source=source)

@@ -3,7 +3,8 @@
 This is the client's view state (which item comes next, the history sent to the inference service), not
 the record of interactions: that is the spool -> S3 path. An answer is accepted only for the item the
 student is due to answer, inside one write transaction, so a double submit or two tabs cannot log the
-same answer twice.
+same answer twice. The file (and SQLite's -wal/-shm beside it, which inherit its mode) is 0600: it holds
+the accounts' password hashes too (``accounts``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+from dkt_core.private_files import ensure_private, touch_private
 from dkt_core.webclient.bank import SEED_COLUMNS
 
 _SCHEMA = """
@@ -25,6 +27,22 @@ CREATE INDEX IF NOT EXISTS by_user_test ON interactions (userID, testId);
 """
 
 
+def open_private_db(path: Path) -> None:
+    """Create the SQLite file 0600 before SQLite does (it would use the umask: 0644), and tighten an
+    existing one and its -wal/-shm files."""
+    touch_private(path)
+    for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if extra.exists():
+            ensure_private(extra)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection per call: cheap for SQLite and never shared across threads or forks."""
+    db = sqlite3.connect(path, timeout=15, isolation_level=None)
+    db.row_factory = sqlite3.Row
+    return db
+
+
 class StaleAnswer(Exception):
     """The submitted item is not the one the student is due to answer (resubmit, old tab, forged form)."""
 
@@ -32,16 +50,13 @@ class StaleAnswer(Exception):
 class StateStore:
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        open_private_db(self.path)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        # A connection per call: cheap for SQLite and never shared across threads or forks.
-        db = sqlite3.connect(self.path, timeout=15, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        return db
+        return connect(self.path)
 
     def answered(self, user: str, test: str) -> int:
         """How many answers ``user`` gave on ``test`` in all sittings (position = answered % len(test))."""

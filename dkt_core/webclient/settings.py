@@ -1,4 +1,5 @@
-"""Web client settings, all read from the environment (no secrets: S3 credentials come from boto3's chain).
+"""Web client settings, read from the environment. No secret is ever in the environment: the session key and
+the answer-key secret live in files (created 0600 when absent); S3 credentials come from boto3's chain.
 
 | variable | default | meaning |
 |---|---|---|
@@ -11,6 +12,14 @@
 | DKT_SPOOL_MAX_AGE_S | 60 | ... or when its first row is this old |
 | DKT_FLUSH_INTERVAL_S | 5 | how often each worker seals aged batches and flushes sealed ones |
 | DKT_S3_CREATE_BUCKET | 1 | create the bucket when missing (embedded moto); set 0 on AWS |
+| DKT_CLIENT_SECRET_KEY_FILE | $DKT_HOME/client/session.secret | Flask session-signing key (made 0600 if absent) |
+| DKT_CLIENT_ANSWER_KEY_FILE | $DKT_HOME/client/answer_key.secret | HMAC secret of the answer key (build-bank) |
+| DKT_CLIENT_COOKIE_SECURE | 0 | send the session cookie over HTTPS only (set 1 behind TLS) |
+| DKT_CLIENT_SESSION_HOURS | 12 | a login lasts this long (server-side session, ended by logout) |
+| DKT_CLIENT_ANSWER_LIMIT | 30 per minute | answers per account |
+| DKT_CLIENT_LOGIN_LIMIT | 20 per minute | login attempts per client address |
+| DKT_CLIENT_LOGIN_USER_LIMIT | 10 per 15 minutes | failed logins per username |
+| DKT_CLIENT_SIGNUP_LIMIT | 60 per hour | sign-ups per client address (a class behind one NAT signs up together) |
 """
 
 from __future__ import annotations
@@ -18,6 +27,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from limits import parse as parse_limit
 
 
 def dkt_home() -> Path:
@@ -37,6 +48,16 @@ def _float(name: str, default: float, minimum: float) -> float:
     return value
 
 
+def _limit(name: str, default: str) -> str:
+    """A rate-limit string ("N per second|minute|hour|day", e.g. "30 per minute"), checked now."""
+    raw = (os.environ.get(name) or default).strip()
+    try:
+        parse_limit(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a rate limit; write e.g. '30 per minute' or '10/hour'") from None
+    return raw
+
+
 @dataclass(frozen=True)
 class ClientSettings:
     bank_path: Path
@@ -48,6 +69,22 @@ class ClientSettings:
     spool_max_age_s: float = 60.0
     flush_interval_s: float = 5.0
     create_bucket: bool = True
+    secret_key_file: Path | None = None  # None: beside the state database
+    answer_key_file: Path | None = None
+    cookie_secure: bool = False
+    session_hours: float = 12.0
+    answer_limit: str = "30 per minute"
+    login_limit: str = "20 per minute"
+    login_user_limit: str = "10 per 15 minutes"
+    signup_limit: str = "60 per hour"
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.secret_key_file or self.state_db.parent / "session.secret"
+
+    @property
+    def answer_key_path(self) -> Path:
+        return self.answer_key_file or self.bank_path.parent / "answer_key.secret"
 
     @classmethod
     def from_env(cls) -> ClientSettings:
@@ -62,4 +99,12 @@ class ClientSettings:
             spool_max_age_s=_float("DKT_SPOOL_MAX_AGE_S", 60.0, 0.0),
             flush_interval_s=_float("DKT_FLUSH_INTERVAL_S", 5.0, 0.05),
             create_bucket=os.environ.get("DKT_S3_CREATE_BUCKET", "1") not in ("0", "false", "no"),
+            secret_key_file=Path(os.environ.get("DKT_CLIENT_SECRET_KEY_FILE") or base / "session.secret"),
+            answer_key_file=Path(os.environ.get("DKT_CLIENT_ANSWER_KEY_FILE") or base / "answer_key.secret"),
+            cookie_secure=os.environ.get("DKT_CLIENT_COOKIE_SECURE", "0") in ("1", "true", "yes"),
+            session_hours=_float("DKT_CLIENT_SESSION_HOURS", 12.0, 0.01),
+            answer_limit=_limit("DKT_CLIENT_ANSWER_LIMIT", "30 per minute"),
+            login_limit=_limit("DKT_CLIENT_LOGIN_LIMIT", "20 per minute"),
+            login_user_limit=_limit("DKT_CLIENT_LOGIN_USER_LIMIT", "10 per 15 minutes"),
+            signup_limit=_limit("DKT_CLIENT_SIGNUP_LIMIT", "60 per hour"),
         )

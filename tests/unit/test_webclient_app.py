@@ -1,5 +1,6 @@
 """Flask app through its test client: validation, grading, spooling, and the inference panel against a
-loopback HTTP server that speaks the dkt_core.api contract (the real BentoML service is tested elsewhere)."""
+loopback HTTP server that speaks the dkt_core.api contract (the real BentoML service is tested elsewhere).
+Every quiz request is made by a signed-up account (accounts and their doors: test_webclient_accounts.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from dkt_core.api import KnowledgeStateRequest, PredictRequest
 from dkt_core.webclient.app import create_app
 from dkt_core.webclient.bank import CHOICES, Item, QuestionBank, answer_for
 from dkt_core.webclient.settings import ClientSettings
+from tests.webclient_flask import answer, csrf, sign_up
+
+SECRET = b"unit-test answer-key secret 0123456789"
 
 
 def free_port() -> int:
@@ -25,7 +29,7 @@ def free_port() -> int:
 
 
 def _bank() -> QuestionBank:
-    items = {f"i{n}": Item(f"i{n}", "T1", f"k{n % 2}", f"text {n}", answer_for(f"i{n}")) for n in range(3)}
+    items = {f"i{n}": Item(f"i{n}", "T1", f"k{n % 2}", f"text {n}", answer_for(f"i{n}", SECRET)) for n in range(3)}
     return QuestionBank(items, {"T1": ["i0", "i1", "i2"]})
 
 
@@ -83,14 +87,8 @@ def make_client(tmp_path, s3_env):
     return make
 
 
-def _csrf(client, url: str) -> tuple[str, str]:
-    page = client.get(url).get_data(as_text=True)
-    return re.search(r'name="csrf" value="([^"]+)"', page).group(1), page
-
-
-def _answer(client, user, item, choice, test="T1"):
-    token, _ = _csrf(client, f"/quiz/{user}/{test}")
-    return client.post(f"/quiz/{user}/{test}/answer", data={"csrf": token, "item": item, "choice": choice})
+def key(item: str) -> str:
+    return answer_for(item, SECRET)
 
 
 def _spooled(app) -> list[list[str]]:
@@ -101,48 +99,51 @@ def _spooled(app) -> list[list[str]]:
 
 def test_grading_spooling_and_progress(make_client):
     app, c = make_client(f"http://127.0.0.1:{free_port()}")  # nothing listens: service down
-    right = answer_for("i0")
-    wrong = next(x for x in CHOICES if x != answer_for("i1"))
-    r = _answer(c, "stu-1", "i0", right)
-    assert r.status_code == 303 and r.headers["Location"].endswith("/quiz/stu-1/T1?answered=i0")
+    uid = sign_up(c, "stu-1")
+    right = key("i0")
+    wrong = next(x for x in CHOICES if x != key("i1"))
+    r = answer(c, "i0", right)
+    assert r.status_code == 303 and r.headers["Location"].endswith("/quiz/T1?answered=i0")
     page = c.get(r.headers["Location"]).get_data(as_text=True)
     assert 'data-answer-code="1"' in page and "Question 2 of 3" in page
     assert "Predictions are unavailable" in page
-    assert _answer(c, "stu-1", "i1", wrong).status_code == 303
-    assert _answer(c, "stu-1", "i1", right).status_code == 409  # already answered: not logged twice
+    assert answer(c, "i1", wrong).status_code == 303
+    assert answer(c, "i1", right).status_code == 409  # already answered: not logged twice
     rows = _spooled(app)
-    assert [(r[0], r[1], r[2], r[3], r[5]) for r in rows] == [("stu-1", "i0", "T1", "1", "k0"),
-                                                             ("stu-1", "i1", "T1", "0", "k1")]
+    assert [(r[0], r[1], r[2], r[3], r[5]) for r in rows] == [(uid, "i0", "T1", "1", "k0"),
+                                                             (uid, "i1", "T1", "0", "k1")]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", r[4]) for r in rows)
-    _answer(c, "stu-1", "i2", answer_for("i2"))
-    page = c.get("/quiz/stu-1/T1").get_data(as_text=True)
+    answer(c, "i2", key("i2"))
+    page = c.get("/quiz/T1").get_data(as_text=True)
     assert "You finished this test: 2 of 3 correct" in page and "Question 1 of 3" in page
 
 
 @pytest.mark.parametrize("path,form,code,msg", [
-    ("/start", {"user": "bad user!", "test": "T1"}, 400, "User id must be"),
-    ("/start", {"user": "ok", "test": "T404"}, 404, "is not in the question bank"),
-    ("/quiz/ok/T1/answer", {"item": "i0", "choice": "Z"}, 400, "Pick one of the choices"),
-    ("/quiz/ok/T1/answer", {"item": "i9", "choice": "A"}, 400, "is not part of test"),
-    ("/quiz/ok/T1/answer", {"item": "i1", "choice": "A"}, 409, "is not the question due"),
+    ("/start", {"test": "T404"}, 404, "is not in the question bank"),
+    ("/quiz/T1/answer", {"item": "i0", "choice": "Z"}, 400, "Pick one of the choices"),
+    ("/quiz/T1/answer", {"item": "i9", "choice": "A"}, 400, "is not part of test"),
+    ("/quiz/T1/answer", {"item": "i1", "choice": "A"}, 409, "is not the question due"),
+    ("/quiz/T404/answer", {"item": "i0", "choice": "A"}, 404, "is not in the question bank"),
 ])
 def test_invalid_input_is_refused_with_a_message(make_client, path, form, code, msg):
     app, c = make_client(f"http://127.0.0.1:{free_port()}")
-    token, _ = _csrf(c, "/")
-    r = c.post(path, data={"csrf": token, **form})
+    sign_up(c, "okay")
+    r = c.post(path, data={"csrf": csrf(c, "/"), **form})
     assert r.status_code == code and msg in r.get_data(as_text=True)
     assert _spooled(app) == []
 
 
 def test_forms_need_the_csrf_token_and_start_assigns_a_test(make_client):
     app, c = make_client(f"http://127.0.0.1:{free_port()}")
-    r = c.post("/start", data={"user": "ok", "test": "T1"})
+    sign_up(c, "okay")
+    r = c.post("/start", data={"test": "T1"})
     assert r.status_code == 400 and "reload the page" in r.get_data(as_text=True)
-    token, page = _csrf(c, "/")
+    r = c.post("/start", data={"csrf": "a-token-of-another-session", "test": "T1"})
+    assert r.status_code == 400 and "reload the page" in r.get_data(as_text=True)
+    page = c.get("/").get_data(as_text=True)
     assert '<option value="T1">' in page
-    r = c.post("/start", data={"csrf": token, "user": "ok", "test": ""})
-    assert r.status_code == 303 and r.headers["Location"].endswith("/quiz/ok/T1")
-    assert c.get("/quiz/bad%20user/T1").status_code == 400
+    r = c.post("/start", data={"csrf": csrf(c, "/"), "test": ""})
+    assert r.status_code == 303 and r.headers["Location"].endswith("/quiz/T1")
     assert c.get("/healthz").get_json()["items"] == 3
 
 
@@ -150,15 +151,17 @@ def test_prediction_and_knowledge_chart_from_the_service(make_client):
     server = ContractServer()
     try:
         app, c = make_client(server.url)
-        page = c.get("/quiz/stu-2/T1").get_data(as_text=True)
+        uid = sign_up(c, "stu-2")
+        page = c.get("/quiz/T1").get_data(as_text=True)
         assert 'data-probability="0.2500"' in page and "knowledge-unavailable" in page  # no history yet
-        _answer(c, "stu-2", "i0", answer_for("i0"))
-        page = c.get("/quiz/stu-2/T1").get_data(as_text=True)
+        answer(c, "i0", key("i0"))
+        page = c.get("/quiz/T1").get_data(as_text=True)
         assert 'data-probability="0.3500"' in page and "(model m1)" in page
         bars = re.findall(r'data-tag="([^"]+)" data-p="([^"]+)"', page)
         assert bars == [("k0", "0.5000"), ("k1", "0.7500")]  # tags of this test; "zz" is not shown
         path, body = [r for r in server.requests if r[0] == "/predict"][-1]
         (student,) = body["students"]
+        assert student["userID"] == uid  # the account's id, as in the spooled rows
         assert student["history"][0]["assessmentItemID"] == "i0"
         assert student["targets"][0]["assessmentItemID"] == "i1"
     finally:
@@ -169,11 +172,12 @@ def test_slow_service_times_out_and_the_page_still_works(make_client):
     server = ContractServer(delay_s=1.5)
     try:
         app, c = make_client(server.url, timeout_s=0.3)
+        sign_up(c, "stu-3")
         t0 = time.monotonic()
-        page = c.get("/quiz/stu-3/T1").get_data(as_text=True)
+        page = c.get("/quiz/T1").get_data(as_text=True)
         assert "Predictions are unavailable" in page and time.monotonic() - t0 < 1.2
         t0 = time.monotonic()
-        c.get("/quiz/stu-3/T1")  # cooldown: no second wait for the timeout
+        c.get("/quiz/T1")  # cooldown: no second wait for the timeout
         assert time.monotonic() - t0 < 0.2
     finally:
         server.shutdown()
@@ -184,27 +188,30 @@ def test_an_answer_the_disk_refuses_is_a_503_to_retry_and_stored_nowhere(make_cl
     import os
 
     app, c = make_client(f"http://127.0.0.1:{free_port()}")
+    uid = sign_up(c, "stu-full")
     real = os.write
 
     def full_disk(fd, data):
-        if b"stu-full" in bytes(data):
+        if uid.encode() in bytes(data):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(fd, data)
 
+    token = csrf(c, "/quiz/T1")
     monkeypatch.setattr(os, "write", full_disk)
-    r = _answer(c, "stu-full", "i0", answer_for("i0"))
+    r = c.post("/quiz/T1/answer", data={"csrf": token, "item": "i0", "choice": key("i0")})
     monkeypatch.undo()
     assert r.status_code == 503 and r.headers["Retry-After"] == "5"
     assert "submit it again" in r.get_data(as_text=True) and "Nothing was recorded" in r.headers["X-Error-Reason"]
     assert "not stored" in caplog.text and "Traceback" not in caplog.text
-    assert app.extensions["dkt"]["store"].answered("stu-full", "T1") == 0
-    assert _answer(c, "stu-full", "i0", answer_for("i0")).status_code == 303  # the retry is stored, once
-    assert [r[:2] for r in _spooled(app)] == [["stu-full", "i0"]]
+    assert app.extensions["dkt"]["store"].answered(uid, "T1") == 0
+    assert answer(c, "i0", key("i0")).status_code == 303  # the retry is stored, once
+    assert [r[:2] for r in _spooled(app)] == [[uid, "i0"]]
 
 
 def test_error_replies_carry_their_reason_for_the_access_line(make_client):
     app, c = make_client(f"http://127.0.0.1:{free_port()}")
-    r = c.get("/quiz/ok/T404")
+    sign_up(c, "okay")
+    r = c.get("/quiz/T404")
     assert r.status_code == 404 and r.headers["X-Error-Reason"] == "Test 'T404' is not in the question bank; pick " \
         "one from the list."
     assert c.get("/").headers.get("X-Error-Reason") is None

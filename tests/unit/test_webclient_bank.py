@@ -1,11 +1,18 @@
-"""Question bank: building from seed rows, the deterministic answer key, grading, persistence."""
+"""Question bank: building from seed rows, the secret (HMAC) answer key, grading, persistence (0600)."""
 
 from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
 
 import pandas as pd
 import pytest
 
 from dkt_core.webclient.bank import CHOICES, QuestionBank, answer_for, build_bank, read_seed
+
+SECRET = b"unit-test answer-key secret 0123456789"
 
 
 def _rows() -> pd.DataFrame:
@@ -20,7 +27,7 @@ def _rows() -> pd.DataFrame:
 
 
 def test_build_bank_orders_items_by_frequency_and_caps_each_test():
-    bank = build_bank(_rows(), max_items_per_test=2)
+    bank = build_bank(_rows(), answer_secret=SECRET, max_items_per_test=2)
     assert bank.tests == {"T1": ["i1", "i2"], "T2": ["i9"]}
     assert bank.items["i9"].tag == "k2"  # the item's most frequent tag
     assert set(bank.items) == {"i1", "i2", "i9"}
@@ -28,17 +35,41 @@ def test_build_bank_orders_items_by_frequency_and_caps_each_test():
 
 
 def test_answer_key_is_deterministic_and_uses_every_choice():
-    assert answer_for("A060001001") == answer_for("A060001001")
-    keys = [answer_for(f"item{i}") for i in range(400)]
+    assert answer_for("A060001001", SECRET) == answer_for("A060001001", SECRET)
+    keys = [answer_for(f"item{i}", SECRET) for i in range(400)]
     assert set(keys) == set(CHOICES)
     assert max(keys.count(c) for c in CHOICES) < 150  # roughly balanced, not one constant answer
-    a = build_bank(_rows())
-    b = build_bank(_rows().iloc[::-1])  # order of the data does not change the key
+    a = build_bank(_rows(), answer_secret=SECRET)
+    b = build_bank(_rows().iloc[::-1], answer_secret=SECRET)  # order of the data does not change the key
     assert {k: v.answer for k, v in a.items.items()} == {k: v.answer for k, v in b.items.items()}
 
 
+def _public_key(item_id: str) -> str:
+    """The old, public derivation (issue 12): anyone could compute it from the item id."""
+    return CHOICES[hashlib.sha256(item_id.encode()).digest()[0] % len(CHOICES)]
+
+
+def test_answer_key_cannot_be_computed_from_the_item_id():
+    ids = [f"A{n:09d}" for n in range(400)]
+    ours = [answer_for(i, SECRET) for i in ids]
+    other = [answer_for(i, b"another installation's secret 0123") for i in ids]
+    # without the secret, the public derivation (or another secret) agrees only by chance (~1 in 4)
+    for guess in ([_public_key(i) for i in ids], other):
+        agree = sum(a == b for a, b in zip(ours, guess, strict=True))
+        assert 50 < agree < 150, agree
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        answer_for("i1", b"short")
+
+
+def test_format_1_bank_with_the_public_key_is_refused(tmp_path):
+    path = tmp_path / "bank.json"
+    path.write_text(json.dumps({"format": 1, "tests": {}, "items": {}}))
+    with pytest.raises(ValueError, match="answer key is public.*rebuild it"):
+        QuestionBank.load(path)
+
+
 def test_grade_against_the_key():
-    bank = build_bank(_rows())
+    bank = build_bank(_rows(), answer_secret=SECRET)
     right = bank.items["i1"].answer
     wrong = next(c for c in CHOICES if c != right)
     assert bank.grade("i1", right) == 1
@@ -50,10 +81,14 @@ def test_grade_against_the_key():
 
 
 def test_save_load_roundtrip_and_helpful_errors(tmp_path):
-    bank = build_bank(_rows(), source="x.csv")
+    bank = build_bank(_rows(), answer_secret=SECRET, source="x.csv")
     bank.save(tmp_path / "b" / "bank.json")
+    assert stat.S_IMODE(os.stat(tmp_path / "b" / "bank.json").st_mode) == 0o600  # it holds the answer key
     again = QuestionBank.load(tmp_path / "b" / "bank.json")
     assert again.tests == bank.tests and again.items == bank.items and again.source == "x.csv"
+    os.chmod(tmp_path / "b" / "bank.json", 0o644)  # e.g. written by an older version
+    QuestionBank.load(tmp_path / "b" / "bank.json")
+    assert stat.S_IMODE(os.stat(tmp_path / "b" / "bank.json").st_mode) == 0o600
     with pytest.raises(FileNotFoundError, match="build-bank"):
         QuestionBank.load(tmp_path / "missing.json")
 
@@ -63,7 +98,7 @@ def test_read_seed_csv_and_parquet(tmp_path, suffix):
     path = tmp_path / f"seed{suffix}"
     df = _rows()
     df.to_parquet(path) if suffix == ".parquet" else df.to_csv(path, index=False)
-    bank = build_bank(read_seed(path))
+    bank = build_bank(read_seed(path), answer_secret=SECRET)
     assert bank.tests["T2"] == ["i9"]
 
 
@@ -74,10 +109,19 @@ def test_read_seed_rejects_missing_columns(tmp_path):
         read_seed(path)
 
 
-def test_cli_build_bank(tmp_path, capsys):
+def test_cli_build_bank(tmp_path, capsys, monkeypatch):
     from dkt_core.webclient.__main__ import main
 
+    secret_file = tmp_path / "keys" / "answer_key.secret"
+    monkeypatch.setenv("DKT_CLIENT_ANSWER_KEY_FILE", str(secret_file))
     _rows().to_csv(tmp_path / "seed.csv", index=False)
     assert main(["build-bank", "--data", str(tmp_path / "seed.csv"), "--out", str(tmp_path / "bank.json")]) == 0
     assert "4 items in 2 tests" in capsys.readouterr().out
-    assert QuestionBank.load(tmp_path / "bank.json").tests["T1"] == ["i1", "i2", "i3"]
+    bank = QuestionBank.load(tmp_path / "bank.json")
+    assert bank.tests["T1"] == ["i1", "i2", "i3"]
+    # the secret was created 0600 and is what the key derives from; a rebuild reuses it: same key
+    assert stat.S_IMODE(os.stat(secret_file).st_mode) == 0o600
+    secret = secret_file.read_bytes().strip()
+    assert all(it.answer == answer_for(i, secret) for i, it in bank.items.items())
+    assert main(["build-bank", "--data", str(tmp_path / "seed.csv"), "--out", str(tmp_path / "again.json")]) == 0
+    assert QuestionBank.load(tmp_path / "again.json").items == bank.items

@@ -10,7 +10,9 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="check a log against the data contract; quarantine bad rows",
-                       description="Exit 0: all rows valid; 1: some rows rejected; 2: file unusable.")
+                       description="Exit 0: all rows valid; 1: some rows rejected; 2: file unusable. The size "
+                                   "caps DKT_INGEST_MAX_OBJECT_BYTES, DKT_INGEST_MAX_DECOMPRESSED_BYTES and "
+                                   "DKT_INGEST_MAX_COMPRESSION_RATIO apply as in ingestion.")
     p.add_argument("path", type=Path, help="CSV, CSV.gz or Parquet in the seed format")
     p.add_argument("--quarantine", type=Path, metavar="DIR",
                    help="write valid.csv, rejected.csv (with reasons) and report.json here")
@@ -25,9 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from dkt_core.data.io import ReadLimits
     from dkt_core.data.validate import validate_file
 
-    result = validate_file(args.path)
+    # the same caps as ingestion, so a file passes here exactly when it would be ingested
+    result = validate_file(args.path, limits=ReadLimits.from_env())
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     summary = result.summary()

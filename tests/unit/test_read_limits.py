@@ -277,3 +277,19 @@ def test_parquet_row_count_is_bounded_by_the_decompressed_cap():
     pq.write_table(pa.table({c: pa.array(["1"] * n) for c in COLUMNS}), buf)
     with pytest.raises(DataFileError, match=rf"^r.parquet: has {n} rows; decodes to more than"):
         read_raw_bytes(buf.getvalue(), "r.parquet", ReadLimits(max_decompressed_bytes=n))
+
+
+# --- `dkt validate` applies the same caps ------------------------------------------------------------
+
+def test_dkt_validate_applies_the_ingest_caps(tmp_path, monkeypatch, capsys):
+    from dkt_core.cli import main
+
+    path = tmp_path / "log.csv"
+    path.write_bytes(log(100))
+    assert main(["validate", str(path)]) == 0
+    monkeypatch.setenv("DKT_INGEST_MAX_OBJECT_BYTES", "1000")
+    assert main(["validate", str(path)]) == 2
+    assert "exceeds the 1000 bytes object limit (setting DKT_INGEST_MAX_OBJECT_BYTES)" in capsys.readouterr().err
+    monkeypatch.setenv("DKT_INGEST_MAX_OBJECT_BYTES", "lots")
+    assert main(["validate", str(path)]) == 2
+    assert "DKT_INGEST_MAX_OBJECT_BYTES must be a whole number" in capsys.readouterr().err

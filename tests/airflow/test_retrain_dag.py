@@ -122,11 +122,12 @@ def test_s3_outage_on_first_try_is_retried_without_duplicates(dagbag, env, s3_en
     assert str(run.state) == "success", states(run)
     ingest_ti = next(ti for ti in run.get_task_instances() if ti.task_id == "ingest")
     assert ingest_ti.try_number == 2 and attempts.read_text() == "xx"
-    # Version numbers are claimed with conditional creates and never reused (issue 11, item 4): the dead
-    # first attempt wrote v=000001 but never committed it (nothing points at it), the retry commits the
-    # next free number.
+    # Versions are claimed and created conditionally, never overwritten (issue 11, item 4): the dead first
+    # attempt claimed and wrote v=000001 but never committed it; the retry of the same run finds
+    # byte-identical content under its own run's claim and adopts it (no v=000002).
     committed = xcom(run, "ingest")["data_version"]
-    assert committed == "v=000002" and xcom(run, "ingest")["parent_version"] is None
+    assert committed == "v=000001" and xcom(run, "ingest")["parent_version"] is None
+    assert keys(client, bucket, "curated/v=000002/") == []
     assert client.get_object(Bucket=bucket, Key="curated/LATEST")["Body"].read().decode().strip() == committed
     rows = curated_rows(client, bucket, committed)
     assert len(rows) == len(initial) and not rows.duplicated().any()

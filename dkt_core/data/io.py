@@ -44,7 +44,7 @@ MIN_ROW_BYTES = 16  # a seed row needs at least this many bytes (6 fields, a 10-
 
 # What pyarrow, zlib and the codecs raise on bad bytes; all mean "this file is unusable".
 _BAD_FILE_ERRORS = (
-    pa.ArrowException, OSError, ValueError, zlib.error, EOFError, UnicodeError, MemoryError, OverflowError,
+    pa.ArrowException, OSError, ValueError, zlib.error, EOFError, UnicodeError, MemoryError, OverflowError, csv.Error,
 )
 
 OBJECT_SETTING = "DKT_INGEST_MAX_OBJECT_BYTES"
@@ -336,26 +336,27 @@ class _Utf8Checked(io.RawIOBase):
 
 def _header(src: _Source, name: str) -> tuple[list[str], int, int, int]:
     """Parse the first non-blank line (blank lines before it are consumed): (column names, its line
-    number, its length in bytes with the newline, the file offset after it)."""
+    number, its length in bytes with the line ending, the file offset after it). Lines end at LF, CR or
+    CRLF, as for pyarrow."""
     skipped = 0
     line_no = 1
     while True:
-        head = src.peek(MAX_HEADER_BYTES + 1)
+        head = src.peek(MAX_HEADER_BYTES + 2)
         if b"\x00" in head[:4096]:
             raise DataFileError(f"{name}: is a binary file, not a CSV (expected the seed CSV format)")
         if not head.strip():
             raise DataFileError(f"{name}: is empty (no header and no data rows)")
-        end = head.find(b"\n")
-        if end < 0:
-            if len(head) > MAX_HEADER_BYTES:
-                raise DataFileError(f"{name}: its first line is longer than {_size(MAX_HEADER_BYTES)}: not a CSV "
-                                    f"header (the seed format starts with {','.join(COLUMNS)})")
-            end = len(head)
+        ends = [i for i in (head.find(b"\n"), head.find(b"\r")) if i >= 0]
+        end = min(ends) if ends else len(head)
+        if end > MAX_HEADER_BYTES:
+            raise DataFileError(f"{name}: its first line is longer than {_size(MAX_HEADER_BYTES)}: not a CSV "
+                                f"header (the seed format starts with {','.join(COLUMNS)})")
+        size = end + (2 if head[end:end + 2] == b"\r\n" else 1 if end < len(head) else 0)
         line = head[:end]
         if line.strip():
             break
-        src.consume(end + 1)  # a blank line before the header
-        skipped += end + 1
+        src.consume(size)  # a blank line before the header
+        skipped += size
         line_no += 1
     if b"\x00" in line:
         raise DataFileError(f"{name}: is a binary file, not a CSV (expected the seed CSV format)")
@@ -363,8 +364,11 @@ def _header(src: _Source, name: str) -> tuple[list[str], int, int, int]:
         text = line.decode("utf-8-sig" if skipped == 0 else "utf-8")
     except UnicodeDecodeError as exc:
         raise DataFileError(f"{name}: is not UTF-8 text (byte {skipped + exc.start}); save it as UTF-8 CSV") from None
-    names = [_clean_name(n) for n in next(csv.reader([text.rstrip("\r\n")]))]
-    return names, line_no, end + 1, skipped + end + 1
+    try:
+        fields = next(csv.reader([text]), [])
+    except csv.Error as exc:
+        raise DataFileError(f"{name}: its header is not a CSV line ({exc})") from None
+    return [_clean_name(n) for n in fields], line_no, size, skipped + size
 
 
 def _clean_name(name: str) -> str:

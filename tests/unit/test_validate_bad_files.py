@@ -81,6 +81,51 @@ def test_blank_lines_before_the_header_are_skipped():
     assert len(r.valid) == 1 and r.rejected["line"].tolist() == [5]
 
 
+@pytest.mark.parametrize("eol", ["\n", "\r\n", "\r"])
+def test_line_endings_lf_crlf_and_cr_alone(eol):
+    rows = [ROW, "8,A,T,5,2020-03-24 00:17:11,1", "9,A,T,1,2020-03-24 00:17:12,1"]
+    r = validate_bytes(eol.join([HEADER, *rows, ""]).encode(), "e.csv", now=NOW)
+    assert (len(r.valid), r.rejected["line"].tolist()) == (2, [3])
+    assert r.valid["KnowledgeTag"].tolist() == ["7224", "1"]  # no line ending left in a value
+
+
+def test_header_that_is_not_a_csv_line():
+    unusable(b'"userID\r,' + HEADER.encode() + b"\n" + ROW.encode(), "header")
+
+
+def test_mutated_files_never_raise_anything_but_data_file_error():
+    """Random byte mutations of a CSV, a gzip and a Parquet file: a result or DataFileError, nothing else."""
+    import random
+
+    rng = random.Random(11)
+    rows = "".join(f"{i},A{i},T1,{i % 2},2020-03-24 00:17:{i % 60:02d},{i % 13}\n" for i in range(100))
+    text = (HEADER + "\n" + rows).encode()
+    bases = [text, gzip.compress(text), parquet(), gzip.compress(parquet())]
+    outcomes = {"read": 0, "unusable": 0}
+    for _ in range(300):
+        data = bytearray(rng.choice(bases))
+        for _ in range(rng.randint(1, 6)):
+            at = rng.randrange(len(data) + 1)
+            op = rng.random()
+            if op < 0.4 and at < len(data):
+                data[at] = rng.randrange(256)
+            elif op < 0.6:
+                del data[at:at + rng.randint(1, 50)]
+            elif op < 0.85:
+                data[at:at] = rng.choice([b"\x00", b'"', b",", b"\n", b"\r", b"\xff", b"\xef\xbb\xbf"]) * rng.randint(1, 5)
+            else:
+                del data[at:]
+        try:
+            r = validate_bytes(bytes(data), "fuzz", now=NOW)
+        except DataFileError as exc:
+            assert str(exc).startswith("fuzz: ")
+            outcomes["unusable"] += 1
+        else:
+            assert len(r.valid) + len(r.rejected) + r.duplicates == r.rows_read
+            outcomes["read"] += 1
+    assert min(outcomes.values()) >= 10  # both outcomes exercised
+
+
 def test_extra_columns_with_repeated_names_are_ignored():
     r = validate_bytes(("x,x," + HEADER + ",x\n1,2," + ROW + ",3\n").encode(), "x.csv", now=NOW)
     assert len(r.valid) == 1 and r.warnings == ["x.csv: extra column(s) ignored: x, x, x"]

@@ -398,11 +398,13 @@ def _read_csv(src: _Source, name: str) -> _Parsed:
         raise DataFileError(f"{name}: has a header but no data rows")
 
     bad: list[tuple[int, str]] = []
+    too_many = DataFileError(f"{name}: more than {MAX_BAD_LINES} records do not have the {len(names)} fields of "
+                             "the header; it is not the seed CSV format")
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
-        if len(bad) >= MAX_BAD_LINES:
-            raise DataFileError(f"{name}: more than {MAX_BAD_LINES} records do not have the {len(names)} fields of "
-                                "the header; it is not the seed CSV format")
+        if len(bad) >= MAX_BAD_LINES:  # pyarrow ignores an exception raised here: "error" stops the read
+            src.failure = src.failure or too_many
+            return "error"
         bad.append((int(row.number or 0) + header_line, row.text[:MAX_BAD_LINE_CHARS]))
         return "skip"
 

@@ -165,6 +165,13 @@ def test_malformed_line_text_is_cut_to_a_kilobyte():
     assert r.reasons == {"wrong field count": 1} and len(r.rejected["raw"].iloc[0]) == 1024
 
 
+def test_too_many_malformed_lines_make_the_file_unusable(monkeypatch):
+    monkeypatch.setattr("dkt_core.data.io.MAX_BAD_LINES", 5)
+    r = validate_bytes((HEADER + "\n" + "x\n" * 5).encode(), "b.csv", now=NOW)
+    assert r.reasons == {"wrong field count": 5}
+    unusable((HEADER + "\n" + "x\n" * 6).encode(), "more than 5 records do not have the 6 fields")
+
+
 def test_many_malformed_lines_keep_their_numbers():
     lines = [ROW if i % 3 else "bad" for i in range(3000)]
     r = validate_bytes((HEADER + "\n" + "\n".join(lines) + "\n").encode(), "m.csv", now=NOW)

@@ -532,7 +532,9 @@ def _as_string(col: pa.ChunkedArray) -> pa.ChunkedArray:
         col = _timestamp_text(col)
     elif not (pa.types.is_string(t) or pa.types.is_large_string(t)):
         col = col.cast(pa.string())
-    return pa.compute.fill_null(col.cast(pa.string()), "")
+    col = pa.compute.fill_null(col.cast(pa.string()), "")
+    col.validate(full=True)  # Parquet text is not checked for UTF-8 when read: invalid bytes end here
+    return col
 
 
 def _timestamp_text(col: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -251,6 +251,18 @@ def test_parquet_binary_that_is_not_utf8_is_refused():
         validate_bytes(parquet(testId=pa.array([b"\xff", b"T"], pa.binary())), "t.parquet", now=NOW)
 
 
+@pytest.mark.parametrize("dictionary", [False, True])
+def test_parquet_text_that_is_not_utf8_is_refused(dictionary):
+    """Parquet readers do not check string columns for UTF-8: invalid bytes must not become valid rows."""
+    table = pa.table({c: pa.array(["1", "2"]) for c in COLUMNS}).set_column(1, "assessmentItemID",
+                                                                             pa.array(["QQQQQQ1", "QQQQQQ2"]))
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="none", use_dictionary=dictionary, write_statistics=False)
+    data = buf.getvalue().replace(b"QQQQQQ1", b"QQ\xffQQQ1")
+    with pytest.raises(DataFileError, match="t.parquet: column assessmentItemID of type .* cannot be read as text"):
+        validate_bytes(data, "t.parquet", now=NOW)
+
+
 def test_parquet_duplicate_seed_column_is_refused():
     t = pa.Table.from_arrays([pa.array(["1"])] * 7, names=[*COLUMNS, "userID"])
     buf = io.BytesIO()

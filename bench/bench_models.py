@@ -24,8 +24,9 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
+from dkt_core.data.columns import LABEL, USER  # noqa: E402
+from dkt_core.features.spec import FeatureSpec  # noqa: E402
 from dkt_core.models import MODELS  # noqa: E402
-from dkt_core.models.base import LABEL, USER, FeatureSpec  # noqa: E402
 from dkt_core.training.ensemble import SoftVoteEnsemble  # noqa: E402
 
 

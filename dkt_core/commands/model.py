@@ -66,7 +66,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from dkt_core.evaluation.evaluate import evaluate_artifact
+    from dkt_core.predict.evaluate import evaluate_artifact
 
     report = evaluate_artifact(args.model, args.data, n_boot=args.bootstrap)
     if args.json:
@@ -84,7 +84,7 @@ def _fmt(m: dict) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from dkt_core.evaluation.evaluate import predict_file
+    from dkt_core.predict.evaluate import predict_file
 
     n = predict_file(args.model, args.data, args.out)
     print(f"wrote {n} predictions to {args.out}", file=sys.stderr)

@@ -11,7 +11,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from dkt_core.models.base import USER
+from dkt_core.data.columns import USER
 
 
 def user_buckets(users: pd.Series | np.ndarray, salt: str) -> np.ndarray:

@@ -15,15 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-MAX_REQUESTS = 100_000
-MAX_SECONDS = 600.0
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
-def check_target(url: str, allow_remote: bool = False) -> None:
-    """Refuse a load target that is not on loopback (unless deliberately allowed)."""
-    if urlsplit(url).hostname not in LOOPBACK and not allow_remote:
-        raise ValueError(f"load target {url} is not loopback; pass allow_remote=True deliberately")
+from dkt_core.loopback import MAX_REQUESTS, MAX_SECONDS, check_target
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dkt_core.features.groupops import Grouping, UserGroupings
+from dkt_core.data.groupops import Grouping, UserGroupings
 
 PRIOR_STRENGTH = 2.0  # pseudo-answers at the prior accuracy, so a first attempt has a finite accuracy
 RECENT_WINDOWS = (5, 10)

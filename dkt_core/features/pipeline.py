@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dkt_core.data.columns import LABEL, USER
+from dkt_core.data.groupops import UserGroupings
 from dkt_core.features.elo import difficulty_from_accuracy, elo_ratings
 from dkt_core.features.encoders import CategoryEncoder, NumericScaler
-from dkt_core.features.groupops import UserGroupings
 from dkt_core.features.history import history_features, residual_features
 from dkt_core.features.ids import decompose_items, elapsed_seconds
+from dkt_core.features.spec import FeatureSpec
 from dkt_core.features.stats import SMOOTHING, STAT_KEYS, PopulationStats, out_of_fold
-from dkt_core.models.base import LABEL, USER, FeatureSpec
 
 # Encoded categorical inputs of the sequence models (item/test/tag ids, id parts, elapsed 1-s bin,
 # previous answer: 2 wrong, 3 correct, 1 none).

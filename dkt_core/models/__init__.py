@@ -6,7 +6,7 @@ subclass) and one line here. Nothing else in the code base may branch on a model
 
 from __future__ import annotations
 
-from dkt_core.models.base import DKTModel, FeatureSpec, FitResult
+from dkt_core.models.base import DKTModel, FitResult
 from dkt_core.models.bert import BertModel
 from dkt_core.models.lgbm import LGBMModel
 from dkt_core.models.lstm import LSTMModel
@@ -29,4 +29,4 @@ def get_model_class(name: str) -> type[DKTModel]:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}") from None
 
 
-__all__ = ["MODELS", "DKTModel", "FeatureSpec", "FitResult", "get_model_class"]
+__all__ = ["MODELS", "DKTModel", "FitResult", "get_model_class"]

@@ -5,7 +5,7 @@ interaction, rows sorted by user then time, with
 - ``userID`` and the label column ``answerCode`` (1/0; -1 = unknown, a row to predict),
 - encoded categorical columns (int64; 0 = padding, 1 = unknown value, 2.. = known values),
 - scaled numeric columns (float32),
-all computed from each row's past only. ``FeatureSpec`` names those columns.
+all computed from each row's past only. ``FeatureSpec`` (``dkt_core.features.spec``) names those columns.
 
 ``predict_proba`` returns P(correct) for *every* row, each predicted from its own past only (all-item
 evaluation); the last row of a user gives the competition's last-item prediction. With ``rows`` it returns
@@ -23,24 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-USER = "userID"
-LABEL = "answerCode"
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """Which columns of a feature frame a model may use."""
-
-    categorical: dict[str, int]  # column -> cardinality (including padding 0 and unknown 1)
-    numeric: list[str]
-    tabular: list[str] = field(default_factory=list)  # columns for tree models (numeric + raw codes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
-        return cls(categorical=dict(d["categorical"]), numeric=list(d["numeric"]), tabular=list(d["tabular"]))
+from dkt_core.features.spec import FeatureSpec
 
 
 @dataclass

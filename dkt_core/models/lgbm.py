@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dkt_core.models.base import LABEL, DKTModel, FeatureSpec, FitResult
+from dkt_core.data.columns import LABEL
+from dkt_core.features.spec import FeatureSpec
+from dkt_core.models.base import DKTModel, FitResult
 
 SMALL_BATCH_ROWS = 20_000
 

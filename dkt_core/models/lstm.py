@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dkt_core.models.base import FeatureSpec
+from dkt_core.features.spec import FeatureSpec
 from dkt_core.models.torch_common import FeatureEmbedding, SeqConfig, SeqModule, TorchSequenceModel
 
 

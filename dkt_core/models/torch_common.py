@@ -18,15 +18,16 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from dkt_core.models.base import DKTModel, FeatureSpec, FitResult
-from dkt_core.training.sequences import (
+from dkt_core.features.spec import FeatureSpec
+from dkt_core.models.base import DKTModel, FitResult
+from dkt_core.models.sequences import (
     SequenceData,
     build_sequences,
     iterate_batches,
     predict_windows,
     train_windows,
 )
-from dkt_core.training.torch_loop import LoopConfig, default_threads, resolve_device, train_loop
+from dkt_core.models.torch_loop import LoopConfig, default_threads, resolve_device, train_loop
 
 
 @dataclass

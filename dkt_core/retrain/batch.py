@@ -19,9 +19,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from dkt_core.data.columns import LABEL, USER
 from dkt_core.ingest import layout as ingest_layout
 from dkt_core.ingest.s3ops import PreconditionFailed, get_json, put_json
-from dkt_core.models.base import LABEL, USER
 from dkt_core.retrain.champion import read_champion
 from dkt_core.retrain.layout import LAST_TRAINED_KEY
 from dkt_core.retrain.settings import RetrainSettings

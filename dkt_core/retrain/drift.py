@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dkt_core.data.columns import LABEL, USER
 from dkt_core.evaluation.metrics import json_safe, user_bootstrap
-from dkt_core.models.base import LABEL, USER
 from dkt_core.retrain.settings import RetrainSettings
 
 EPS = 1e-4

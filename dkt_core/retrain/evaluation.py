@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dkt_core.data.columns import LABEL, USER
 from dkt_core.evaluation.metrics import evaluate_predictions, paired_auc_difference
-from dkt_core.models.base import LABEL, USER
 from dkt_core.retrain.champion import champion_dir, read_champion
 from dkt_core.retrain.layout import model_key
 from dkt_core.retrain.s3io import fetch_artifact, read_parquet, write_json, write_parquet

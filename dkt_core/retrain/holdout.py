@@ -10,10 +10,10 @@ from typing import Any
 
 import pandas as pd
 
+from dkt_core.data.columns import USER
 from dkt_core.data.split import user_buckets
 from dkt_core.ingest import layout as ingest_layout
 from dkt_core.ingest.curated import read_version
-from dkt_core.models.base import USER
 from dkt_core.retrain.layout import split_key
 from dkt_core.retrain.s3io import read_json, write_json, write_parquet
 from dkt_core.retrain.settings import RetrainSettings

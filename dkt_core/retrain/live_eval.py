@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dkt_core.data.columns import LABEL, USER
 from dkt_core.evaluation.metrics import evaluate_predictions
 from dkt_core.ingest import layout as ingest_layout
 from dkt_core.ingest.curated import COLUMNS, read_version
 from dkt_core.ingest.s3ops import PreconditionFailed, get_json, put_json
-from dkt_core.models.base import LABEL, USER
 from dkt_core.retrain.champion import champion_dir, read_champion
 from dkt_core.retrain.layout import LIVE_AUC_KEY
 from dkt_core.retrain.settings import RetrainSettings

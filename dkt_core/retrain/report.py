@@ -13,10 +13,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from dkt_core.data.columns import LABEL
 from dkt_core.ingest import layout as ingest_layout
 from dkt_core.ingest.curated import read_version
 from dkt_core.ingest.s3ops import get_json, put_bytes
-from dkt_core.models.base import LABEL
 from dkt_core.retrain import plots
 from dkt_core.retrain.drift import drift_summary, quality_summary
 from dkt_core.retrain.gate import METRIC, decide

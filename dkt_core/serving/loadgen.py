@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from dkt_core.deploy.loadgen import MAX_REQUESTS, MAX_SECONDS, check_target
+from dkt_core.loopback import MAX_REQUESTS, MAX_SECONDS, check_target
 
 
 @dataclass

@@ -13,13 +13,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dkt_core.data.columns import LABEL, USER
 from dkt_core.data.fingerprint import fingerprint
 from dkt_core.data.split import split_users
 from dkt_core.data.validate import validate_file
 from dkt_core.evaluation.metrics import evaluate_predictions
 from dkt_core.features.pipeline import FeaturePipeline
 from dkt_core.models import MODELS
-from dkt_core.models.base import LABEL, USER
 from dkt_core.training.artifact import git_sha, write_artifact
 from dkt_core.training.config import TrainConfig
 from dkt_core.training.ensemble import SoftVoteEnsemble

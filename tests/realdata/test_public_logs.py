@@ -8,7 +8,7 @@ import pytest
 
 from dkt_core.data.split import split_users
 from dkt_core.data.validate import load_interactions, to_seed_csv
-from dkt_core.evaluation.evaluate import evaluate_artifact
+from dkt_core.predict.evaluate import evaluate_artifact
 from dkt_core.training.config import TrainConfig
 from dkt_core.training.trainer import train
 

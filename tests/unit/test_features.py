@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dkt_core.features.groupops import Grouping, combine_codes
+from dkt_core.data.groupops import Grouping, combine_codes
 from dkt_core.features.ids import decompose_items
 from dkt_core.features.pipeline import FeaturePipeline
 

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from dkt_core.models import MODELS, FeatureSpec
+from dkt_core.features.spec import FeatureSpec
+from dkt_core.models import MODELS
 
 N_ITEMS, N_TESTS, N_TAGS = 24, 6, 5
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dkt_core.models.base import FeatureSpec
-from dkt_core.training.sequences import build_sequences, iterate_batches, predict_windows, train_windows
+from dkt_core.features.spec import FeatureSpec
+from dkt_core.models.sequences import build_sequences, iterate_batches, predict_windows, train_windows
 
 SPEC = FeatureSpec(categorical={"item": 50, "test": 10, "head": 4, "mid": 6}, numeric=["x"])
 

@@ -15,7 +15,7 @@ import pytest
 from dkt_core.api import Interaction, StudentRequest, Target
 from dkt_core.data.simulate import SimulationConfig, simulate, write_log
 from dkt_core.data.validate import to_seed_csv
-from dkt_core.evaluation.evaluate import predict_file
+from dkt_core.predict.evaluate import predict_file
 from dkt_core.serving import InferenceEngine, ModelLoader, build_frame
 from dkt_core.serving.engine import typical_item
 from dkt_core.training.config import TrainConfig

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from dkt_core.data.validate import load_interactions
-from dkt_core.evaluation.evaluate import evaluate_artifact, predict_file
 from dkt_core.predict import Predictor
+from dkt_core.predict.evaluate import evaluate_artifact, predict_file
 from dkt_core.training.config import TrainConfig
 from dkt_core.training.trainer import train
 

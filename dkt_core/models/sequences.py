@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dkt_core.models.base import LABEL, USER, FeatureSpec
+from dkt_core.data.columns import LABEL, USER
+from dkt_core.features.spec import FeatureSpec
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Scoring a trained artifact on a file (evaluation) and batch prediction of the -1 rows."""
+"""Scoring a trained artifact on a file (evaluation) and batch prediction of the -1 rows, beside the
+``Predictor`` they use (the metrics themselves are ``dkt_core.evaluation.metrics``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dkt_core.data.columns import LABEL, USER
 from dkt_core.data.validate import load_interactions
 from dkt_core.evaluation.metrics import evaluate_predictions
-from dkt_core.models.base import LABEL, USER
 from dkt_core.predict import Predictor
 
 

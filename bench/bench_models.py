@@ -22,9 +22,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch/lightgbm loa
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from dkt_core.data.columns import LABEL, USER  # noqa: E402
+from dkt_core.evaluation.metrics import accuracy, auc  # noqa: E402
 from dkt_core.features.spec import FeatureSpec  # noqa: E402
 from dkt_core.models import MODELS  # noqa: E402
 from dkt_core.training.ensemble import SoftVoteEnsemble  # noqa: E402
@@ -58,8 +58,7 @@ def aucs(frame: pd.DataFrame, p: np.ndarray) -> dict[str, float]:
     known = frame[LABEL].to_numpy() >= 0
     y = frame[LABEL].to_numpy()
     last = ~frame[USER].duplicated(keep="last").to_numpy() & known
-    return {"auc_all": float(roc_auc_score(y[known], p[known])), "auc_last": float(roc_auc_score(y[last], p[last])),
-            "acc_last": float(np.mean((p[last] >= 0.5) == y[last]))}
+    return {"auc_all": auc(y[known], p[known]), "auc_last": auc(y[last], p[last]), "acc_last": accuracy(y[last], p[last])}
 
 
 def latency_ms(model, frame: pd.DataFrame, n_users: int, length: int, repeats: int = 20) -> float:

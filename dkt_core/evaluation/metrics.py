@@ -4,6 +4,11 @@
 - last-item: each user's last answered interaction predicted from the rest (the competition protocol).
 Confidence intervals come from a bootstrap over *users* (rows of one user are not independent).
 AUC is computed from one sort; each bootstrap replicate only re-weights rows (O(n) per replicate).
+
+The one home of the metric definitions (issue 14): every AUC in the code base is ``auc`` (tied scores
+count one half, NaN for a single class) and every probability goes through ``clip_proba`` (one ``EPS``)
+before a log. The models' validation AUC, the ensemble's fit report, the evaluation reports and the gate
+all call these; the module imports nothing from dkt_core, so every layer may use it.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-EPS = 1e-7
+EPS = 1e-7  # probabilities are clipped to [EPS, 1 - EPS] before any log (log loss, the ensemble objective)
 
 
 def weighted_auc(order: np.ndarray, group_start: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
@@ -35,8 +40,37 @@ def _sorted_blocks(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def auc(y: np.ndarray, score: np.ndarray) -> float:
-    order, starts = _sorted_blocks(np.asarray(score, dtype=np.float64))
+    """ROC AUC of ``score`` for binary labels ``y`` (ties count one half); NaN when ``y`` has one class
+    or no rows. Scores with NaN/inf are refused (a model that produced them needs fixing, not a number)."""
+    score = np.asarray(score, dtype=np.float64)
+    if len(score) == 0:
+        return float("nan")
+    if not np.isfinite(score).all():
+        raise ValueError(f"{int((~np.isfinite(score)).sum())} of {len(score)} scores are NaN/inf; "
+                         "AUC needs finite scores (check the model that produced them)")
+    order, starts = _sorted_blocks(score)
     return weighted_auc(order, starts, np.asarray(y, dtype=np.float64), np.ones(len(y)))
+
+
+def clip_proba(p: np.ndarray) -> np.ndarray:
+    """Probabilities as float64 clipped to [EPS, 1 - EPS], so a log of them is finite."""
+    return np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
+
+
+def log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean binary cross-entropy of probabilities ``p`` (clipped by ``clip_proba``) for labels ``y``."""
+    y, pc = np.asarray(y, dtype=np.float64), clip_proba(p)
+    return float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc)))
+
+
+def accuracy(y: np.ndarray, p: np.ndarray) -> float:
+    """Share of rows where ``p >= 0.5`` agrees with the label."""
+    return float(np.mean((np.asarray(p) >= 0.5) == (np.asarray(y) == 1)))
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """AUC, log loss and accuracy of probabilities ``p`` for labels ``y`` (all rows answered)."""
+    return {"auc": auc(y, p), "logloss": log_loss(y, p), "acc": accuracy(y, p)}
 
 
 def user_bootstrap(users: np.ndarray, statistic: Callable[[np.ndarray], float], *, n_boot: int, seed: int = 0,
@@ -106,15 +140,14 @@ def evaluate_predictions(users: np.ndarray, labels: np.ndarray, proba: np.ndarra
         raise ValueError("no answered interactions to evaluate (every answerCode is -1)")
     # last answered row per user: the row after which the user id changes
     last = np.r_[u[1:] != u[:-1], True]
-    pc = np.clip(p, EPS, 1 - EPS)
     out = {
         "n_users": int(last.sum()),
         "n_rows": int(len(y)),
         "auc_all": auc(y, p),
-        "acc_all": float(np.mean((p >= 0.5) == (y == 1))),
-        "logloss_all": float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc))),
+        "acc_all": accuracy(y, p),
+        "logloss_all": log_loss(y, p),
         "auc_last": auc(y[last], p[last]),
-        "acc_last": float(np.mean((p[last] >= 0.5) == (y[last] == 1))),
+        "acc_last": accuracy(y[last], p[last]),
     }
     if n_boot > 0:
         out["auc_all_ci95"] = list(_bootstrap_auc(u, y, p, n_boot, seed))

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from dkt_core.evaluation.metrics import auc
 from dkt_core.features.spec import FeatureSpec
 from dkt_core.models.base import DKTModel, FitResult
 from dkt_core.models.sequences import (
@@ -216,7 +216,7 @@ class TorchSequenceModel(DKTModel):
             def validate() -> float:
                 probs = self._predict_data(va, device)[va.order]
                 y = va_labels[va_known]
-                return roc_auc_score(y, probs[va_known]) if len(np.unique(y)) == 2 else float("nan")
+                return auc(y, probs[va_known])
 
             result = train_loop(self.module, self.module.loss, epoch_batches, steps, validate, c, seed=seed,
                                 progress=progress, desc=self.name)

@@ -14,15 +14,8 @@ from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize
-from sklearn.metrics import log_loss, roc_auc_score
 
-EPS = 1e-6
-
-
-def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    p = np.clip(p, EPS, 1 - EPS)
-    auc = float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
-    return {"auc": auc, "logloss": float(log_loss(y, p, labels=[0, 1])), "acc": float(np.mean((p >= 0.5) == y))}
+from dkt_core.evaluation.metrics import binary_metrics, clip_proba
 
 
 @dataclass
@@ -52,7 +45,7 @@ class SoftVoteEnsemble:
         k = len(names)
 
         def objective(w: np.ndarray) -> tuple[float, np.ndarray]:
-            p = np.clip(P @ w, EPS, 1 - EPS)
+            p = clip_proba(P @ w)
             loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
             grad = P.T @ ((p - y) / (p * (1 - p))) / len(y)
             return float(loss), grad
@@ -66,8 +59,8 @@ class SoftVoteEnsemble:
             w = np.clip(res.x, 0.0, None)
             w = w / w.sum() if w.sum() > 0 else np.full(k, 1 / k)
         ens = cls(weights={n: float(v) for n, v in zip(names, w, strict=True)}, n_valid=len(y))
-        ens.member_metrics = {n: _metrics(y, P[:, i]) for i, n in enumerate(names)}
-        ens.metrics = _metrics(y, P @ w)
+        ens.member_metrics = {n: binary_metrics(y, P[:, i]) for i, n in enumerate(names)}
+        ens.metrics = binary_metrics(y, P @ w)
         return ens
 
     def predict(self, predictions: dict[str, np.ndarray]) -> np.ndarray:

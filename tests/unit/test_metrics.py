@@ -1,13 +1,19 @@
-"""Metrics: AUC equals scikit-learn's, last-item picks each user's last answered row, CIs bracket."""
+"""Metrics: AUC equals scikit-learn's, last-item picks each user's last answered row, CIs bracket; every metric
+in dkt_core comes from this one module (the ensemble's report, the evaluation report, the models' validation AUC)."""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import numpy as np
 import pytest
+from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import roc_auc_score
 
 from dkt_core.data.split import split_users
-from dkt_core.evaluation.metrics import auc, evaluate_predictions
+from dkt_core.evaluation.metrics import EPS, accuracy, auc, binary_metrics, evaluate_predictions, log_loss
+from dkt_core.training.ensemble import SoftVoteEnsemble
 
 
 def test_auc_matches_sklearn_with_ties():
@@ -41,3 +47,54 @@ def test_split_by_user_is_disjoint_and_stable(tiny_log):
     # adding rows for new users does not move existing users between sides
     _, held2 = split_users(tiny_log.assign(userID=tiny_log["userID"]), 0.25, salt="x")
     assert set(held2["userID"]) == set(held["userID"])
+
+
+def test_log_loss_and_accuracy_match_sklearn_and_clip_once():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    p = rng.random(300)
+    assert log_loss(y, p) == pytest.approx(sk_log_loss(y, p, labels=[0, 1]), rel=1e-12)
+    assert accuracy(y, p) == pytest.approx(np.mean((p >= 0.5) == y))
+    # certain and wrong: finite, and the clip is the module's one EPS
+    assert log_loss(np.array([1, 0]), np.array([0.0, 1.0])) == pytest.approx(-np.log(EPS))
+
+
+def test_auc_without_rows_is_nan_and_non_finite_scores_are_refused():
+    assert np.isnan(auc(np.array([]), np.array([])))
+    with pytest.raises(ValueError, match="1 of 3 scores are NaN/inf"):
+        auc(np.array([0, 1, 1]), np.array([0.2, np.nan, 0.7]))
+
+
+def test_the_reports_agree_with_the_one_auc():
+    """The ensemble's validation report, the evaluation report and ``auc`` give the same numbers."""
+    rng = np.random.default_rng(2)
+    n = 600
+    y = rng.integers(0, 2, n)
+    members = {"a": np.clip(0.3 * y + rng.random(n) * 0.7, 0, 1), "b": np.round(rng.random(n), 1)}  # b: ties
+    ens = SoftVoteEnsemble.fit(members, y)
+    for name, p in members.items():
+        assert ens.member_metrics[name] == binary_metrics(y, p)
+        assert ens.member_metrics[name]["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    blend = ens.predict(members)
+    assert ens.metrics == binary_metrics(y, blend)
+    report = evaluate_predictions(np.repeat(np.arange(n // 6), 6).astype(str), y, blend, n_boot=0)
+    assert report["auc_all"] == ens.metrics["auc"] and report["logloss_all"] == ens.metrics["logloss"]
+    assert report["acc_all"] == ens.metrics["acc"]
+
+
+def test_no_other_metric_implementation_in_dkt_core():
+    """One home for AUC / log loss: no dkt_core module but this one imports scikit-learn's metrics."""
+    root = Path(__file__).resolve().parents[2] / "dkt_core"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path == root / "evaluation" / "metrics.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sklearn.metrics"):
+                found.append(f"{path.relative_to(root.parent)} imports {node.module}")
+            elif isinstance(node, ast.Import) and any(a.name.startswith("sklearn.metrics") for a in node.names):
+                found.append(f"{path.relative_to(root.parent)} imports sklearn.metrics")
+            elif isinstance(node, ast.ImportFrom) and node.module == "sklearn" and any(a.name == "metrics"
+                                                                                      for a in node.names):
+                found.append(f"{path.relative_to(root.parent)} imports sklearn.metrics")
+    assert not found, "use dkt_core.evaluation.metrics instead:\n" + "\n".join(found)

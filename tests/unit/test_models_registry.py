@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from dkt_core.evaluation.metrics import auc as metrics_auc
 from dkt_core.features.spec import FeatureSpec
 from dkt_core.models import MODELS
 
@@ -126,6 +127,16 @@ def test_learns_synthetic_pattern(name, fitted, data):
     losses = [h["train_loss"] for h in result.history if "train_loss" in h]
     if len(losses) >= 2:
         assert losses[-1] < losses[0], f"{name} training loss did not decrease: {losses}"
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_reported_validation_auc_is_the_metrics_auc(name, fitted, data):
+    """``FitResult.valid_auc`` (the torch loop's early-stopping score, LightGBM's own early-stopping metric)
+    is the AUC of ``dkt_core.evaluation.metrics`` on the returned model's validation predictions."""
+    model, result = fitted[name]
+    _, valid, _ = data
+    expected = metrics_auc(valid["answerCode"].to_numpy(), model.predict_proba(valid))
+    assert result.valid_auc == pytest.approx(expected, abs=1e-6)
 
 
 @pytest.mark.parametrize("name", list(MODELS))

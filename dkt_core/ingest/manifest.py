@@ -209,25 +209,29 @@ class Lease:
                 "expires_at": now + self.ttl_s}
 
     def acquire(self) -> Lease:
-        now = self.acquired_at = time.time()
+        self.acquired_at = time.time()
         doc = self._doc()
-        try:
-            self.etag = put_json(self.client, self.bucket, layout.LOCK_KEY, doc, if_absent=True)
-        except PreconditionFailed:
-            got = self._read_lock()
-            if got is None:  # released between our write and read: try once more
+        for _ in range(5):  # a takeover can race the old attempt's heartbeat: re-read and try again
+            try:
                 self.etag = put_json(self.client, self.bucket, layout.LOCK_KEY, doc, if_absent=True)
-            else:
-                holder, etag = got
-                if holder["run_id"] != self.run_id and holder["expires_at"] > now:
-                    raise IngestBusy(
-                        f"run {holder['run_id']!r} holds the ingest lease until "
-                        f"{datetime.fromtimestamp(holder['expires_at'], UTC).isoformat()}; retry later"
-                    ) from None
-                try:  # our own run's stale lease (a retry: the old attempt is fenced out) or an expired one
-                    self.etag = put_json(self.client, self.bucket, layout.LOCK_KEY, doc, if_match=etag)
-                except PreconditionFailed:
-                    raise IngestBusy("another run took the ingest lease at the same moment; retry") from None
+                break
+            except PreconditionFailed:
+                pass
+            got = self._read_lock()
+            if got is None:  # released between our write and read: try again
+                continue
+            holder, etag = got
+            if holder["run_id"] != self.run_id and holder["expires_at"] > time.time():
+                raise IngestBusy(
+                    f"run {holder['run_id']!r} holds the ingest lease until "
+                    f"{datetime.fromtimestamp(holder['expires_at'], UTC).isoformat()}; retry later")
+            try:  # our own run's stale lease (a retry: the old attempt is fenced out) or an expired one
+                self.etag = put_json(self.client, self.bucket, layout.LOCK_KEY, doc, if_match=etag)
+                break
+            except PreconditionFailed:
+                continue  # renewed or taken meanwhile: look again
+        else:
+            raise IngestBusy("the ingest lease kept changing hands while this run tried to take it; retry")
         self.expires_at = doc["expires_at"]
         self._thread = threading.Thread(target=self._heartbeat, name=f"ingest-lease-{self.token[:8]}", daemon=True)
         self._thread.start()

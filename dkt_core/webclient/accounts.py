@@ -27,7 +27,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from dkt_core.data.schema import ID_PATTERN
 from dkt_core.webclient.history import connect, open_private_db
 
-USERNAME_RE = re.compile(r"^[a-z0-9_.\-]{3,32}$")
+USERNAME_RE = re.compile(r"^[a-z0-9_.\-]{2,32}$")
 MIN_PASSWORD, MAX_PASSWORD = 8, 128
 ROLES = ("student", "teacher")
 CLASS_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud in a classroom
@@ -111,7 +111,7 @@ class AccountStore:
         username = self.normalize(username)
         class_code = class_code.strip().upper()
         if not USERNAME_RE.match(username):
-            raise SignUpError("Username must be 3-32 characters: lowercase letters, digits, '.', '_' or '-'.")
+            raise SignUpError("Username must be 2-32 characters: lowercase letters, digits, '.', '_' or '-'.")
         if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
             raise SignUpError(f"Password must be {MIN_PASSWORD}-{MAX_PASSWORD} characters long.")
         if role not in ROLES:

@@ -1,6 +1,7 @@
 """The student web client in real headless Chromium, served by gunicorn (2 workers) on loopback, logging
-to a real moto S3 server: answer three questions, check the page, then check S3 holds exactly those three
-interactions. Needs Debian's chromium + chromium-driver (`make browser-deps`)."""
+to a real moto S3 server: sign up, log out, log in, answer three questions, check the page, then check S3
+holds exactly those three interactions under the account's userID. Needs Debian's chromium +
+chromium-driver (`make browser-deps`)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def inference_url() -> str:
 def bank(tmp_path):
     rows = [("u", f"i{n}", TEST_ID, 1, "2020-01-01 00:00:00", f"k{n % 2}") for n in range(4) for _ in range(4 - n)]
     path = tmp_path / "bank.json"
-    b = build_bank(pd.DataFrame(rows, columns=SEED_COLUMNS))
+    b = build_bank(pd.DataFrame(rows, columns=SEED_COLUMNS), answer_secret=b"browser-test secret 0123456789abcdef")
     b.save(path)
     return b, path
 
@@ -58,7 +59,7 @@ def start_client(tmp_path, s3_env, bank):
 
     def start(api_url: str) -> str:
         port = _free_port()
-        env = {**os.environ, "DKT_CLIENT_PORT": str(port), "DKT_CLIENT_WORKERS": "2",
+        env = {**os.environ, "DKT_HOME": str(tmp_path), "DKT_CLIENT_PORT": str(port), "DKT_CLIENT_WORKERS": "2",
                "DKT_CLIENT_BANK": str(bank[1]), "DKT_CLIENT_SPOOL_DIR": str(tmp_path / "spool"),
                "DKT_CLIENT_STATE_DB": str(tmp_path / "state.sqlite"), "DKT_API_URL": api_url,
                "DKT_API_TIMEOUT_S": "3", "DKT_SPOOL_MAX_AGE_S": "1", "DKT_FLUSH_INTERVAL_S": "0.5"}
@@ -104,8 +105,9 @@ def browser(tmp_path):
     driver.quit()
 
 
-def _answer_three(driver, url: str, bank, user: str) -> list[tuple[str, int]]:
-    """Start the test in the browser and answer 3 questions: right, wrong, right. Returns (item, code)."""
+def _answer_three(driver, url: str, bank, user: str) -> tuple[str, list[tuple[str, int]]]:
+    """Sign up, log out and in again, start the test in the browser and answer 3 questions: right, wrong,
+    right. Returns the account's userID and the (item, code) answered."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -128,8 +130,23 @@ def _answer_three(driver, url: str, bank, user: str) -> list[tuple[str, int]]:
         except Exception as exc:  # noqa: BLE001 - say which page the browser was on
             raise AssertionError(f"#{element_id} not on {driver.current_url}: {driver.page_source[:600]}") from exc
 
-    driver.get(url)
-    driver.find_element(By.ID, "user").send_keys(user)
+    password = "browser password 1"
+    driver.get(url)  # not logged in: the login page
+    assert element("login-form") and "/login" in driver.current_url
+    driver.find_element(By.ID, "signup-link").click()
+    element("signup-form")
+    driver.find_element(By.ID, "username").send_keys(user)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "password2").send_keys(password)
+    submit("signup")
+    assert element("who").text == user
+    user_id = element("user-id").text
+    submit("logout")
+    element("login-form")
+    driver.find_element(By.ID, "username").send_keys(user)
+    driver.find_element(By.ID, "password").send_keys(password)
+    submit("login")
+    assert element("user-id").text == user_id  # the same account after logging in again
     Select(driver.find_element(By.ID, "test")).select_by_value(TEST_ID)
     submit("start")
     done = []
@@ -145,7 +162,8 @@ def _answer_three(driver, url: str, bank, user: str) -> list[tuple[str, int]]:
         assert ("Correct" in feedback.text) is correct
         done.append((item, int(correct)))
     assert element("progress").text == "Question 4 of 4"
-    return done
+    assert user not in driver.current_url and user_id not in driver.current_url  # no student in any URL
+    return user_id, done
 
 
 def _s3_interactions(settings, want: int, timeout: float = 20.0) -> list[dict]:
@@ -161,11 +179,11 @@ def _s3_interactions(settings, want: int, timeout: float = 20.0) -> list[dict]:
         time.sleep(0.5)
 
 
-def _check_s3(s3_env, bank, user: str, done, t0: datetime) -> None:
+def _check_s3(s3_env, bank, user_id: str, done, t0: datetime) -> None:
     rows = _s3_interactions(s3_env, want=3)
     got = sorted((r["userID"], r["assessmentItemID"], r["testId"], int(r["answerCode"]), r["KnowledgeTag"])
                  for r in rows)
-    want = sorted((user, item, TEST_ID, code, bank.items[item].tag) for item, code in done)
+    want = sorted((user_id, item, TEST_ID, code, bank.items[item].tag) for item, code in done)
     assert got == want  # exactly those three: none lost, none twice
     for r in rows:  # the server's clock, in the seed format
         ts = datetime.strptime(r["Timestamp"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
@@ -179,10 +197,10 @@ def test_three_answers_reach_s3_while_predictions_are_down(browser, start_client
 
     t0 = datetime.now(UTC).replace(microsecond=0)
     url = start_client(inference_url)
-    done = _answer_three(browser, url, bank[0], "student-1")
+    user_id, done = _answer_three(browser, url, bank[0], "student-1")
     assert "Predictions are unavailable" in browser.find_element(By.ID, "prediction-unavailable").text
     assert not browser.find_elements(By.ID, "knowledge-chart")
-    _check_s3(s3_env, bank[0], "student-1", done, t0)
+    _check_s3(s3_env, bank[0], user_id, done, t0)
 
 
 def test_three_answers_show_prediction_and_knowledge_chart(browser, start_client, inference_server_url, bank,
@@ -191,10 +209,10 @@ def test_three_answers_show_prediction_and_knowledge_chart(browser, start_client
 
     t0 = datetime.now(UTC).replace(microsecond=0)
     url = start_client(inference_server_url)
-    done = _answer_three(browser, url, bank[0], "student-2")
+    user_id, done = _answer_three(browser, url, bank[0], "student-2")
     p = float(browser.find_element(By.ID, "prediction").get_attribute("data-probability"))
     assert 0.0 <= p <= 1.0
     bars = browser.find_elements(By.CSS_SELECTOR, "#knowledge-chart g.bar")
     assert bars and all(0.0 <= float(b.get_attribute("data-p")) <= 1.0 for b in bars)
     assert browser.find_element(By.ID, "knowledge-chart").is_displayed()
-    _check_s3(s3_env, bank[0], "student-2", done, t0)
+    _check_s3(s3_env, bank[0], user_id, done, t0)

@@ -1,6 +1,7 @@
 """gunicorn-served client without a browser: a worker's open batch is sealed and flushed when gunicorn is
 stopped (SIGTERM), so answers given just before a shutdown still reach S3 exactly once; and workers
-killed with SIGKILL while answers come in lose no acknowledged answer and duplicate none."""
+killed with SIGKILL while answers come in lose no acknowledged answer and duplicate none. Students sign up
+first (issue 12); each row names the account's userID."""
 
 from __future__ import annotations
 
@@ -22,11 +23,11 @@ import pytest
 import requests
 
 from dkt_core.storage.s3 import ensure_bucket, list_keys, s3_client
-from dkt_core.webclient.app import CSRF_COOKIE
 from dkt_core.webclient.bank import SEED_COLUMNS, build_bank
-from tests.webclient_http import answer_items, wait_healthy
+from tests.webclient_http import answer_items, csrf_of, sign_up, wait_healthy
 
 pytestmark = pytest.mark.integration
+SECRET = b"gunicorn-test answer-key secret 0123456789"
 
 
 def _free_port() -> int:
@@ -37,11 +38,11 @@ def _free_port() -> int:
 
 def test_shutdown_flushes_open_batches(tmp_path, s3_env):
     rows = [("u", f"i{n}", "T1", 1, "2020-01-01 00:00:00", "k1") for n in range(3)]
-    bank = build_bank(pd.DataFrame(rows, columns=SEED_COLUMNS))
+    bank = build_bank(pd.DataFrame(rows, columns=SEED_COLUMNS), answer_secret=SECRET)
     bank.save(tmp_path / "bank.json")
     ensure_bucket(s3_client(s3_env), s3_env.bucket)
     port = _free_port()
-    env = {**os.environ, "DKT_CLIENT_PORT": str(port), "DKT_CLIENT_WORKERS": "2",
+    env = {**os.environ, "DKT_HOME": str(tmp_path), "DKT_CLIENT_PORT": str(port), "DKT_CLIENT_WORKERS": "2",
            "DKT_CLIENT_BANK": str(tmp_path / "bank.json"), "DKT_CLIENT_SPOOL_DIR": str(tmp_path / "spool"),
            "DKT_CLIENT_STATE_DB": str(tmp_path / "state.sqlite"), "DKT_API_URL": f"http://127.0.0.1:{_free_port()}",
            "DKT_SPOOL_MAX_AGE_S": "3600", "DKT_FLUSH_INTERVAL_S": "3600"}  # only the exit flush can send
@@ -51,7 +52,7 @@ def test_shutdown_flushes_open_batches(tmp_path, s3_env):
     url, http = f"http://127.0.0.1:{port}", requests.Session()
     try:
         wait_healthy(http, url, 30, alive=lambda: proc.poll() is None)
-        answer_items(http, url, "s1", "T1", bank.tests["T1"])
+        user_id = answer_items(http, url, "s1", "T1", bank.tests["T1"])
         client = s3_client(s3_env)
         assert list_keys(client, s3_env.bucket, "interactions/") == []  # still spooled
     finally:
@@ -60,8 +61,8 @@ def test_shutdown_flushes_open_batches(tmp_path, s3_env):
     got = []
     for key in list_keys(client, s3_env.bucket, "interactions/"):
         got += list(csv.DictReader(io.StringIO(client.get_object(Bucket=s3_env.bucket, Key=key)["Body"].read().decode())))
-    want = sorted((i, str(int(bank.items[i].answer == "A"))) for i in bank.tests["T1"])
-    assert sorted((r["assessmentItemID"], r["answerCode"]) for r in got) == want
+    want = sorted((user_id, i, str(int(bank.items[i].answer == "A"))) for i in bank.tests["T1"])
+    assert sorted((r["userID"], r["assessmentItemID"], r["answerCode"]) for r in got) == want
     assert not list((tmp_path / "spool" / "sealed").glob("*.csv"))
     assert not list((tmp_path / "spool" / "active").glob("*.csv"))
 
@@ -81,20 +82,21 @@ def test_kill_9_of_workers_loses_no_acknowledged_answer(tmp_path, s3_env):
     S3 exactly once, S3 holds exactly what the state database committed, and no row is torn."""
     tags = ["7224", "12", "123456789", "7", "80", "31337", "9", "4242"]
     seed = [("seed", f"item{n}", "T1", 1, "2020-01-01 00:00:00", tag) for n, tag in enumerate(tags)]
-    bank = build_bank(pd.DataFrame(seed, columns=SEED_COLUMNS))
+    bank = build_bank(pd.DataFrame(seed, columns=SEED_COLUMNS), answer_secret=SECRET)
     bank.save(tmp_path / "bank.json")
     items = bank.tests["T1"]
     port = _free_port()
-    env = {**os.environ, "DKT_CLIENT_PORT": str(port), "DKT_CLIENT_WORKERS": "2",
+    env = {**os.environ, "DKT_HOME": str(tmp_path), "DKT_CLIENT_PORT": str(port), "DKT_CLIENT_WORKERS": "2",
            "DKT_CLIENT_BANK": str(tmp_path / "bank.json"), "DKT_CLIENT_SPOOL_DIR": str(tmp_path / "spool"),
            "DKT_CLIENT_STATE_DB": str(tmp_path / "state.sqlite"), "DKT_API_URL": f"http://127.0.0.1:{_free_port()}",
-           "DKT_SPOOL_MAX_ROWS": "7", "DKT_SPOOL_MAX_AGE_S": "1", "DKT_FLUSH_INTERVAL_S": "0.5"}
+           "DKT_SPOOL_MAX_ROWS": "7", "DKT_SPOOL_MAX_AGE_S": "1", "DKT_FLUSH_INTERVAL_S": "0.5",
+           # 60 sign-ups from one address and retried answers: this test is about kills, not limits
+           "DKT_CLIENT_SIGNUP_LIMIT": "1000 per hour", "DKT_CLIENT_ANSWER_LIMIT": "1000 per minute"}
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
     proc = subprocess.Popen([gunicorn, "-c", "python:dkt_core.webclient.gunicorn_conf", "dkt_core.webclient.wsgi:app"],
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=open(tmp_path / "gunicorn.log", "wb"))
     url, http = f"http://127.0.0.1:{port}", requests.Session()
-    http.cookies.set(CSRF_COOKIE, "token")
     acked: list[tuple[str, str]] = []
     failed_attempts = 0
     killed: list[int] = []
@@ -111,15 +113,19 @@ def test_kill_9_of_workers_loses_no_acknowledged_answer(tmp_path, s3_env):
 
     try:
         wait_healthy(http, url, 30, alive=lambda: proc.poll() is None)
+        students = []  # (userID, its logged-in session, its CSRF token), signed up before the kills start
+        for u in range(60):
+            session = requests.Session()
+            user = sign_up(session, url, f"student{u:02d}")
+            students.append((user, session, csrf_of(session.get(f"{url}/quiz/T1", timeout=10).text)))
         thread = threading.Thread(target=killer, daemon=True)
         thread.start()
-        for u in range(60):
-            user = f"student{u:02d}"
+        for user, session, token in students:
             for item in items:
                 for _ in range(20):  # a killed worker's request fails: the student submits again
                     try:
-                        r = http.post(f"{url}/quiz/{user}/T1/answer", data={"csrf": "token", "item": item, "choice": "A"},
-                                      timeout=15, allow_redirects=False)
+                        r = session.post(f"{url}/quiz/T1/answer", data={"csrf": token, "item": item, "choice": "A"},
+                                         timeout=15, allow_redirects=False)
                     except requests.RequestException:
                         failed_attempts += 1
                         continue

@@ -96,8 +96,8 @@ def test_wrong_password_and_unknown_user_get_the_same_401(make_app, username, pa
 
 
 @pytest.mark.parametrize("form,msg", [
-    ({"username": "al", "password": PASSWORD}, "Username must be 3-32 characters"),
-    ({"username": "bad name!", "password": PASSWORD}, "Username must be 3-32 characters"),
+    ({"username": "a", "password": PASSWORD}, "Username must be 2-32 characters"),
+    ({"username": "bad name!", "password": PASSWORD}, "Username must be 2-32 characters"),
     ({"username": "carol", "password": "short"}, "Password must be 8-128 characters"),
     ({"username": "carol", "password": PASSWORD, "password2": "something else"}, "The two passwords differ"),
     ({"username": "carol", "password": PASSWORD, "role": "admin"}, "Role must be student or teacher"),

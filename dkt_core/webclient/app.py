@@ -164,7 +164,8 @@ def create_app(settings: ClientSettings | None = None, *, start_flusher: bool = 
             wait_s = max(1, int(current.reset_at - time.time())) if current else 60
             at = datetime.now(UTC) + timedelta(seconds=wait_s)
             what = _LIMITED.get(request.endpoint or "", "requests")
-            message = (f"Too many {what} in a short time (limit: {e.description}). Nothing was recorded. "
+            done = "Nothing was recorded. " if request.endpoint == "answer" else ""
+            message = (f"Too many {what} in a short time (limit: {e.description}). {done}"
                        f"Please wait {wait_s} seconds and try again (after {at:%H:%M:%S} UTC).")
         resp = make_response(render_template("error.html", code=e.code, message=message), e.code)
         # the reason travels to gunicorn's access line (gunicorn_conf.access_log_format): a 4xx is one line

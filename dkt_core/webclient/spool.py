@@ -122,7 +122,7 @@ class Spool:
         # Created under a hidden name and locked before it appears in active/, so no other process can
         # mistake the fresh batch for an orphan.
         tmp = self.active_dir / f".{name}.new"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             write_all(fd, HEADER)

@@ -7,7 +7,7 @@ student, and building a BaseModel instance per row cost 3-5x more than the valid
 
 Limits (each answered with HTTP 400 naming the value or the limit): 1-``MAX_STUDENTS_PER_REQUEST``
 students, 1-``MAX_TARGETS_PER_STUDENT`` targets and at most ``MAX_HISTORY_PER_STUDENT`` history rows per
-student; every Timestamp a real date inside the data contract's range (``dkt_core.data.schema``:
+student; every Timestamp a real date inside the data contract's range (``dkt_core.data.columns``:
 ``TIMESTAMP_MIN`` .. now + ``TIMESTAMP_MAX_FUTURE``); no target earlier than its history's last row.
 """
 
@@ -20,19 +20,26 @@ import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator, with_config
 from typing_extensions import TypedDict  # pydantic needs typing_extensions' TypedDict before Python 3.12
 
-from dkt_core.data.schema import TIMESTAMP_FORMAT, TIMESTAMP_MIN, TIMESTAMP_OUT_OF_RANGE, timestamp_max
+from dkt_core.data.columns import (
+    ID_MAX_LEN,
+    TIMESTAMP_FORMAT,
+    TIMESTAMP_MIN,
+    TIMESTAMP_OUT_OF_RANGE,
+    TIMESTAMP_PATTERN,
+    timestamp_max,
+)
 
 MAX_STUDENTS_PER_REQUEST = 256
 MAX_TARGETS_PER_STUDENT = 64
 # A bound on parsing work per student (the model looks at the last DKT_HISTORY_WINDOW = 400 rows anyway);
 # pydantic stops reading a list at its first row beyond the limit.
 MAX_HISTORY_PER_STUDENT = 10_000
-# the shape is checked by pydantic's (Rust) regex per field; the calendar (no 2021-02-30) once per list,
-# vectorised: a Python validator per interaction was a quarter of a serving worker's CPU
-TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
+# The Timestamp shape (TIMESTAMP_PATTERN) is checked by pydantic's (Rust) regex per field; the calendar
+# (no 2021-02-30) once per list, vectorised: a Python validator per interaction was a quarter of a serving
+# worker's CPU.
 
 
-Id = Annotated[str, Field(min_length=1, max_length=64)]
+Id = Annotated[str, Field(min_length=1, max_length=ID_MAX_LEN)]
 
 
 @with_config(ConfigDict(extra="forbid", coerce_numbers_to_str=True))
@@ -86,7 +93,7 @@ History = Annotated[list[Interaction], Field(max_length=MAX_HISTORY_PER_STUDENT)
 class StudentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
-    userID: str = Field(min_length=1, max_length=64)
+    userID: str = Field(min_length=1, max_length=ID_MAX_LEN)
     # history and targets are checked together below: one parse of all of a student's Timestamps
     history: list[Interaction] = Field(default_factory=list, max_length=MAX_HISTORY_PER_STUDENT)
     targets: list[Target] = Field(min_length=1, max_length=MAX_TARGETS_PER_STUDENT)
@@ -124,7 +131,7 @@ class PredictResponse(BaseModel):
 class KnowledgeStateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
-    userID: str = Field(min_length=1, max_length=64)
+    userID: str = Field(min_length=1, max_length=ID_MAX_LEN)
     history: History = Field(min_length=1)
 
 

@@ -30,7 +30,8 @@ import pyarrow.compute  # noqa: F401  (registers pa.compute)
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-COLUMNS = ["userID", "assessmentItemID", "testId", "answerCode", "Timestamp", "KnowledgeTag"]
+from dkt_core.data.columns import COLUMNS
+
 PARQUET_MAGIC = b"PAR1"
 GZIP_MAGIC = b"\x1f\x8b"
 

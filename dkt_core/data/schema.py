@@ -1,12 +1,13 @@
 """The data contract of an interaction log, written as pandera schemas.
 
-``RAW_SCHEMA`` judges the raw text of each field; each check is named after the rejection reason it
-produces. ``VALID_SCHEMA`` states the types and invariants of the rows that passed (checked on output).
+The constants it judges against (columns, Timestamp format and range, id rules) live in
+``dkt_core.data.columns``. ``RAW_SCHEMA`` judges the raw text of each field; each check is named after
+the rejection reason it produces. ``VALID_SCHEMA`` states the types and invariants of the rows that passed (checked on output).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import NamedTuple
 
 import numpy as np
@@ -14,29 +15,26 @@ import pandas as pd
 import pandera.pandas as pa
 from pandas.errors import OutOfBoundsDatetime
 
-TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
-ID_PATTERN = r"[A-Za-z0-9_.:\-]{1,64}"
-
-# The documented range of a Timestamp (naive UTC): from TIMESTAMP_MIN up to "now" plus
-# TIMESTAMP_MAX_FUTURE (clock skew between devices). Rows outside it are rejected with
-# TIMESTAMP_OUT_OF_RANGE; the API answers 400. Also keeps every value inside pandas' datetime64[ns]
-# range (1677-09-21 .. 2262-04-11), which silently wrapped or raised before.
-TIMESTAMP_MIN = datetime(1970, 1, 1)
-TIMESTAMP_MAX_FUTURE = timedelta(days=1)
-TIMESTAMP_OUT_OF_RANGE = "Timestamp out of range"
-
+from dkt_core.data.columns import (
+    ANSWER_CODES,
+    COLUMNS,
+    ID_MAX_LEN,
+    ID_PATTERN,
+    ITEM,
+    LABEL,
+    TAG,
+    TEST,
+    TIME,
+    TIMESTAMP_FORMAT,
+    TIMESTAMP_MIN,
+    TIMESTAMP_OUT_OF_RANGE,
+    USER,
+    timestamp_max,
+)
 
 # The seed layout with a year that has no 4-digit form (a Parquet value rendered by io.py, e.g.
 # "17525-05-06 10:13:20" or "-0044-03-15 12:00:00"): a real instant, out of range.
 _FAR_YEAR = r"(?:-[0-9]+|[0-9]{5,})-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}"
-
-
-def timestamp_max(now: datetime | None = None) -> datetime:
-    """The latest accepted Timestamp (naive UTC) at ``now`` (default: the current time; naive = UTC)."""
-    now = now or datetime.now(UTC)
-    if now.tzinfo is not None:
-        now = now.astimezone(UTC)
-    return now.replace(tzinfo=None) + TIMESTAMP_MAX_FUTURE
 
 
 class JudgedTimestamps(NamedTuple):
@@ -103,46 +101,31 @@ def raw_schema(now: datetime | None = None, timestamps: JudgedTimestamps | None 
             return timestamps
         return parse_timestamps(s, now)
 
-    return pa.DataFrameSchema(
-        {
-            "userID": pa.Column(
-                str, [_not_empty("userID"), pa.Check(lambda s: s.str.fullmatch(ID_PATTERN), name="bad userID")]
-            ),
-            "assessmentItemID": pa.Column(
-                str, [_not_empty("assessmentItemID"), pa.Check(lambda s: s.str.len() <= 64, name="bad assessmentItemID")]
-            ),
-            "testId": pa.Column(str, [_not_empty("testId"), pa.Check(lambda s: s.str.len() <= 64, name="bad testId")]),
-            "answerCode": pa.Column(
-                str, [_not_empty("answerCode"), pa.Check(lambda s: s.isin(["0", "1", "-1"]), name="bad answerCode")]
-            ),
-            "Timestamp": pa.Column(
-                str,
-                [
-                    _not_empty("Timestamp"),
-                    pa.Check(lambda s: ~judged(s).unparsable, name="unparsable Timestamp"),
-                    pa.Check(lambda s: ~judged(s).out_of_range, name=TIMESTAMP_OUT_OF_RANGE),
-                ],
-            ),
-            "KnowledgeTag": pa.Column(
-                str, [_not_empty("KnowledgeTag"), pa.Check(lambda s: s.str.len() <= 64, name="bad KnowledgeTag")]
-            ),
-        },
-        strict=False,
-        coerce=False,
-    )
+    def text(column: str, *checks: pa.Check) -> pa.Column:
+        return pa.Column(str, [_not_empty(column), *checks])
+
+    def short(column: str) -> pa.Check:
+        return pa.Check(lambda s: s.str.len() <= ID_MAX_LEN, name=f"bad {column}")
+
+    columns = {
+        USER: text(USER, pa.Check(lambda s: s.str.fullmatch(ID_PATTERN), name=f"bad {USER}")),
+        ITEM: text(ITEM, short(ITEM)),
+        TEST: text(TEST, short(TEST)),
+        LABEL: text(LABEL, pa.Check(lambda s: s.isin(list(ANSWER_CODES)), name=f"bad {LABEL}")),
+        TIME: text(TIME, pa.Check(lambda s: ~judged(s).unparsable, name=f"unparsable {TIME}"),
+                   pa.Check(lambda s: ~judged(s).out_of_range, name=TIMESTAMP_OUT_OF_RANGE)),
+        TAG: text(TAG, short(TAG)),
+    }
+    assert list(columns) == COLUMNS
+    return pa.DataFrameSchema(columns, strict=False, coerce=False)
 
 
 RAW_SCHEMA = raw_schema()
 
 VALID_SCHEMA = pa.DataFrameSchema(
-    {
-        "userID": pa.Column(str),
-        "assessmentItemID": pa.Column(str),
-        "testId": pa.Column(str),
-        "answerCode": pa.Column("int8", pa.Check.isin([-1, 0, 1])),
-        "Timestamp": pa.Column("datetime64[ns]"),
-        "KnowledgeTag": pa.Column(str),
-    },
+    {USER: pa.Column(str), ITEM: pa.Column(str), TEST: pa.Column(str),
+     LABEL: pa.Column("int8", pa.Check.isin([int(c) for c in ANSWER_CODES])),
+     TIME: pa.Column("datetime64[ns]"), TAG: pa.Column(str)},
     strict=True,
     ordered=True,
 )

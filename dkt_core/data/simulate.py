@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from dkt_core.data.columns import TIMESTAMP_FORMAT
 from dkt_core.data.groupops import Grouping, combine_codes
-from dkt_core.data.schema import TIMESTAMP_FORMAT
 
 
 @dataclass(frozen=True)

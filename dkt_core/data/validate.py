@@ -1,5 +1,6 @@
-"""Validation: split a log into valid rows and rejected rows (each with a reason), drop exact
-duplicates, sort per user by time. Invariant: valid + rejected + duplicates == rows read.
+"""Validation: split a log into valid rows and rejected rows (each with a reason); the valid rows are
+normalised (``data.normalise``: stripped, typed, exact duplicates dropped, sorted per user by time).
+Invariant: valid + rejected + duplicates == rows read.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import numpy as np
 import pandas as pd
 import pandera.errors
 
-from dkt_core.data.io import COLUMNS, RawTable, ReadLimits, read_raw, read_raw_bytes, read_raw_stream
-from dkt_core.data.schema import TIMESTAMP_FORMAT, VALID_SCHEMA, parse_timestamps, raw_schema
+from dkt_core.data.columns import COLUMNS, TIMESTAMP_FORMAT
+from dkt_core.data.io import RawTable, ReadLimits, read_raw, read_raw_bytes, read_raw_stream
+from dkt_core.data.normalise import normalise
+from dkt_core.data.schema import VALID_SCHEMA, parse_timestamps, raw_schema
 
 WRONG_FIELD_COUNT = "wrong field count"
 
@@ -93,10 +96,8 @@ def validate_raw(raw: RawTable, *, now: datetime | None = None) -> ValidationRes
     rejected = pd.concat([rejected, malformed], ignore_index=True).sort_values("line", kind="stable")
     rejected = rejected[["line", "reason", *COLUMNS, "raw"]].reset_index(drop=True).astype({"line": np.int64})
 
-    good = frame.loc[~bad_mask, COLUMNS]
-    deduped = good.drop_duplicates(keep="first")
-    duplicates = len(good) - len(deduped)
-    valid = _typed_sorted(deduped, timestamps.parsed)
+    valid, duplicates = normalise(frame.loc[~bad_mask, COLUMNS], timestamps=timestamps.parsed)
+    valid = VALID_SCHEMA.validate(valid)
     warnings = []
     if raw.extra_columns:
         warnings.append(f"{raw.name}: extra column(s) ignored: {', '.join(raw.extra_columns)}")
@@ -124,27 +125,6 @@ def _first_failed_check(frame: pd.DataFrame, schema: typing.Any) -> pd.Series:
 def _check_order(schema: typing.Any) -> list[str]:
     """Checks in column order, 'missing X' before the value checks of X."""
     return [c.name for col in schema.columns.values() for c in col.checks]
-
-
-def _typed_sorted(frame: pd.DataFrame, stamps: pd.Series) -> pd.DataFrame:
-    out = pd.DataFrame(
-        {
-            "userID": frame["userID"].str.strip().astype(str),
-            "assessmentItemID": frame["assessmentItemID"].str.strip().astype(str),
-            "testId": frame["testId"].str.strip().astype(str),
-            "answerCode": frame["answerCode"].astype(np.int8),
-            "Timestamp": stamps.loc[frame.index],  # parsed before the checks; these rows passed them
-            "KnowledgeTag": frame["KnowledgeTag"].str.strip().astype(str),
-        }
-    )
-    return VALID_SCHEMA.validate(sort_interactions(out))
-
-
-def sort_interactions(frame: pd.DataFrame) -> pd.DataFrame:
-    """Stable sort per user (users in order of first appearance) by time."""
-    user_order = pd.factorize(frame["userID"])[0]
-    order = np.lexsort((frame["Timestamp"].to_numpy(), user_order))
-    return frame.iloc[order].reset_index(drop=True)
 
 
 def to_seed_csv(frame: pd.DataFrame, path: str | Path) -> None:

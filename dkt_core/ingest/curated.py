@@ -21,12 +21,12 @@ from typing import Any
 
 import pandas as pd
 
+from dkt_core.data.columns import COLUMNS
+from dkt_core.data.normalise import normalise
 from dkt_core.ingest import layout
 from dkt_core.ingest.s3ops import PreconditionFailed, get_bytes, get_json, put_bytes, put_json
 
 log = logging.getLogger(__name__)
-
-COLUMNS = ["userID", "assessmentItemID", "testId", "answerCode", "Timestamp", "KnowledgeTag"]
 
 
 class VersionTaken(RuntimeError):
@@ -46,19 +46,12 @@ def read_version(client, bucket: str, version: int) -> pd.DataFrame:
 
 
 def merge(parent: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
-    """parent + new, exact duplicates dropped (first kept), sorted per user by time (stable)."""
-    from dkt_core.data.validate import sort_interactions
-
-    new = new[COLUMNS]
-    if parent is not None and len(parent):
-        new = new.astype(parent[COLUMNS].dtypes.to_dict())  # one schema across versions
-        merged = pd.concat([parent[COLUMNS], new], ignore_index=True)
-    else:
-        merged = new.reset_index(drop=True)
+    """parent + new by the one normalisation rule (``data.normalise``: exact duplicates dropped, the first
+    kept; users by first appearance, each user's rows by time, stable), in the parent's column types."""
+    frames = [parent[COLUMNS]] if parent is not None and len(parent) else []
+    merged, _ = normalise(pd.concat([*frames, new[COLUMNS]], ignore_index=True) if frames else new[COLUMNS])
     del new
-    merged = merged[~merged.duplicated(keep="first")].reset_index(drop=True)
-    # Same order as the data contract: users by first appearance, each user's rows by time (stable).
-    return sort_interactions(merged)
+    return merged.astype(parent[COLUMNS].dtypes.to_dict()) if frames else merged  # one schema across versions
 
 
 def to_parquet_bytes(df: pd.DataFrame) -> bytes:

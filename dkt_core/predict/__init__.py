@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dkt_core.data.validate import sort_interactions
+from dkt_core.data.normalise import sort_interactions
 from dkt_core.training.artifact import Artifact, load_artifact
 
 

@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 
 from dkt_core.api import StudentRequest
+from dkt_core.data.columns import COLUMNS
 
 # 400 interactions: ~2x the longest test sitting sequence models look at, and a bound on per-request CPU
 # (features are cumulative, so older rows matter only through counts/accuracies).
 HISTORY_WINDOW = int(os.environ.get("DKT_HISTORY_WINDOW", "400"))
-COLUMNS = ["userID", "assessmentItemID", "testId", "answerCode", "Timestamp", "KnowledgeTag"]
 
 
 @dataclass

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from dkt_core.data.columns import COLUMNS
 from dkt_core.private_files import ensure_private, read_or_create_secret, write_private
 from dkt_core.webclient.settings import ClientSettings
 
 CHOICES = ("A", "B", "C", "D")
-SEED_COLUMNS = ["userID", "assessmentItemID", "testId", "answerCode", "Timestamp", "KnowledgeTag"]
+SEED_COLUMNS = COLUMNS  # the data contract's column list
 BANK_FORMAT = 2  # 2: HMAC answer key; 1 (sha256 of the public id) is refused
 KEY_SCHEME = "hmac-sha256"
 

@@ -12,16 +12,18 @@ is enforced by the request models: a violation is HTTP 400 naming the value, log
   /version            GET (and POST) -> VersionResponse of the loaded model.
   /livez /readyz /metrics  BentoML's; /readyz is 200 only once the model is loaded and warmed up.
 
-Settings (environment, read at startup): DKT_MODEL_TAG (default: the newest dkt-model in the store),
-DKT_SERVE_WORKERS (1), DKT_BATCH_MAX_STUDENTS (256), DKT_BATCH_MAX_LATENCY_MS (10000),
-DKT_HISTORY_WINDOW (400), DKT_KEEPALIVE_REQUESTS (25). Nothing is read from the source tree: the model folder holds the whole artifact.
+Settings (``ServingSettings`` of dkt_core/settings.py, loaded once at startup): DKT_MODEL_TAG (default:
+dkt-model:latest), DKT_SERVE_WORKERS (1), DKT_BATCH_MAX_STUDENTS (256), DKT_BATCH_MAX_LATENCY_MS (10000),
+DKT_HISTORY_WINDOW (400), DKT_KEEPALIVE_REQUESTS (25), DKT_TORCH_THREADS (1). Nothing is read from the
+source tree: the model folder holds the whole artifact.
 """
 
 from __future__ import annotations
 
 import os
 
-# One math thread per worker: request-sized work gains nothing from OpenMP and 2 cores are shared.
+# One math thread per worker: request-sized work gains nothing from OpenMP and 2 cores are shared (set in
+# the process environment before torch/lightgbm load OpenMP, which reads it from there).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -48,18 +50,20 @@ with bentoml.importing():
     from dkt_core.serving.batched import BatchedPrediction
     from dkt_core.serving.keepalive import MaxRequestsPerConnection
     from dkt_core.serving.patches import patch_timeout_middleware, quiet_client_errors
+    from dkt_core.settings import ServingSettings, load
 
 patch_timeout_middleware()  # BentoML's request timer otherwise pins every request's context for 30 s
 quiet_client_errors()  # a 4xx is one log line, not a traceback
 
-MODEL_TAG = os.environ.get("DKT_MODEL_TAG") or "dkt-model:latest"
-WORKERS = int(os.environ.get("DKT_SERVE_WORKERS", "1"))
-BATCH_MAX_STUDENTS = int(os.environ.get("DKT_BATCH_MAX_STUDENTS", str(MAX_STUDENTS_PER_REQUEST)))
+SETTINGS = load(ServingSettings)  # the edge: the one place the service reads the environment
+MODEL_TAG = SETTINGS.model_tag or "dkt-model:latest"
+WORKERS = SETTINGS.workers
+BATCH_MAX_STUDENTS = SETTINGS.batch_max_students
 # Not a wait target (the dispatcher sizes its wait from measured latency): the age at which a queued
 # request is refused with 503. 20-50 ms shed load on 2 cores; 10 s sheds only under real overload.
-BATCH_MAX_LATENCY_MS = int(os.environ.get("DKT_BATCH_MAX_LATENCY_MS", "10000"))
+BATCH_MAX_LATENCY_MS = SETTINGS.batch_max_latency_ms
 # Requests per keep-alive connection before it is closed, so connections spread over the workers (0: no limit)
-KEEPALIVE_REQUESTS = int(os.environ.get("DKT_KEEPALIVE_REQUESTS", "25"))
+KEEPALIVE_REQUESTS = SETTINGS.keepalive_requests
 
 _instance: DKTService | None = None  # for the GET /version route mounted below (same worker process)
 
@@ -89,7 +93,8 @@ class DKTService:
         global _instance
         stored = self.model  # on an instance the BentoModel attribute is the resolved store Model
         meta, artifact = dict(stored.info.metadata), stored.path_of("artifact")
-        self.loader = ModelLoader(lambda: InferenceEngine.from_artifact(artifact, meta)).start()
+        self.loader = ModelLoader(lambda: InferenceEngine.from_artifact(
+            artifact, meta, window=SETTINGS.history_window, torch_threads=SETTINGS.torch_threads)).start()
         _instance = self
 
     def __is_ready__(self) -> bool:

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "dkt_core.commands.model",
     "dkt_core.commands.package",
     "dkt_core.commands.ingest",
+    "dkt_core.commands.settings",
 ]
 
 

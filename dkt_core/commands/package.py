@@ -19,12 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_package)
 
+    from dkt_core.settings import ServingSettings, load
+
+    serving = load(ServingSettings)
     s = sub.add_parser("serve", help="serve a packaged model with `bentoml serve` (bento_service/)")
-    s.add_argument("--tag", default=os.environ.get("DKT_MODEL_TAG", ""),
+    s.add_argument("--tag", default=serving.model_tag or "",
                    help="dkt-model:<version> (default: the most recently packaged)")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=int(os.environ.get("DKT_SERVE_PORT", "3000")))
-    s.add_argument("--workers", type=int, default=int(os.environ.get("DKT_SERVE_WORKERS", "1")))
+    s.add_argument("--port", type=int, default=serving.port)
+    s.add_argument("--workers", type=int, default=serving.workers)
     s.set_defaults(func=cmd_serve)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import re
 import threading
 import time
@@ -33,13 +32,13 @@ log = logging.getLogger(__name__)
 SEED_ITEM = re.compile(r"^[A-Za-z]\d{9}$")
 
 
-def _limit_torch_threads() -> None:
+def _limit_torch_threads(threads: int) -> None:
     """One intra-op thread per serving worker by default (DKT_TORCH_THREADS): requests are small, and on
     few shared cores a second thread per request mostly adds contention (a 200-row LSTM history: 1.6 ms
     on one thread, 3.5-14.6 ms on two next to other work)."""
     import torch
 
-    torch.set_num_threads(max(1, int(os.environ.get("DKT_TORCH_THREADS", "1"))))
+    torch.set_num_threads(max(1, threads))
 
 
 class InferenceEngine:
@@ -50,8 +49,8 @@ class InferenceEngine:
 
     @classmethod
     def from_artifact(cls, artifact_dir: str | Path, metadata: dict | None = None,
-                      window: int = HISTORY_WINDOW) -> InferenceEngine:
-        _limit_torch_threads()
+                      window: int = HISTORY_WINDOW, torch_threads: int = 1) -> InferenceEngine:
+        _limit_torch_threads(torch_threads)
         predictor = Predictor.load(artifact_dir)
         manifest = predictor.artifact.manifest
         meta = metadata or {"model_version": manifest["model_version"], "data_version": manifest["data_version"],

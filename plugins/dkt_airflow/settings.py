@@ -1,21 +1,25 @@
-"""DAG settings read from the environment (nothing hard-coded) and the retry policy of S3 tasks."""
+"""DAG settings (``AirflowSettings`` of dkt_core/settings.py, loaded once when the DAG files are parsed: an
+edge) and the retry policy of S3 and Docker tasks."""
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
+
+from dkt_core.settings import AirflowSettings, load
+
+SETTINGS = load(AirflowSettings)
 
 RETRAIN_DAG_ID = "dkt_retrain"
 SENSOR_DAG_ID = "dkt_ingest_sensor"
 # Airflow connection holding the S3 endpoint/credentials (AIRFLOW_CONN_AWS_DEFAULT in `make airflow`).
-AWS_CONN_ID = os.environ.get("DKT_AWS_CONN_ID", "aws_default")
+AWS_CONN_ID = SETTINGS.aws_conn_id
 # cron, a preset like "@daily", or "none" for manual/data-triggered runs only
-RETRAIN_SCHEDULE = os.environ.get("DKT_RETRAIN_SCHEDULE", "@daily")
-SENSOR_SCHEDULE = os.environ.get("DKT_SENSOR_SCHEDULE", "@continuous")
-SENSOR_POKE_S = int(os.environ.get("DKT_SENSOR_POKE_S", "30"))
-SENSOR_TIMEOUT_S = int(os.environ.get("DKT_SENSOR_TIMEOUT_S", "3600"))
-DEFAULT_MODELS = [m for m in os.environ.get("DKT_MODELS", "lgbm,lstm").split(",") if m]
-RAW_PREFIX = os.environ.get("DKT_RAW_PREFIX", "interactions/")
+RETRAIN_SCHEDULE = SETTINGS.retrain_schedule
+SENSOR_SCHEDULE = SETTINGS.sensor_schedule
+SENSOR_POKE_S = SETTINGS.sensor_poke_s
+SENSOR_TIMEOUT_S = SETTINGS.sensor_timeout_s
+DEFAULT_MODELS = list(SETTINGS.models)
+RAW_PREFIX = SETTINGS.raw_prefix
 
 
 def schedule_or_none(value: str) -> str | None:
@@ -25,8 +29,8 @@ def schedule_or_none(value: str) -> str | None:
 # S3 calls: transient failures (endpoint restarting, throttling, another run holding the ingest lease)
 # are retried with exponential backoff: 10 s, 20 s, 40 s, ... capped at 5 min.
 S3_RETRY = {
-    "retries": int(os.environ.get("DKT_S3_TASK_RETRIES", "4")),
-    "retry_delay": timedelta(seconds=int(os.environ.get("DKT_S3_RETRY_DELAY_S", "10"))),
+    "retries": SETTINGS.s3_task_retries,
+    "retry_delay": timedelta(seconds=SETTINGS.s3_retry_delay_s),
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=5),
 }
@@ -38,19 +42,19 @@ DEFAULT_ARGS = {
 }
 
 # Gate: promote if challenger AUC >= champion AUC - tolerance (the per-run param defaults to this).
-GATE_TOLERANCE = float(os.environ.get("DKT_GATE_TOLERANCE", "0.002"))
+GATE_TOLERANCE = SETTINGS.gate_tolerance
 # Minimum batch: train + deploy only when the answered rows added since the last training reach both
-# (defaults of the min_new_rows / min_new_users params; dkt_core.retrain.settings reads the same variables).
-MIN_NEW_ROWS = int(os.environ.get("DKT_RETRAIN_MIN_NEW_ROWS", "500"))
-MIN_NEW_USERS = int(os.environ.get("DKT_RETRAIN_MIN_NEW_USERS", "20"))
+# (defaults of the min_new_rows / min_new_users params; RetrainSettings reads the same declared variables).
+MIN_NEW_ROWS = SETTINGS.min_new_rows
+MIN_NEW_USERS = SETTINGS.min_new_users
 # JSON: model name -> TrainConfig.model_options overrides, e.g. '{"lgbm": {"num_boost_round": 200}}'
-MODEL_OPTIONS = os.environ.get("DKT_MODEL_OPTIONS", "{}")
+MODEL_OPTIONS = SETTINGS.model_options
 
 # Registry/Docker calls (build, push, rollout): retried with backoff like S3. A rollout that fails its
 # health/smoke check is *not* retried (the task raises AirflowFailException): it was rolled back already.
 DOCKER_RETRY = {
-    "retries": int(os.environ.get("DKT_DOCKER_TASK_RETRIES", "2")),
-    "retry_delay": timedelta(seconds=int(os.environ.get("DKT_DOCKER_RETRY_DELAY_S", "30"))),
+    "retries": SETTINGS.docker_task_retries,
+    "retry_delay": timedelta(seconds=SETTINGS.docker_retry_delay_s),
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=10),
 }

@@ -4,46 +4,52 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-_HOME = Path(tempfile.mkdtemp(prefix="dkt-airflow-test-"))
-AIRFLOW_ENV = {
-    "AIRFLOW_HOME": str(_HOME),
-    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-    "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    "AIRFLOW__CORE__PARALLELISM": "4",
-    "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-    # Read when the DAG file is parsed: retries of S3 tasks after 1 s (not 10 s) keep the retry test short.
-    "DKT_S3_RETRY_DELAY_S": "1",
-}
-# Must happen at import time: airflow reads its configuration once, on first import.
-os.environ.update(AIRFLOW_ENV)
-if str(REPO / "plugins") not in sys.path:
-    sys.path.insert(0, str(REPO / "plugins"))
+
+
+def airflow_env(home: Path) -> dict[str, str]:
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        # Read when the DAG file is parsed: retries of S3 tasks after 1 s (not 10 s) keep the retry test short.
+        "DKT_S3_RETRY_DELAY_S": "1",
+    }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def airflow_home(tmp_path_factory) -> Path:
+    """A fresh AIRFLOW_HOME and Airflow's environment for the session, set before any test imports airflow
+    (it reads its configuration once, on first import; no test module imports it at collection)."""
+    home = tmp_path_factory.mktemp("airflow-home")
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in airflow_env(home).items():
+            mp.setenv(name, value)
+        mp.syspath_prepend(str(REPO / "plugins"))
+        yield home
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> Path:
+def airflow_db(airflow_home) -> Path:
     """`airflow db migrate` once per session (dag.test() needs the metadata database)."""
     exe = Path(sys.executable).parent / "airflow"
-    proc = subprocess.run([str(exe), "db", "migrate"], env={**os.environ, **AIRFLOW_ENV},
+    proc = subprocess.run([str(exe), "db", "migrate"], env=dict(os.environ),
                           capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         pytest.fail(f"airflow db migrate failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    yield _HOME
+    yield airflow_home
 
 
-def pytest_sessionfinish(session, exitstatus):
-    shutil.rmtree(_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -104,3 +104,6 @@ def test_promotion_deploys_rolls_out_then_a_failed_deploy_keeps_the_champion(dag
     assert served_version(swarm.proxy_url) == v2
     svc.reload()
     assert svc.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == image_before
+    # ... and v3's image was rolled out, then replaced by the previous one (not a failure before the rollout)
+    assert v3 in svc.attrs["PreviousSpec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+    assert svc.attrs["UpdateStatus"]["State"] == "completed"

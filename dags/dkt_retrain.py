@@ -1,7 +1,8 @@
 """
 ### dkt_retrain — keep the served DKT model fresh
 
-**Stages** (each task calls one `dkt_core` function; XCom carries only ids, URIs and small metrics):
+**Stages** (each task calls one `dkt_core` function with a workspace — S3 client, bucket, cache — built
+once per task from the Airflow connection; XCom carries only ids, URIs and small metrics):
 
 1. `plan` — resolve the run's params (models, model options, deploy flags, gate tolerance, window).
 2. `ingest` — new raw objects under the S3 prefix → validated → rejected rows to `quarantine/<run>/`,
@@ -20,7 +21,8 @@
 8. `report` — `models/<model_version>/report.html`: metrics, ROC + calibration, data quality, drift,
    live-AUC trend. The URI is in this task's log and XCom.
 9. `gate` — promote if challenger AUC ≥ champion AUC − `gate_tolerance` (first model: promote;
-   `force_deploy`: promote anyway); the reason states the paired difference and its interval. Otherwise
+   `force_deploy`: promote anyway), as decided once by `report`; the reason states the paired
+   difference and its interval. Otherwise
    `keep_champion` runs and logs why; promotion is skipped. The decision is the run's note.
 10. `package` → `deploy` (image build + push, Swarm rollout, smoke test; automatic rollback) →
    `set_champion` (`models/champion.json`, only after a successful rollout). `skip_deploy` or
@@ -99,13 +101,12 @@ def dkt_retrain():
     @task(task_id="ingest", **cfg.S3_RETRY)
     def ingest(run_plan: dict) -> dict:
         """Ingest new raw objects into a new curated version (idempotent per run id)."""
-        from dkt_airflow.s3env import apply_connection
+        from dkt_airflow.s3env import workspace
 
-        apply_connection()
         from dkt_core.ingest import IngestConfig
         from dkt_core.ingest import ingest as run_ingest
 
-        return run_ingest(IngestConfig(run_id=run_plan["run_id"], prefix=run_plan["s3_prefix"])).to_dict()
+        return run_ingest(IngestConfig(run_id=run_plan["run_id"], prefix=run_plan["s3_prefix"]), ws=workspace()).to_dict()
 
     @task.short_circuit(task_id="has_new_data", **cfg.S3_RETRY)
     def has_new_data(run_plan: dict, result: dict) -> dict | bool:
@@ -114,13 +115,12 @@ def dkt_retrain():
         import logging
 
         from airflow.sdk import get_current_context
-        from dkt_airflow.s3env import apply_connection
+        from dkt_airflow.s3env import workspace
 
-        apply_connection()
         from dkt_core.retrain.batch import check_batch
 
         batch = check_batch(result, min_new_rows=run_plan["min_new_rows"], min_new_users=run_plan["min_new_users"],
-                            retrain_anyway=run_plan["retrain_anyway"])
+                            retrain_anyway=run_plan["retrain_anyway"], ws=workspace())
         logging.getLogger(__name__).warning("BATCH %s: %s", "TRAIN" if batch["proceed"] else "STOP", batch["reason"])
         get_current_context()["ti"].xcom_push(key="run_note", value=batch["reason"])  # → the run's note
         return batch if batch["proceed"] else False
@@ -128,58 +128,55 @@ def dkt_retrain():
     @task(task_id="split_holdout", **cfg.S3_RETRY)
     def split_holdout(batch: dict) -> dict:
         """Split the curated version into train users and the fixed hold-out users (`splits/v=N/`)."""
-        from dkt_airflow.s3env import apply_connection
+        from dkt_airflow.s3env import workspace
 
-        apply_connection()
         from dkt_core.retrain.holdout import prepare_split
 
-        return prepare_split(batch["data_version"])
+        return prepare_split(batch["data_version"], ws=workspace())
 
     @task(task_id="live_eval", **cfg.S3_RETRY)
     def live_eval(batch: dict) -> dict:
         """Score the serving champion on the rows since the last training, before they train anything."""
-        from dkt_airflow.s3env import apply_connection
+        from dkt_airflow.s3env import workspace
 
-        apply_connection()
         from dkt_core.retrain.live_eval import live_evaluate
 
-        return live_evaluate(batch["data_version"], batch["parent_version"])
+        return live_evaluate(batch["data_version"], batch["parent_version"], new_rows_uri=batch.get("new_rows_uri"),
+                             ws=workspace())
 
     @task(task_id="train", retries=1)
     def train(run_plan: dict, batch: dict, split: dict) -> dict:
         """Train the selected models on the train users; upload the artifact (a retry reuses it)."""
-        from dkt_airflow.s3env import apply_connection
+        from dkt_airflow.s3env import workspace
 
-        apply_connection()
         from dkt_core.retrain.training import train_challenger
 
         return train_challenger(run_plan["run_id"], batch["data_version"], split["train_uri"],
                                 run_plan["models"], model_options=run_plan["model_options"],
-                                training_window_days=run_plan["training_window_days"])
+                                training_window_days=run_plan["training_window_days"], ws=workspace())
 
     @task(task_id="evaluate", **cfg.S3_RETRY)
     def evaluate(trained: dict, split: dict) -> dict:
         """Challenger and champion on the same hold-out users."""
-        from dkt_airflow.s3env import apply_connection
+        from dkt_airflow.s3env import workspace
 
-        apply_connection()
         from dkt_core.retrain.evaluation import evaluate_candidates
 
         return evaluate_candidates(trained["model_version"], trained["artifact_uri"], split["holdout_uri"],
-                                   artifact_sha256=trained.get("artifact_sha256"))
+                                   artifact_sha256=trained.get("artifact_sha256"), ws=workspace())
 
     @task(task_id="report", **cfg.S3_RETRY)
     def report(run_plan: dict, batch: dict, evaluation: dict, live: dict) -> dict:
         """Write the run report next to the artifact; its URI is logged here and in XCom."""
         import logging
 
-        from dkt_airflow.s3env import apply_connection
+        from dkt_airflow.s3env import workspace
 
-        apply_connection()
         from dkt_core.retrain.report import build_report
 
         out = build_report(run_plan["run_id"], batch["data_version"], batch["parent_version"], evaluation,
-                           tolerance=run_plan["gate_tolerance"], force=run_plan["force_deploy"])
+                           tolerance=run_plan["gate_tolerance"], force=run_plan["force_deploy"],
+                           new_rows_uri=batch.get("new_rows_uri"), ws=workspace())
         logging.getLogger(__name__).warning("RUN REPORT: %s (live AUC: %s, 95 %% CI %s, %s rows from %s users: %s)",
                                             out["report_uri"], live.get("auc"), live.get("auc_ci95"),
                                             live.get("n_scored"), live.get("n_users"),
@@ -187,17 +184,14 @@ def dkt_retrain():
         return out
 
     @task.branch(task_id="gate", retries=0)
-    def gate(run_plan: dict, evaluation: dict, reported: dict) -> str:
-        """Promote (→ package) or keep the champion (→ keep_champion); the reason is logged and in XCom."""
+    def gate(reported: dict) -> str:
+        """Promote (→ package) or keep the champion (→ keep_champion) as the report decided (one decision per
+        run: the report applied the rule to the evaluation); the reason is logged and in XCom."""
         import logging
 
         from airflow.sdk import get_current_context
 
-        from dkt_core.retrain.gate import METRIC, decide
-
-        decision = decide((evaluation["challenger"] or {}).get(METRIC), (evaluation["champion"] or {}).get(METRIC),
-                          tolerance=run_plan["gate_tolerance"], force=run_plan["force_deploy"],
-                          champion_version=evaluation["champion_version"], paired=evaluation.get("paired")).to_dict()
+        decision = reported["gate"]
         ti = get_current_context()["ti"]
         ti.xcom_push(key="decision", value=decision)
         ti.xcom_push(key="run_note", value=f"{'PROMOTE' if decision['promote'] else 'CHAMPION KEPT'}: "
@@ -220,26 +214,25 @@ def dkt_retrain():
     @task(task_id="package", **cfg.S3_RETRY)
     def package(trained: dict) -> dict:
         """Store the artifact as the BentoML model dkt-model:<model_version>."""
-        from dkt_airflow.s3env import apply_connection
+        from dkt_airflow.s3env import workspace
 
-        apply_connection()
         from dkt_core.retrain.promote import package_model
 
         return package_model(trained["model_version"], trained["artifact_uri"],
-                             artifact_sha256=trained.get("artifact_sha256"))
+                             artifact_sha256=trained.get("artifact_sha256"), ws=workspace())
 
     @task(task_id="deploy", **cfg.DOCKER_RETRY)
     def deploy(run_plan: dict, trained: dict, packaged: dict) -> dict:
         """Build + push the image and roll the Swarm service (smoke test; automatic rollback)."""
         from airflow.sdk.exceptions import AirflowFailException
-        from dkt_airflow.s3env import apply_connection
+        from dkt_airflow.s3env import workspace
 
-        apply_connection()
         from dkt_core.retrain.promote import RolloutFailed, deploy_model
 
         try:
             return deploy_model(trained["model_version"], trained["artifact_uri"], trained["data_version"],
-                                skip=run_plan["skip_deploy"], artifact_sha256=trained.get("artifact_sha256"))
+                                skip=run_plan["skip_deploy"], packaged=packaged,
+                                artifact_sha256=trained.get("artifact_sha256"), ws=workspace())
         except RolloutFailed as err:  # rolled back already: retrying would repeat the failed rollout
             raise AirflowFailException(str(err)) from err
 
@@ -247,14 +240,13 @@ def dkt_retrain():
     def set_champion(run_plan: dict, trained: dict, evaluation: dict, deployed: dict, packaged: dict,
                      reported: dict) -> dict:
         """Move the champion alias (models/champion.json) — only after the rollout succeeded."""
-        from dkt_airflow.s3env import apply_connection
+        from dkt_airflow.s3env import workspace
 
-        apply_connection()
         from dkt_core.retrain.promote import set_champion as mark
 
         return mark(run_plan["run_id"], trained["model_version"], trained["artifact_uri"], trained["data_version"],
                     evaluation, deployed, reported["report_uri"], packaged["bentoml_tag"],
-                    artifact_sha256=trained.get("artifact_sha256"))
+                    artifact_sha256=trained.get("artifact_sha256"), ws=workspace())
 
     run_plan = plan()
     ingested = ingest(run_plan)
@@ -265,7 +257,7 @@ def dkt_retrain():
     live >> trained  # live evaluation sees the new rows before any model trains on them
     evaluated = evaluate(trained, split)
     reported = report(run_plan, batch, evaluated, live)
-    decision = gate(run_plan, evaluated, reported)
+    decision = gate(reported)
     packaged = package(trained)
     decision >> [packaged, keep_champion()]
     deployed = deploy(run_plan, trained, packaged)

@@ -39,7 +39,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from dkt_core.ingest import IngestConfig, ingest, layout
-    from dkt_core.ingest.s3ops import IngestError
+    from dkt_core.ingest.errors import IngestError
     from dkt_core.storage.s3 import S3Settings
 
     settings = S3Settings.from_env()

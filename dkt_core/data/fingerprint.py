@@ -16,10 +16,16 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def fingerprint(path: str | Path, frame: pd.DataFrame) -> dict:
-    sha = file_sha256(path)
+def frame_sha256(frame: pd.DataFrame) -> str:
+    """Content hash of a frame's rows (values and order; not its index), for logs handed over in memory."""
+    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
+
+
+def fingerprint(path: str | Path | None, frame: pd.DataFrame) -> dict:
+    """Shape and content hash of a training log: of the file at ``path``, or of ``frame`` itself (None)."""
+    sha = file_sha256(path) if path is not None else frame_sha256(frame)
     return {
-        "path": Path(path).name,
+        "path": Path(path).name if path is not None else None,
         "sha256": sha,
         "data_version": sha[:12],
         "rows": int(len(frame)),

@@ -24,7 +24,16 @@ import pandas as pd
 from dkt_core.data.columns import COLUMNS
 from dkt_core.data.normalise import normalise
 from dkt_core.ingest import layout
-from dkt_core.ingest.s3ops import PreconditionFailed, get_bytes, get_json, put_bytes, put_json
+from dkt_core.storage.objects import (
+    ConflictExhausted,
+    PreconditionFailed,
+    compare_and_set,
+    get_bytes,
+    get_json,
+    parquet_bytes,
+    put_bytes,
+    put_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +61,6 @@ def merge(parent: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
     merged, _ = normalise(pd.concat([*frames, new[COLUMNS]], ignore_index=True) if frames else new[COLUMNS])
     del new
     return merged.astype(parent[COLUMNS].dtypes.to_dict()) if frames else merged  # one schema across versions
-
-
-def to_parquet_bytes(df: pd.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    return buf.getvalue()
 
 
 def claim_version(client, bucket: str, *, parent: int | None, run_id: str, token: str,
@@ -103,7 +106,7 @@ def write_version(
     """Create the dataset and its metadata.json (conditional creates; ``check`` before each); returns
     the metadata. Raises VersionTaken if either already exists (a committed version is never rewritten)
     unless ``adopt`` and the existing objects hold exactly this dataset (same sha256)."""
-    body = to_parquet_bytes(df)
+    body = parquet_bytes(df)
     sha = hashlib.sha256(body).hexdigest()
     meta = {
         "version": layout.version_name(version),
@@ -157,22 +160,20 @@ def read_latest(client, bucket: str) -> tuple[int | None, str | None]:
 def set_latest(client, bucket: str, version: int, attempts: int = 10) -> None:
     """Point LATEST at ``version`` unless it already points at that or a newer one (compare-and-set,
     so two writers never move it backwards)."""
-    body = layout.version_name(version).encode()
-    for _ in range(attempts):
+
+    def read() -> tuple[int | None, str | None] | None:
         try:
-            current, etag = read_latest(client, bucket)
+            return read_latest(client, bucket)
         except ValueError as err:
             log.warning("%s; rewriting it", err)
-            head = client.head_object(Bucket=bucket, Key=layout.LATEST_KEY)
-            current, etag = None, head["ETag"].strip('"')
-        if current is not None and current >= version:
-            return
-        try:
-            if etag is None:
-                put_bytes(client, bucket, layout.LATEST_KEY, body, content_type="text/plain", if_absent=True)
-            else:
-                put_bytes(client, bucket, layout.LATEST_KEY, body, content_type="text/plain", if_match=etag)
-            return
-        except PreconditionFailed:
-            continue  # moved meanwhile: re-read
-    raise RuntimeError(f"s3://{bucket}/{layout.LATEST_KEY} kept changing; the next run repairs it")
+            return None, client.head_object(Bucket=bucket, Key=layout.LATEST_KEY)["ETag"].strip('"')
+
+    def write(name: str, **condition) -> str:
+        return put_bytes(client, bucket, layout.LATEST_KEY, name.encode(), content_type="text/plain", **condition)
+
+    try:
+        compare_and_set(read, write, lambda current: None if current is not None and current >= version
+                        else layout.version_name(version), what=layout.s3_uri(bucket, layout.LATEST_KEY),
+                        attempts=attempts, wait_s=0.05)
+    except ConflictExhausted:
+        raise RuntimeError(f"s3://{bucket}/{layout.LATEST_KEY} kept changing; the next run repairs it") from None

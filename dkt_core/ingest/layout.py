@@ -1,7 +1,9 @@
-"""Key layout of the ingestion area inside the platform bucket (one place, so nothing hard-codes keys).
+"""Key layout of the platform bucket: the one place that builds keys, so nothing hard-codes them.
 
+Ingestion's area:
 ```
-interactions/date=YYYY-MM-DD/<uuid>.csv     raw uploads (web client, users); never deleted by ingestion
+interactions/date=YYYY-MM-DD/<name>.csv     raw uploads (web client, demo, dkt seed: ``raw_key``); never
+                                             deleted by ingestion
 archive/<run>/<raw key>                      byte-exact copy of every raw object a run consumed
 quarantine/<run>/<raw key>.rejected.csv      rejected rows of one object (+ reason, line)
 quarantine/<run>/<raw key>                   a whole unusable object (+ .reason.json next to it)
@@ -14,6 +16,23 @@ manifest/runs/<run>.json                     one object per committed run: the c
 manifest/index.json                          compacted cache of all run records (rebuildable)
 manifest/ingest.lock                         lease held while a run writes
 ```
+The training side:
+```
+splits/v=NNNNNN/train.parquet        rows of the train users of a curated version
+splits/v=NNNNNN/holdout.parquet      rows of the fixed hold-out users (they never train)
+splits/v=NNNNNN/split.json           counts, fraction, salt (written last: marks a complete split)
+splits/v=NNNNNN/new_since_v=MMMMMM.parquet  which rows v=N adds to v=M, the version last trained on (the
+                                     minimum batch computes it once; live evaluation and the report read it)
+runs/<run>/challenger.json           what a run trained (a retry reuses it instead of retraining)
+models/<model_version>/artifact.tar.gz   the trained artifact directory
+models/<model_version>/evaluation.json   challenger + champion metrics on the same hold-out
+models/<model_version>/holdout_predictions.parquet
+models/<model_version>/report.html (+ report.json, roc.png, calibration.png, live_auc.png)
+models/champion.json                 the alias: which model serves (written only after a successful rollout)
+models/last_trained.json             the newest training: data version, model version, run (the minimum batch
+                                     counts the rows added since its data version)
+reports/live_auc.json                live AUC of the serving champion per data version
+```
 Every value read back from S3 (version names, run ids, raw keys, ETags) is checked against its pattern
 here before anything builds a key from it.
 """
@@ -22,6 +41,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import UTC, date, datetime
+
+from dkt_core.storage.objects import (
+    s3_uri as s3_uri,  # one URI rule (re-exported for the key builders' callers)
+)
+from dkt_core.training.versions import check_model_version
 
 RAW_PREFIX = "interactions/"
 ARCHIVE_PREFIX = "archive/"
@@ -35,6 +60,12 @@ UNSAFE_KEYS_DIR = "unsafe-keys/"
 DATASET_FILE = "interactions.parquet"
 METADATA_FILE = "metadata.json"
 CLAIM_FILE = "CLAIM"
+MODELS_PREFIX = "models/"
+CHAMPION_KEY = "models/champion.json"
+LAST_TRAINED_KEY = "models/last_trained.json"
+LIVE_AUC_KEY = "reports/live_auc.json"
+ARTIFACT_FILE = "artifact.tar.gz"
+SPLIT_PARTS = ("train.parquet", "holdout.parquet", "split.json")
 INTERNAL_PREFIXES = (ARCHIVE_PREFIX, QUARANTINE_PREFIX, CURATED_PREFIX, "manifest/")
 MAX_RAW_KEY_LEN = 512  # leaves room for "quarantine/<run>/" + ".reason.json" under S3's 1024 bytes
 
@@ -152,5 +183,34 @@ def quarantine_key(run_id: str, raw_key: str) -> str:
     return quarantine_prefix(run_id) + name
 
 
-def s3_uri(bucket: str, key: str) -> str:
-    return f"s3://{bucket}/{key}"
+
+def raw_key(name: str, *, day: str | date | None = None, prefix: str = RAW_PREFIX) -> str:
+    """Where an upload goes: ``<prefix>date=<day>/<name>`` (day: a date, ``YYYY-MM-DD`` or a label such as
+    ``seed``; default today, UTC). The web client's flusher, the demo and ``dkt seed`` all build raw keys
+    here; the result must be a key ingestion accepts (``raw_key_problem``), else ValueError."""
+    day = day or datetime.now(UTC).date()
+    key = f"{check_prefix(prefix)}date={day.isoformat() if isinstance(day, date) else day}/{name}"
+    problem = raw_key_problem(key)
+    if problem:
+        raise ValueError(f"cannot upload as {key[:80]!r}: {problem}")
+    return key
+
+
+def split_key(version: int, part: str) -> str:
+    if part not in SPLIT_PARTS:
+        raise ValueError(f"unknown split part {part!r}")
+    return f"splits/{version_name(version)}/{part}"
+
+
+def new_rows_key(version: int, base: int | None) -> str:
+    """Which rows of curated ``version`` its ``base`` version lacks (one bool per row, in row order)."""
+    return f"splits/{version_name(version)}/new_since_{version_name(base) if base else 'nothing'}.parquet"
+
+
+def challenger_record_key(run_id: str) -> str:
+    return f"runs/{run_slug(run_id)}/challenger.json"
+
+
+def model_key(model_version: str, name: str) -> str:
+    check_model_version(model_version)  # a value read back from S3 never becomes another key
+    return f"{MODELS_PREFIX}{model_version}/{name}"

@@ -34,14 +34,16 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from dkt_core.ingest import layout
-from dkt_core.ingest.s3ops import (
-    IngestError,
+from dkt_core.ingest.errors import IngestError
+from dkt_core.storage.objects import (
+    ConflictExhausted,
     PreconditionFailed,
     delete_if_match,
     get_json,
     is_infrastructure_error,
     list_objects,
     put_json,
+    update_json,
 )
 
 log = logging.getLogger(__name__)
@@ -161,27 +163,22 @@ def commit_run(client, bucket: str, record: dict[str, Any]) -> bool:
 
 def update_index(client, bucket: str, state: ManifestState, attempts: int = 5) -> None:
     """Fold ``state`` into manifest/index.json with compare-and-set (merging a concurrent writer)."""
-    for _ in range(attempts):
-        got = get_json(client, bucket, layout.MANIFEST_INDEX_KEY)
-        runs = {r["run_id"]: r for r in (got[0].get("runs", []) if got else [])}
+    def merged(current: Any) -> dict[str, Any] | None:
+        runs = {r["run_id"]: r for r in (current.get("runs", []) if current else [])}
         if all(rid in runs for rid in state.runs):
-            return
+            return None
         runs.update({rid: _compact(rec) for rid, rec in state.runs.items()})
-        doc = {
+        return {
             "schema": 1,
             "updated_at": datetime.now(UTC).isoformat(),
             "latest_version": state.latest_version,
             "runs": sorted(runs.values(), key=lambda r: (r.get("committed_at") or "", r["run_id"])),
         }
-        try:
-            if got is None:
-                put_json(client, bucket, layout.MANIFEST_INDEX_KEY, doc, if_absent=True)
-            else:
-                put_json(client, bucket, layout.MANIFEST_INDEX_KEY, doc, if_match=got[1])
-            return
-        except PreconditionFailed:
-            time.sleep(0.2)  # someone else updated it: re-read and merge
-    # The index is only a cache; readers still see every run record, so this is not fatal.
+
+    try:
+        update_json(client, bucket, layout.MANIFEST_INDEX_KEY, merged, attempts=attempts)
+    except ConflictExhausted:
+        pass  # the index is only a cache; readers still see every run record, so this is not fatal
 
 
 class Lease:

@@ -28,11 +28,13 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dkt_core.ingest import curated, layout
+from dkt_core.ingest.errors import S3Unavailable, require_bucket
 from dkt_core.ingest.manifest import (
     Lease,
     ManifestState,
@@ -42,8 +44,7 @@ from dkt_core.ingest.manifest import (
     read_run,
     update_index,
 )
-from dkt_core.ingest.s3ops import (
-    S3Unavailable,
+from dkt_core.storage.objects import (
     copy_object,
     is_infrastructure_error,
     is_missing,
@@ -52,9 +53,9 @@ from dkt_core.ingest.s3ops import (
     list_objects,
     put_bytes,
     put_json,
-    require_bucket,
 )
 from dkt_core.storage.s3 import S3Settings, s3_client
+from dkt_core.storage.workspace import Workspace
 
 if TYPE_CHECKING:
     from dkt_core.data.io import ReadLimits
@@ -334,22 +335,25 @@ def _version_fields(bucket: str, version: int | None) -> dict[str, Any]:
             "data_uri": layout.s3_uri(bucket, layout.dataset_key(version)) if version else None}
 
 
-def ingest(config: IngestConfig) -> IngestResult:
+def ingest(config: IngestConfig, *, ws: Workspace | None = None) -> IngestResult:
     """Ingest every raw object not consumed yet; see the module docstring for the write order.
+    ``ws``: the task's workspace (client + bucket, e.g. from the Airflow connection); default: a client
+    for ``config.settings`` (or the environment).
 
     Raises ``S3Unavailable`` when S3 cannot be reached or throttles (retry the run), ``IngestBusy``
     when another run holds the lease, ``LeaseLost`` when a retry of this run took over.
     """
     layout.check_run_id(config.run_id)
     layout.check_prefix(config.prefix)
-    settings = config.settings or S3Settings.from_env()
-    client = s3_client(settings)
+    if ws is None:
+        settings = config.settings or S3Settings.from_env()
+        ws = Workspace(s3_client(settings), settings.bucket, Path())
     try:
-        return _ingest(client, settings.bucket, config)
+        return _ingest(ws.client, ws.bucket, config)
     except (BotoCoreError, ClientError) as err:
         if is_infrastructure_error(err):
             raise S3Unavailable(
-                f"S3 at {settings.endpoint_url or 'AWS'} is unreachable or throttling ({err}); nothing was "
+                f"S3 at {ws.endpoint} is unreachable or throttling ({err}); nothing was "
                 "committed: retry the run once S3 answers") from err
         raise
 

@@ -15,17 +15,21 @@ seen those rows already: retraining on them plus a handful more would repeat its
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from dkt_core.data.columns import LABEL, USER
 from dkt_core.ingest import layout as ingest_layout
-from dkt_core.ingest.s3ops import PreconditionFailed, get_json, put_json
+from dkt_core.ingest.layout import LAST_TRAINED_KEY, new_rows_key
 from dkt_core.retrain.champion import read_champion
-from dkt_core.retrain.layout import LAST_TRAINED_KEY
 from dkt_core.retrain.settings import RetrainSettings
-from dkt_core.storage.s3 import S3Settings, s3_client
+from dkt_core.retrain.workspace import task_workspace
+from dkt_core.storage.objects import ConflictExhausted, get_json, read_parquet, update_json, write_parquet
+from dkt_core.storage.s3 import S3Settings
+from dkt_core.storage.workspace import Workspace
 from dkt_core.training.versions import check_model_version
 
 
@@ -45,20 +49,16 @@ def read_last_trained(client, bucket: str) -> dict[str, Any] | None:
 def record_training(client, bucket: str, record: dict[str, Any], attempts: int = 5) -> dict[str, Any]:
     """Move ``models/last_trained.json`` forward to ``record`` (compare-and-set; never backwards)."""
     new = ingest_layout.parse_version(record["data_version"])
-    for _ in range(attempts):
-        got = get_json(client, bucket, LAST_TRAINED_KEY)
-        if got is not None and ingest_layout.parse_version(str(got[0].get("data_version"))) > new:
-            return got[0]  # a later training was recorded already (runs never go back in data)
-        doc = {**record, "recorded_at": datetime.now(UTC).isoformat()}
-        try:
-            if got is None:
-                put_json(client, bucket, LAST_TRAINED_KEY, doc, if_absent=True)
-            else:
-                put_json(client, bucket, LAST_TRAINED_KEY, doc, if_match=got[1])
-            return doc
-        except PreconditionFailed:
-            time.sleep(0.2)
-    raise RuntimeError(f"s3://{bucket}/{LAST_TRAINED_KEY} kept changing under us; retry the task")
+
+    def forward(current: Any) -> dict[str, Any] | None:
+        if current is not None and ingest_layout.parse_version(str(current.get("data_version"))) > new:
+            return None  # a later training was recorded already (runs never go back in data)
+        return {**record, "recorded_at": datetime.now(UTC).isoformat()}
+
+    try:
+        return update_json(client, bucket, LAST_TRAINED_KEY, forward, attempts=attempts)
+    except ConflictExhausted:
+        raise RuntimeError(f"s3://{bucket}/{LAST_TRAINED_KEY} kept changing under us; retry the task") from None
 
 
 def last_training(client, bucket: str) -> dict[str, Any] | None:
@@ -75,35 +75,50 @@ def last_training(client, bucket: str) -> dict[str, Any] | None:
     return max(found, key=lambda f: ingest_layout.parse_version(f["data_version"]), default=None)
 
 
-def count_new(client, bucket: str, data_version: str, base_version: str | None) -> tuple[int, int]:
-    """(answered rows, distinct users among them) of ``data_version`` that ``base_version`` lacks."""
+def new_rows(client, bucket: str, data_version: str, base_version: str | None) -> tuple[pd.DataFrame, np.ndarray]:
+    """(curated ``data_version``, True for each of its rows that ``base_version`` lacks): each version read once."""
     from dkt_core.ingest.curated import read_version
     from dkt_core.retrain.live_eval import new_rows_mask
 
-    if base_version == data_version:
-        return 0, 0
     current = read_version(client, bucket, ingest_layout.parse_version(data_version))
+    if base_version == data_version:
+        return current, np.zeros(len(current), dtype=bool)
     base = read_version(client, bucket, ingest_layout.parse_version(base_version)) if base_version else None
-    new = current[new_rows_mask(current, base)]
+    return current, new_rows_mask(current, base)
+
+
+def read_new_rows(client, uri: str, current: pd.DataFrame) -> np.ndarray:
+    """The new-rows mask the minimum batch stored at ``uri``, checked against the version it describes."""
+    mask = read_parquet(client, uri)["new"].to_numpy(dtype=bool)
+    if len(mask) != len(current):
+        raise ValueError(f"{uri} describes {len(mask)} rows, the curated version has {len(current)}; "
+                         "delete it and rerun the run (has_new_data writes it again)")
+    return mask
+
+
+def count_new(current: pd.DataFrame, is_new: np.ndarray) -> tuple[int, int]:
+    """(answered rows, distinct users among them) of the new rows."""
+    new = current[is_new]
     new = new[new[LABEL] >= 0]  # rows to predict (-1) teach nothing
     return int(len(new)), int(new[USER].nunique())
 
 
 def check_batch(ingest_result: dict[str, Any], *, min_new_rows: int | None = None, min_new_users: int | None = None,
                 retrain_anyway: bool = False, settings: RetrainSettings | None = None,
-                s3: S3Settings | None = None) -> dict[str, Any]:
+                s3: S3Settings | None = None, ws: Workspace | None = None) -> dict[str, Any]:
     """Whether this run trains, on which version, and why (the reason goes to the log and the run note).
 
     Returns {"proceed", "reason", "data_version" (train on it), "parent_version" (the version last
-    trained on: live evaluation and drift look at the rows since), "new_rows", "new_users", thresholds}.
+    trained on: live evaluation and drift look at the rows since), "new_rows", "new_users", "new_rows_uri"
+    (which rows are new: computed here once, read by live evaluation and the report), thresholds}.
     """
     settings = settings or RetrainSettings.from_env()
-    s3 = s3 or S3Settings.from_env()
+    ws = task_workspace(ws, s3=s3, settings=settings)
     min_rows = settings.min_new_rows if min_new_rows is None else int(min_new_rows)
     min_users = settings.min_new_users if min_new_users is None else int(min_new_users)
     if min_rows < 0 or min_users < 0:
         raise ValueError(f"min_new_rows and min_new_users must be >= 0, got {min_rows} and {min_users}")
-    client, bucket = s3_client(s3), s3.bucket
+    client, bucket = ws.client, ws.bucket
     data_version = ingest_result.get("data_version")
     status = ingest_result.get("status")
     ingested = status == "ingested"
@@ -116,7 +131,12 @@ def check_batch(ingest_result: dict[str, Any], *, min_new_rows: int | None = Non
     ingest_layout.parse_version(data_version)
     base = last_training(client, bucket)
     base_version = base["data_version"] if base else None
-    rows, users = count_new(client, bucket, data_version, base_version)
+    current, is_new = new_rows(client, bucket, data_version, base_version)
+    rows, users = count_new(current, is_new)
+    base_number = ingest_layout.parse_version(base_version) if base_version else None
+    new_uri = write_parquet(client, bucket, new_rows_key(ingest_layout.parse_version(data_version), base_number),
+                            pd.DataFrame({"new": is_new}))
+    del current
     since = (f"since the last training (on {base_version}, model {base['model_version']})" if base
              else "in all data (never trained)")
     counts = f"{rows} new answered row(s) from {users} user(s) {since}"
@@ -132,4 +152,4 @@ def check_batch(ingest_result: dict[str, Any], *, min_new_rows: int | None = Non
         reason = (f"not retraining: {counts}, below the {limits}{this_run}. The rows are kept in {data_version} "
                   "and count toward the next run; a manual run with retrain_anyway=true trains now")
     return {**out, "proceed": proceed, "reason": reason, "parent_version": base_version, "base": base,
-            "new_rows": rows, "new_users": users}
+            "new_rows": rows, "new_users": users, "new_rows_uri": new_uri}

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dkt_core.ingest.layout import parse_version
-from dkt_core.retrain.layout import CHAMPION_KEY
-from dkt_core.retrain.s3io import fetch_artifact, read_json, write_json
+from dkt_core.ingest.layout import CHAMPION_KEY, parse_version
+from dkt_core.retrain.artifacts import fetch_artifact
+from dkt_core.storage.objects import read_json, write_json
 from dkt_core.training.versions import check_model_version
 
 

@@ -16,11 +16,14 @@ import pandas as pd
 
 from dkt_core.data.columns import LABEL, USER
 from dkt_core.evaluation.metrics import evaluate_predictions, paired_auc_difference
+from dkt_core.ingest.layout import model_key
+from dkt_core.retrain.artifacts import fetch_artifact
 from dkt_core.retrain.champion import champion_dir, read_champion
-from dkt_core.retrain.layout import model_key
-from dkt_core.retrain.s3io import fetch_artifact, read_parquet, write_json, write_parquet
 from dkt_core.retrain.settings import RetrainSettings
-from dkt_core.storage.s3 import S3Settings, s3_client
+from dkt_core.retrain.workspace import task_workspace
+from dkt_core.storage.objects import read_parquet, write_json, write_parquet
+from dkt_core.storage.s3 import S3Settings
+from dkt_core.storage.workspace import Workspace
 from dkt_core.training.versions import check_model_version
 
 
@@ -36,7 +39,8 @@ def _score(predictor, holdout: pd.DataFrame, settings: RetrainSettings) -> tuple
 
 
 def evaluate_candidates(model_version: str, artifact_uri: str, holdout_uri: str, *, artifact_sha256: str | None = None,
-                        settings: RetrainSettings | None = None, s3: S3Settings | None = None) -> dict[str, Any]:
+                        settings: RetrainSettings | None = None, s3: S3Settings | None = None,
+                        ws: Workspace | None = None) -> dict[str, Any]:
     """Metrics of the challenger and of the current champion (if any) on ``holdout_uri``.
 
     Writes models/<version>/evaluation.json and the per-row predictions the report plots; returns the
@@ -45,11 +49,11 @@ def evaluate_candidates(model_version: str, artifact_uri: str, holdout_uri: str,
     from dkt_core.predict import Predictor
 
     settings = settings or RetrainSettings.from_env()
-    s3 = s3 or S3Settings.from_env()
+    ws = task_workspace(ws, s3=s3, settings=settings)
     check_model_version(model_version)
-    client, bucket = s3_client(s3), s3.bucket
+    client, bucket = ws.client, ws.bucket
     holdout = read_parquet(client, holdout_uri)
-    challenger = Predictor.load(fetch_artifact(client, artifact_uri, settings.cache_dir, model_version,
+    challenger = Predictor.load(fetch_artifact(client, artifact_uri, ws.cache_dir, model_version,
                                                sha256=artifact_sha256))
     ch_report, ch_pred = _score(challenger, holdout, settings)
     preds = pd.DataFrame({USER: holdout[USER], LABEL: holdout[LABEL], "challenger": ch_pred})
@@ -57,7 +61,7 @@ def evaluate_candidates(model_version: str, artifact_uri: str, holdout_uri: str,
     champion = read_champion(client, bucket)
     cp_report, paired = None, None
     if champion is not None and champion["model_version"] != model_version:
-        cp = Predictor.load(champion_dir(client, champion, settings.cache_dir))
+        cp = Predictor.load(champion_dir(client, champion, ws.cache_dir))
         cp_report, cp_pred = _score(cp, holdout, settings)
         preds["champion"] = cp_pred
         paired = paired_auc_difference(preds[USER].to_numpy(), preds[LABEL].to_numpy(), ch_pred, cp_pred,

@@ -11,22 +11,23 @@ below DKT_JUDGE_MIN_ROWS rows or DKT_JUDGE_MIN_USERS users.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from dkt_core.data.columns import LABEL, USER
+from dkt_core.data.columns import COLUMNS, LABEL, USER
 from dkt_core.evaluation.metrics import evaluate_predictions
 from dkt_core.ingest import layout as ingest_layout
-from dkt_core.ingest.curated import COLUMNS, read_version
-from dkt_core.ingest.s3ops import PreconditionFailed, get_json, put_json
+from dkt_core.ingest.curated import read_version
+from dkt_core.ingest.layout import LIVE_AUC_KEY
 from dkt_core.retrain.champion import champion_dir, read_champion
-from dkt_core.retrain.layout import LIVE_AUC_KEY
 from dkt_core.retrain.settings import RetrainSettings
-from dkt_core.storage.s3 import S3Settings, s3_client
+from dkt_core.retrain.workspace import task_workspace
+from dkt_core.storage.objects import ConflictExhausted, get_json, update_json
+from dkt_core.storage.s3 import S3Settings
+from dkt_core.storage.workspace import Workspace
 
 
 def new_rows_mask(current: pd.DataFrame, parent: pd.DataFrame | None) -> np.ndarray:
@@ -56,19 +57,15 @@ def score_new_rows(predictor, current: pd.DataFrame, is_new: np.ndarray, *, n_bo
 
 def record_live_auc(client, bucket: str, entry: dict[str, Any], attempts: int = 5) -> str:
     """Insert/replace the entry of entry["data_version"] with compare-and-set (retry-safe, no dups)."""
-    for _ in range(attempts):
-        got = get_json(client, bucket, LIVE_AUC_KEY)
-        entries = [e for e in (got[0]["entries"] if got else []) if e["data_version"] != entry["data_version"]]
-        doc = {"schema": 1, "entries": sorted(entries + [entry], key=lambda e: e["data_version"])}
-        try:
-            if got is None:
-                put_json(client, bucket, LIVE_AUC_KEY, doc, if_absent=True)
-            else:
-                put_json(client, bucket, LIVE_AUC_KEY, doc, if_match=got[1])
-            return f"s3://{bucket}/{LIVE_AUC_KEY}"
-        except PreconditionFailed:
-            time.sleep(0.2)
-    raise RuntimeError(f"s3://{bucket}/{LIVE_AUC_KEY} kept changing under us; retry the task")
+    def insert(current: Any) -> dict[str, Any]:
+        entries = [e for e in (current["entries"] if current else []) if e["data_version"] != entry["data_version"]]
+        return {"schema": 1, "entries": sorted(entries + [entry], key=lambda e: e["data_version"])}
+
+    try:
+        update_json(client, bucket, LIVE_AUC_KEY, insert, attempts=attempts)
+    except ConflictExhausted:
+        raise RuntimeError(f"s3://{bucket}/{LIVE_AUC_KEY} kept changing under us; retry the task") from None
+    return f"s3://{bucket}/{LIVE_AUC_KEY}"
 
 
 def live_history(client, bucket: str) -> list[dict[str, Any]]:
@@ -76,13 +73,15 @@ def live_history(client, bucket: str) -> list[dict[str, Any]]:
     return got[0]["entries"] if got else []
 
 
-def live_evaluate(data_version: str, parent_version: str | None, *, settings: RetrainSettings | None = None,
-                  s3: S3Settings | None = None) -> dict[str, Any]:
+def live_evaluate(data_version: str, parent_version: str | None, *, new_rows_uri: str | None = None,
+                  settings: RetrainSettings | None = None, s3: S3Settings | None = None,
+                  ws: Workspace | None = None) -> dict[str, Any]:
     """Score the champion on the rows ``data_version`` holds and ``parent_version`` (the version last
-    trained on) lacks; record and return the result with its counts, interval and judgement."""
+    trained on) lacks; record and return the result with its counts, interval and judgement.
+    ``new_rows_uri``: which rows those are, as the minimum batch stored them (else computed here)."""
     settings = settings or RetrainSettings.from_env()
-    s3 = s3 or S3Settings.from_env()
-    client, bucket = s3_client(s3), s3.bucket
+    ws = task_workspace(ws, s3=s3, settings=settings)
+    client, bucket = ws.client, ws.bucket
     champion = read_champion(client, bucket)
     if champion is None:
         return {"status": "skipped", "reason": "no champion serves yet: nothing to evaluate live",
@@ -91,11 +90,14 @@ def live_evaluate(data_version: str, parent_version: str | None, *, settings: Re
         return {"status": "skipped", "reason": f"no rows added since {parent_version}: nothing to evaluate live",
                 "data_version": data_version}
     from dkt_core.predict import Predictor
+    from dkt_core.retrain.batch import new_rows, read_new_rows
 
-    current = read_version(client, bucket, ingest_layout.parse_version(data_version))
-    parent = read_version(client, bucket, ingest_layout.parse_version(parent_version)) if parent_version else None
-    is_new = new_rows_mask(current, parent)
-    predictor = Predictor.load(champion_dir(client, champion, settings.cache_dir))
+    if new_rows_uri:
+        current = read_version(client, bucket, ingest_layout.parse_version(data_version))
+        is_new = read_new_rows(client, new_rows_uri, current)
+    else:
+        current, is_new = new_rows(client, bucket, data_version, parent_version)
+    predictor = Predictor.load(champion_dir(client, champion, ws.cache_dir))
     metrics = score_new_rows(predictor, current, is_new, n_boot=settings.bootstrap, seed=settings.bootstrap_seed)
     n_scored, n_users = int(metrics.get("n_rows", 0)), int(metrics.get("n_users", 0))
     too_few = settings.too_few(n_scored, n_users)

@@ -13,10 +13,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from dkt_core.retrain.artifacts import fetch_artifact
 from dkt_core.retrain.champion import write_champion
-from dkt_core.retrain.s3io import fetch_artifact
 from dkt_core.retrain.settings import RetrainSettings
-from dkt_core.storage.s3 import S3Settings, s3_client
+from dkt_core.retrain.workspace import task_workspace
+from dkt_core.storage.s3 import S3Settings
+from dkt_core.storage.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -30,23 +32,26 @@ def bentoml_home() -> Path:
 
 
 def package_model(model_version: str, artifact_uri: str, *, artifact_sha256: str | None = None,
-                  settings: RetrainSettings | None = None, s3: S3Settings | None = None) -> dict[str, Any]:
+                  settings: RetrainSettings | None = None, s3: S3Settings | None = None,
+                  ws: Workspace | None = None) -> dict[str, Any]:
     """Artifact in S3 (its sha256 checked) -> BentoML model ``dkt-model:<model_version>`` (idempotent per version)."""
     from dkt_core.packaging import package_artifact
 
-    settings = settings or RetrainSettings.from_env()
-    local = fetch_artifact(s3_client(s3 or S3Settings.from_env()), artifact_uri, settings.cache_dir, model_version,
-                           sha256=artifact_sha256)
+    ws = task_workspace(ws, s3=s3, settings=settings)
+    local = fetch_artifact(ws.client, artifact_uri, ws.cache_dir, model_version, sha256=artifact_sha256)
     home = bentoml_home()
     packaged = package_artifact(local, home=home)
     return {"bentoml_tag": packaged.tag, "bentoml_home": str(home), "model_version": model_version}
 
 
 def deploy_model(model_version: str, artifact_uri: str, data_version: str, *, skip: bool = False,
-                 artifact_sha256: str | None = None, settings: RetrainSettings | None = None,
-                 s3: S3Settings | None = None) -> dict[str, Any]:
+                 packaged: dict[str, Any] | None = None, artifact_sha256: str | None = None,
+                 settings: RetrainSettings | None = None, s3: S3Settings | None = None,
+                 ws: Workspace | None = None) -> dict[str, Any]:
     """Image build + push + Swarm rollout with smoke test (dkt_core.deploy.pipeline.deploy: the first
-    deployment deploys the stack); ``skip``/DKT_DEPLOY=none: nothing to do."""
+    deployment deploys the stack); ``skip``/DKT_DEPLOY=none: nothing to do. ``packaged``: what
+    ``package_model`` returned for this model (its tag is deployed as is); packaged here only when the
+    caller did not (a direct call)."""
     settings = settings or RetrainSettings.from_env()
     if skip or settings.deploy == "none":
         why = "skip_deploy param" if skip else "DKT_DEPLOY=none"
@@ -54,8 +59,9 @@ def deploy_model(model_version: str, artifact_uri: str, data_version: str, *, sk
         return {"status": "skipped", "reason": f"deployment disabled by {why}", "image": None}
     from dkt_core.deploy.pipeline import deploy
 
-    packaged = package_model(model_version, artifact_uri, artifact_sha256=artifact_sha256, settings=settings,
-                             s3=s3)  # this worker's store
+    if packaged is None or packaged.get("model_version") != model_version:
+        packaged = package_model(model_version, artifact_uri, artifact_sha256=artifact_sha256, settings=settings,
+                                 s3=s3, ws=ws)  # this worker's store
     outcome = deploy(packaged["bentoml_tag"], home=Path(packaged["bentoml_home"]))
     if outcome.rollout is not None:
         log.info("rollout: %s", outcome.rollout.to_json())
@@ -71,9 +77,9 @@ def deploy_model(model_version: str, artifact_uri: str, data_version: str, *, sk
 def set_champion(run_id: str, model_version: str, artifact_uri: str, data_version: str,
                  evaluation: dict[str, Any], deployment: dict[str, Any], report_uri: str | None,
                  bentoml_tag: str | None, *, artifact_sha256: str | None = None,
-                 s3: S3Settings | None = None) -> dict[str, Any]:
+                 s3: S3Settings | None = None, ws: Workspace | None = None) -> dict[str, Any]:
     """Move the alias models/champion.json to this model (call only after deploy_model returned)."""
-    s3 = s3 or S3Settings.from_env()
+    ws = task_workspace(ws, s3=s3)
     record = {
         "model_version": model_version,
         "artifact_uri": artifact_uri,
@@ -87,4 +93,4 @@ def set_champion(run_id: str, model_version: str, artifact_uri: str, data_versio
         "report_uri": report_uri,
         "run_id": run_id,
     }
-    return write_champion(s3_client(s3), s3.bucket, record)
+    return write_champion(ws.client, ws.bucket, record)

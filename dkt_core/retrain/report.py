@@ -16,15 +16,16 @@ from typing import Any
 from dkt_core.data.columns import LABEL
 from dkt_core.ingest import layout as ingest_layout
 from dkt_core.ingest.curated import read_version
-from dkt_core.ingest.s3ops import get_json, put_bytes
+from dkt_core.ingest.layout import model_key
 from dkt_core.retrain import plots
 from dkt_core.retrain.drift import drift_summary, quality_summary
 from dkt_core.retrain.gate import METRIC, decide
-from dkt_core.retrain.layout import model_key
 from dkt_core.retrain.live_eval import live_history, new_rows_mask
-from dkt_core.retrain.s3io import read_parquet, write_json
 from dkt_core.retrain.settings import RetrainSettings
-from dkt_core.storage.s3 import S3Settings, s3_client
+from dkt_core.retrain.workspace import task_workspace
+from dkt_core.storage.objects import get_json, put_bytes, read_parquet, write_json
+from dkt_core.storage.s3 import S3Settings
+from dkt_core.storage.workspace import Workspace
 
 
 def _table(rows: dict[str, Any]) -> str:
@@ -113,16 +114,23 @@ def ingest_sources(client, bucket: str, data_version: str, since: str | None) ->
 
 
 def build_report(run_id: str, data_version: str, parent_version: str | None, evaluation: dict[str, Any],
-                 *, tolerance: float, force: bool = False, settings: RetrainSettings | None = None,
-                 s3: S3Settings | None = None) -> dict[str, Any]:
-    """Write the report files next to the artifact; returns their URIs and the gate's decision."""
-    s3 = s3 or S3Settings.from_env()
-    client, bucket = s3_client(s3), s3.bucket
-    version = evaluation["model_version"]
+                 *, tolerance: float, force: bool = False, new_rows_uri: str | None = None,
+                 settings: RetrainSettings | None = None, s3: S3Settings | None = None,
+                 ws: Workspace | None = None) -> dict[str, Any]:
+    """Write the report files next to the artifact; returns their URIs and the gate's decision (the run's
+    one decision: the gate task follows it). ``new_rows_uri``: the minimum batch's new-rows mask."""
     settings = settings or RetrainSettings.from_env()
+    ws = task_workspace(ws, s3=s3, settings=settings)
+    client, bucket = ws.client, ws.bucket
+    version = evaluation["model_version"]
     current = read_version(client, bucket, ingest_layout.parse_version(data_version))
     parent = read_version(client, bucket, ingest_layout.parse_version(parent_version)) if parent_version else None
-    new_rows = current[new_rows_mask(current, parent)]
+    if new_rows_uri:
+        from dkt_core.retrain.batch import read_new_rows
+
+        new_rows = current[read_new_rows(client, new_rows_uri, current)]
+    else:
+        new_rows = current[new_rows_mask(current, parent)]
     sources = ingest_sources(client, bucket, data_version, parent_version)
 
     preds = read_parquet(client, evaluation["predictions_uri"])

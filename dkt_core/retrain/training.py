@@ -16,11 +16,14 @@ from typing import Any
 
 import pandas as pd
 
+from dkt_core.ingest.layout import ARTIFACT_FILE, challenger_record_key, model_key
+from dkt_core.retrain.artifacts import cache_local_artifact, upload_artifact
 from dkt_core.retrain.batch import record_training
-from dkt_core.retrain.layout import ARTIFACT_FILE, challenger_record_key, model_key
-from dkt_core.retrain.s3io import cache_local_artifact, read_json, read_parquet, upload_artifact, write_json
 from dkt_core.retrain.settings import RetrainSettings
-from dkt_core.storage.s3 import S3Settings, s3_client
+from dkt_core.retrain.workspace import task_workspace
+from dkt_core.storage.objects import read_json, read_parquet, write_json
+from dkt_core.storage.s3 import S3Settings
+from dkt_core.storage.workspace import Workspace
 from dkt_core.training.versions import check_model_version
 
 log = logging.getLogger(__name__)
@@ -39,14 +42,18 @@ def window(frame: pd.DataFrame, days: int | None) -> pd.DataFrame:
 def train_challenger(run_id: str, data_version: str, train_uri: str, models: list[str], *,
                      model_options: dict[str, dict[str, Any]] | None = None,
                      training_window_days: int | None = None, seed: int = 0,
-                     settings: RetrainSettings | None = None, s3: S3Settings | None = None) -> dict[str, Any]:
-    """Train ``models`` on ``train_uri``; returns model_version, artifact URI and validation metrics."""
+                     settings: RetrainSettings | None = None, s3: S3Settings | None = None,
+                     ws: Workspace | None = None) -> dict[str, Any]:
+    """Train ``models`` on ``train_uri``; returns model_version, artifact URI and validation metrics.
+
+    The curated rows are handed to the trainer as a frame: they were validated and normalised when they
+    were ingested, so nothing is written back to a file or validated again."""
     from dkt_core.training.config import TrainConfig
-    from dkt_core.training.trainer import train
+    from dkt_core.training.trainer import train_frame
 
     settings = settings or RetrainSettings.from_env()
-    s3 = s3 or S3Settings.from_env()
-    client, bucket = s3_client(s3), s3.bucket
+    ws = task_workspace(ws, s3=s3, settings=settings)
+    client, bucket = ws.client, ws.bucket
     done = read_json(client, bucket, challenger_record_key(run_id))
     if done is not None:
         check_model_version(done.get("model_version"), source=f"{challenger_record_key(run_id)} model_version")
@@ -59,16 +66,14 @@ def train_challenger(run_id: str, data_version: str, train_uri: str, models: lis
     frame = window(read_parquet(client, train_uri), training_window_days)
     if frame.empty:
         raise ValueError(f"no training rows left after the {training_window_days}-day window; widen it")
-    work = Path(tempfile.mkdtemp(prefix="dkt-train-", dir=_mkdir(settings.cache_dir / "work")))
+    work = Path(tempfile.mkdtemp(prefix="dkt-train-", dir=_mkdir(ws.cache_dir / "work")))
     try:
-        data_path = work / "train.parquet"
-        frame.to_parquet(data_path, index=False)
-        artifact = train(data_path, work / "artifact", config, progress=False)
+        artifact = train_frame(frame, work / "artifact", config, progress=False)
         manifest = json.loads((artifact / "manifest.json").read_text())
         metrics = json.loads((artifact / "metrics.json").read_text())
         version = manifest["model_version"]
         uri, sha256 = upload_artifact(client, bucket, model_key(version, ARTIFACT_FILE), artifact)
-        cache_local_artifact(artifact, settings.cache_dir, version, sha256)  # later tasks skip the download
+        cache_local_artifact(artifact, ws.cache_dir, version, sha256)  # later tasks skip the download
     finally:
         shutil.rmtree(work, ignore_errors=True)
     record = {

@@ -3,8 +3,9 @@
 Settings (environment variables):
 - ``DKT_S3_ENDPOINT_URL``: endpoint of an S3-compatible server (empty = AWS S3).
 - ``DKT_S3_BUCKET``: the platform's bucket (default ``dkt-platform``).
-Credentials come from boto3's usual chain (AWS_ACCESS_KEY_ID/..., profiles, instance roles); none are
-ever written in code.
+Credentials come from boto3's usual chain (AWS_ACCESS_KEY_ID/..., profiles, instance roles) or are
+handed to ``s3_client`` (an Airflow connection's); none are ever written in code or into the environment.
+Object operations are ``dkt_core.storage.objects``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 
 import boto3
 from botocore.config import Config
+
+from dkt_core.storage.objects import list_keys as list_keys  # the one listing (re-exported)
 
 
 @dataclass(frozen=True)
@@ -31,8 +34,10 @@ class S3Settings:
         )
 
 
-def s3_client(settings: S3Settings | None = None, *, retries: int = 3, timeout_s: float = 10.0):
-    """A boto3 S3 client for ``settings`` (default: from the environment)."""
+def s3_client(settings: S3Settings | None = None, *, retries: int = 3, timeout_s: float = 10.0,
+              access_key: str | None = None, secret_key: str | None = None):
+    """A boto3 S3 client for ``settings`` (default: from the environment). ``access_key``/``secret_key``:
+    explicit credentials (e.g. from an Airflow connection); without them boto3's usual chain decides."""
     settings = settings or S3Settings.from_env()
     cfg = Config(
         retries={"max_attempts": retries, "mode": "standard"},
@@ -40,7 +45,9 @@ def s3_client(settings: S3Settings | None = None, *, retries: int = 3, timeout_s
         read_timeout=timeout_s,
         s3={"addressing_style": "path"},
     )
-    return boto3.client("s3", endpoint_url=settings.endpoint_url, region_name=settings.region, config=cfg)
+    credentials = {"aws_access_key_id": access_key, "aws_secret_access_key": secret_key} if access_key else {}
+    return boto3.client("s3", endpoint_url=settings.endpoint_url, region_name=settings.region, config=cfg,
+                        **credentials)
 
 
 def ensure_bucket(client, bucket: str) -> None:
@@ -49,10 +56,3 @@ def ensure_bucket(client, bucket: str) -> None:
     if bucket not in existing:
         client.create_bucket(Bucket=bucket)
 
-
-def list_keys(client, bucket: str, prefix: str) -> list[str]:
-    """All object keys under ``prefix``, sorted (paginates past 1,000 keys)."""
-    keys: list[str] = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys.extend(obj["Key"] for obj in page.get("Contents", []))
-    return sorted(keys)

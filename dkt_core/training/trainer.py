@@ -13,6 +13,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
+
 from dkt_core.data.columns import LABEL, USER
 from dkt_core.data.fingerprint import fingerprint
 from dkt_core.data.split import split_users
@@ -28,16 +30,23 @@ log = logging.getLogger("dkt.train")
 
 
 def train(data_path: str | Path, out_dir: str | Path, config: TrainConfig, *, progress: bool = True) -> Path:
-    """Train ``config.models`` on ``data_path`` and write a self-contained artifact to ``out_dir``."""
-    t0 = time.perf_counter()
-    out_dir = Path(out_dir)
+    """Read and validate ``data_path``, then ``train_frame`` on its valid rows (the CLI's road)."""
     result = validate_file(data_path)
     if len(result.rejected):
         log.warning("%s: %d row(s) rejected and not used for training: %s", data_path, len(result.rejected),
                     result.reasons)
-    frame = result.valid
+    return train_frame(result.valid, out_dir, config, progress=progress, source=data_path)
+
+
+def train_frame(frame: pd.DataFrame, out_dir: str | Path, config: TrainConfig, *, progress: bool = True,
+                source: str | Path | None = None) -> Path:
+    """Train ``config.models`` on ``frame`` (interactions already validated and normalised: a validation's
+    valid rows or a curated version) and write a self-contained artifact to ``out_dir``. ``source``: the
+    file the frame was read from (the fingerprint hashes it); None hashes the frame's rows."""
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
     frame = frame[frame[LABEL] >= 0].reset_index(drop=True)  # rows to predict carry no label to learn
-    fp = fingerprint(data_path, frame)
+    fp = fingerprint(source, frame)
     log.info("data: %d rows, %d users (%s)", fp["rows"], fp["users"], fp["data_version"])
 
     train_df, valid_df = split_users(frame, config.valid_frac, salt=f"valid-{config.seed}")

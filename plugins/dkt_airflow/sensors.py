@@ -28,14 +28,10 @@ class PendingObjectsSensor(BaseSensorOperator):
     def poke(self, context: Any) -> PokeReturnValue:
         if context["ti"].get_dr_count(dag_id=self.retrain_dag_id, states=["queued", "running"]):
             return PokeReturnValue(is_done=False)
-        from dkt_airflow.s3env import apply_connection
-
-        apply_connection()
+        from dkt_airflow.s3env import workspace
         from dkt_core.ingest import load_state, pending_objects
-        from dkt_core.storage.s3 import S3Settings, s3_client
 
-        settings = S3Settings.from_env()
-        client = s3_client(settings)
-        pending = pending_objects(client, settings.bucket, self.prefix, load_state(client, settings.bucket))
+        ws = workspace()
+        pending = pending_objects(ws.client, ws.bucket, self.prefix, load_state(ws.client, ws.bucket))
         return PokeReturnValue(is_done=bool(pending),
                                xcom_value={"pending": len(pending), "keys": [o["key"] for o in pending[:10]]})

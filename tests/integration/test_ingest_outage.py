@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from dkt_core.ingest import IngestConfig, ingest, layout
-from dkt_core.ingest.s3ops import S3Unavailable
+from dkt_core.ingest.errors import S3Unavailable
 from dkt_core.storage.s3 import S3Settings, ensure_bucket, s3_client
 from tests.conftest import MotoServer, free_port
 from tests.integration._ingest_helpers import (

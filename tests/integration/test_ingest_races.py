@@ -14,7 +14,7 @@ import pytest
 
 from dkt_core.ingest import IngestBusy, IngestConfig, curated, ingest, layout
 from dkt_core.ingest.manifest import LeaseLost, commit_run
-from dkt_core.ingest.s3ops import PreconditionFailed, put_bytes
+from dkt_core.storage.objects import PreconditionFailed, put_bytes
 from dkt_core.storage.s3 import ensure_bucket, s3_client
 from tests.integration._ingest_helpers import (
     HEADER,

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnec
 from dkt_core.ingest import layout
 from dkt_core.ingest.manifest import ManifestCorrupt, _checked_record
 from dkt_core.ingest.pipeline import IngestResult
-from dkt_core.ingest.s3ops import is_infrastructure_error
+from dkt_core.storage.objects import is_infrastructure_error
 
 
 @pytest.mark.parametrize("key", [

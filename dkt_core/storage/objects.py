@@ -1,20 +1,25 @@
-"""Small S3 helpers the ingestion needs beyond dkt_core.storage.s3: conditional writes (the commit
-and lock primitives), JSON objects, server-side copies, ETag normalisation, and the line between an
-infrastructure failure (S3 unreachable or throttling: the task fails so Airflow retries it) and
-anything else.
+"""Objects in the platform bucket: the one S3 layer every stage uses (ingest, retrain, client, CLI).
 
-Conditional writes (``If-None-Match: *`` / ``If-Match: <etag>``) are supported by AWS S3 since 2024,
-by MinIO and by moto; they turn "create the manifest entry" into an atomic compare-and-set.
-``CopySourceIfMatch`` is honoured by AWS S3 and MinIO; moto 5 ignores it (tests cannot race a copy).
+Reads and writes of bytes and JSON, conditional writes (``If-None-Match: *`` / ``If-Match: <etag>``:
+supported by AWS S3 since 2024, by MinIO and by moto) and the one compare-and-set loop built on them,
+server-side copies, conditional deletes, the one listing, frames as Parquet, and the line between an
+infrastructure failure (S3 unreachable or throttling: a task fails so Airflow retries it) and anything
+else. ``CopySourceIfMatch`` is honoured by AWS S3 and MinIO; moto 5 ignores it (tests cannot race a copy).
+The client comes from ``dkt_core.storage.s3.s3_client``; a retraining task carries it in a
+``dkt_core.storage.workspace.Workspace``.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
+import pandas as pd
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -35,13 +40,6 @@ class PreconditionFailed(Exception):
     """A conditional write lost: the object already exists / changed since it was read."""
 
 
-class IngestError(RuntimeError):
-    """Base of the errors that end an ingestion run (the task fails; a retry or an operator fixes it)."""
-
-
-class S3Unavailable(IngestError):
-    """S3 is unreachable or throttling: nothing was committed; retry the run (Airflow does)."""
-
 
 def is_infrastructure_error(err: BaseException) -> bool:
     """True for S3 connection failures, timeouts, truncated transfers, throttling and 5xx answers."""
@@ -49,7 +47,7 @@ def is_infrastructure_error(err: BaseException) -> bool:
         return True
     if isinstance(err, ClientError):
         status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        return _code(err) in _INFRA_CODES or status >= 500 or status == 429
+        return error_code(err) in _INFRA_CODES or status >= 500 or status == 429
     return False
 
 
@@ -62,7 +60,7 @@ def norm_etag(etag: str) -> str:
     return etag.strip('"')
 
 
-def _code(err: ClientError) -> str:
+def error_code(err: ClientError) -> str:
     return str(err.response.get("Error", {}).get("Code", ""))
 
 
@@ -97,17 +95,17 @@ def put_bytes(
     try:
         return norm_etag(client.put_object(**kwargs)["ETag"])
     except ClientError as err:
-        if _code(err) in {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}:
+        if error_code(err) in {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}:
             raise PreconditionFailed(f"conditional write of s3://{bucket}/{key} lost") from err
         raise
 
 
 def is_missing(err: ClientError) -> bool:
-    return _code(err) in {"NoSuchKey", "404", "NotFound"}
+    return error_code(err) in {"NoSuchKey", "404", "NotFound"}
 
 
 def is_precondition(err: ClientError) -> bool:
-    return _code(err) in {"PreconditionFailed", "412"}
+    return error_code(err) in {"PreconditionFailed", "412"}
 
 
 def copy_object(client, bucket: str, src: str, dst: str, *, src_etag: str,
@@ -182,14 +180,87 @@ def list_objects(client, bucket: str, prefix: str) -> list[dict[str, Any]]:
     return sorted(out, key=lambda o: o["key"])
 
 
-def require_bucket(client, bucket: str) -> None:
-    """Fail with a message that says what to do when the bucket is missing."""
-    try:
-        client.head_bucket(Bucket=bucket)
-    except ClientError as err:
-        if is_infrastructure_error(err):
-            raise
-        raise IngestError(
-            f"S3 bucket {bucket!r} is not reachable ({_code(err) or err}); create it (make s3-seed) or set "
-            "DKT_S3_BUCKET / DKT_S3_ENDPOINT_URL to the right bucket and endpoint"
-        ) from err
+class ConflictExhausted(RuntimeError):
+    """A compare-and-set kept losing to other writers for all its attempts."""
+
+
+def compare_and_set(read: Callable[[], tuple[Any, str | None] | None], write: Callable[..., str],
+                    change: Callable[[Any], Any], *, what: str, attempts: int = 5, wait_s: float = 0.2) -> Any:
+    """The one read-modify-write loop: ``read()`` -> (value, etag) or None when absent; ``change(value)``
+    -> the new value, or None when nothing needs writing (the current value is returned); ``write(new,
+    if_absent=True)`` when absent, else ``write(new, if_match=etag)``. A lost condition re-reads and tries
+    again (``wait_s`` apart); after ``attempts`` losses ConflictExhausted names ``what``. Returns the value
+    now stored."""
+    for attempt in range(attempts):
+        got = read()
+        current, etag = got if got is not None else (None, None)
+        new = change(current)
+        if new is None:
+            return current
+        try:
+            if etag is None:
+                write(new, if_absent=True)
+            else:
+                write(new, if_match=etag)
+            return new
+        except PreconditionFailed:
+            if attempt + 1 < attempts:
+                time.sleep(wait_s)  # someone else wrote meanwhile: re-read and merge
+    raise ConflictExhausted(f"{what} kept changing under us; retry the task")
+
+
+def update_json(client, bucket: str, key: str, change: Callable[[Any], Any], *, attempts: int = 5,
+                wait_s: float = 0.2) -> Any:
+    """``compare_and_set`` of the JSON object ``key`` (see there for ``change``)."""
+    return compare_and_set(lambda: get_json(client, bucket, key),
+                           lambda doc, **cond: put_json(client, bucket, key, doc, **cond),
+                           change, what=s3_uri(bucket, key), attempts=attempts, wait_s=wait_s)
+
+
+def s3_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """s3://bucket/key -> (bucket, key)."""
+    if not isinstance(uri, str) or not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise ValueError(f"{uri!r} is not an s3://bucket/key URI")
+    bucket, _, key = uri[5:].partition("/")
+    return bucket, key
+
+
+def read_parquet(client, uri: str) -> pd.DataFrame:
+    """The frame stored at ``uri`` (FileNotFoundError naming it when absent)."""
+    bucket, key = parse_s3_uri(uri)
+    got = get_bytes(client, bucket, key)
+    if got is None:
+        raise FileNotFoundError(f"{uri} does not exist; rerun the task that writes it")
+    return pd.read_parquet(io.BytesIO(got[0]))
+
+
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def write_parquet(client, bucket: str, key: str, frame: pd.DataFrame, **conditions: Any) -> str:
+    """Store ``frame`` as Parquet at ``key``; returns its URI."""
+    put_bytes(client, bucket, key, parquet_bytes(frame), **conditions)
+    return s3_uri(bucket, key)
+
+
+def read_json(client, bucket: str, key: str) -> Any:
+    """The JSON document at ``key``, or None when absent."""
+    got = get_json(client, bucket, key)
+    return got[0] if got else None
+
+
+def write_json(client, bucket: str, key: str, doc: Any) -> str:
+    put_json(client, bucket, key, doc)
+    return s3_uri(bucket, key)
+
+
+def list_keys(client, bucket: str, prefix: str) -> list[str]:
+    """All object keys under ``prefix``, sorted (``list_objects`` without ETags and sizes)."""
+    return [o["key"] for o in list_objects(client, bucket, prefix)]

@@ -1,4 +1,8 @@
-"""S3 reads/writes of frames, JSON and artifact tarballs, with a local cache of immutable objects."""
+"""Trained artifacts in the bucket: upload as a tarball with its sha256, fetch into a local cache only after
+the bytes, the key and the version checked out (immutable objects: cached per model version).
+
+Objects themselves (bytes, JSON, frames) are ``dkt_core.storage.objects``.
+"""
 
 from __future__ import annotations
 
@@ -8,39 +12,11 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Any
 
-import pandas as pd
-
-from dkt_core.ingest.s3ops import get_bytes, get_json, put_bytes, put_json
-from dkt_core.retrain.layout import ARTIFACT_FILE, model_key, parse_s3_uri
+from dkt_core.ingest.layout import ARTIFACT_FILE, model_key
+from dkt_core.storage.objects import get_bytes, parse_s3_uri, put_bytes
 from dkt_core.storage.paths import safe_join
 from dkt_core.training.versions import check_model_version
-
-
-def read_parquet(client, uri: str) -> pd.DataFrame:
-    bucket, key = parse_s3_uri(uri)
-    got = get_bytes(client, bucket, key)
-    if got is None:
-        raise FileNotFoundError(f"{uri} does not exist; rerun the task that writes it")
-    return pd.read_parquet(io.BytesIO(got[0]))
-
-
-def write_parquet(client, bucket: str, key: str, frame: pd.DataFrame) -> str:
-    buf = io.BytesIO()
-    frame.to_parquet(buf, index=False)
-    put_bytes(client, bucket, key, buf.getvalue())
-    return f"s3://{bucket}/{key}"
-
-
-def read_json(client, bucket: str, key: str) -> dict[str, Any] | None:
-    got = get_json(client, bucket, key)
-    return got[0] if got else None
-
-
-def write_json(client, bucket: str, key: str, doc: Any) -> str:
-    put_json(client, bucket, key, doc)
-    return f"s3://{bucket}/{key}"
 
 
 class ArtifactIntegrityError(ValueError):

@@ -27,17 +27,9 @@ s3-down:
 	  kill -KILL -- -$$pid 2>/dev/null || kill -KILL $$pid 2>/dev/null || true; rm -f $(S3_PIDFILE); \
 	  echo "S3: stopped moto_server (pid $$pid)"; else echo "S3: no moto_server started by s3-up"; fi
 
-## s3-seed: create the bucket and upload a simulated initial interaction log (SEED_USERS, SEED_SEED)
+## s3-seed: create the bucket and upload a simulated initial interaction log (SEED_USERS, SEED_SEED) (dkt seed)
 s3-seed: s3-up
-	@$(S3_LOCAL_CREDS) $(BIN)/python -c "from dkt_core.storage.s3 import *; s=S3Settings.from_env(); \
-	  ensure_bucket(s3_client(s), s.bucket); print('S3: bucket', s.bucket, 'ready at', s.endpoint_url)"
-	@mkdir -p $(DKT_HOME)/seed
-	@if $(BIN)/dkt simulate --help >/dev/null 2>&1; then \
-	  out=$(DKT_HOME)/seed/initial-u$(SEED_USERS)-s$(SEED_SEED).csv; \
-	  $(BIN)/dkt simulate --users $(SEED_USERS) --seed $(SEED_SEED) --out $$out && \
-	  $(S3_LOCAL_CREDS) $(BIN)/python -c "import sys; from dkt_core.storage.s3 import *; s=S3Settings.from_env(); \
-	    key='interactions/date=seed/initial-u$(SEED_USERS)-s$(SEED_SEED).csv'; \
-	    s3_client(s).upload_file(sys.argv[1], s.bucket, key); print('S3: uploaded', key)" $$out; \
-	else echo "s3-seed: 'dkt simulate' is not available yet; bucket created, no initial log uploaded"; fi
+	@$(S3_LOCAL_CREDS) $(BIN)/dkt seed --users $(SEED_USERS) --seed $(SEED_SEED) \
+	  --out $(DKT_HOME)/seed/initial-u$(SEED_USERS)-s$(SEED_SEED).csv
 
 .PHONY: s3-up s3-down s3-seed

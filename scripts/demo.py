@@ -35,23 +35,17 @@ def say(msg: str) -> None:
 
 
 def upload_log(users: int, seed: int, user_offset: int, label: str) -> str:
-    """Simulate ``users`` students and upload their log as one raw object; returns the key."""
-    from dkt_core.data.simulate import SimulationConfig, simulate, write_log
-    from dkt_core.storage.s3 import S3Settings, ensure_bucket, s3_client
-
-    frame = simulate(SimulationConfig(users=users, seed=seed))
-    frame["userID"] = (frame["userID"].astype(int) + user_offset).astype(str)
-    home = Path(os.environ.get("DKT_HOME", REPO / ".dkt")) / "demo"
-    home.mkdir(parents=True, exist_ok=True)
-    path = home / f"{label}.csv"
-    write_log(frame, str(path))
-    settings = S3Settings.from_env()
-    client = s3_client(settings)
-    ensure_bucket(client, settings.bucket)
-    key = f"interactions/date={datetime.now(UTC):%Y-%m-%d}/{label}-{uuid.uuid4()}.csv"
-    client.upload_file(str(path), settings.bucket, key)
-    say(f"uploaded {len(frame):,} interactions of {users} students to s3://{settings.bucket}/{key}")
-    return str(path)
+    """Simulate ``users`` students and upload their log as one raw object (``dkt seed``); returns the path of
+    the local copy (the web client's question bank is built from it)."""
+    name = f"{label}-{uuid.uuid4()}.csv"
+    local = Path(os.environ.get("DKT_HOME", REPO / ".dkt")) / "demo" / f"{label}.csv"
+    out = subprocess.run([str(BIN / "dkt"), "seed", "--users", str(users), "--seed", str(seed), "--user-offset",
+                          str(user_offset), "--day", f"{datetime.now(UTC):%Y-%m-%d}", "--name", name,
+                          "--out", str(local), "--json"],
+                         check=True, capture_output=True, text=True).stdout
+    got = json.loads(out.strip().splitlines()[-1])
+    say(f"uploaded {got['rows']:,} interactions of {users} students to s3://{got['bucket']}/{got['key']}")
+    return str(local)
 
 
 def airflow(*args: str) -> str:

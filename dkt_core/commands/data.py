@@ -1,4 +1,4 @@
-"""`dkt validate` and `dkt simulate`."""
+"""`dkt validate`, `dkt simulate` and (registered from ``commands.seed``) `dkt seed`."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", type=Path, required=True, help=".csv, .csv.gz or .parquet")
     s.set_defaults(func=cmd_simulate)
+
+    from dkt_core.commands import seed
+
+    seed.register(sub)  # the simulator's upload twin
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

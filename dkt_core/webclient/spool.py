@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dkt_core.ingest.layout import raw_key
 from dkt_core.webclient.bank import SEED_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def complete_lines(body: bytes) -> int:
 def s3_key_for(batch: Path, prefix: str = "interactions") -> str:
     """``interactions/date=YYYY-MM-DD/<uuid>.csv`` from a batch file ``<date>_<uuid>.csv``."""
     date, _, rest = batch.name.partition("_")
-    return f"{prefix}/date={date}/{rest}"
+    return raw_key(rest, day=date, prefix=f"{prefix}/")  # the bucket's one key layout
 
 
 class Spool:

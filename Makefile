@@ -43,8 +43,11 @@ lint: setup
 test: $(TEST_PREREQS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## unit: the fast unit tests only
+# Markers of tests that start real services (pyproject.toml); targets select by marker, never by file lists.
+SERVICE_MARKERS := integration or docker or airflow or browser or realdata or slow
+
+## unit: the fast tests: no service marker (no root, dockerd, apt or network needed)
 unit: setup
-	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not ($(SERVICE_MARKERS))" -q $(PYTEST_ARGS)
 
 .PHONY: help setup lint test unit

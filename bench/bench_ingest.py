@@ -27,6 +27,10 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from devtools.ports import free_port  # noqa: E402
+
 HEADER = b"userID,assessmentItemID,testId,answerCode,Timestamp,KnowledgeTag\n"
 BUCKET = "dkt-bench"
 
@@ -42,12 +46,6 @@ def child(args: argparse.Namespace) -> None:
     wall = time.perf_counter() - t
     print(json.dumps({"wall_s": wall, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "floor_rss_mib": floor_kib / 1024, "result": r.to_dict()}))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_moto() -> tuple[subprocess.Popen, str]:

@@ -27,8 +27,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dkt_core.serving.loadgen import run_load  # noqa: E402
-from tests.integration.conftest import _package, start_bentoml, stop  # noqa: E402
+from devtools.loadgen import run_load  # noqa: E402
+from devtools.services import package_model, start_bentoml, stop  # noqa: E402
+from dkt_core.settings import ServingSettings, load  # noqa: E402
+from dkt_core.settings import home as dkt_home  # noqa: E402
 
 FMT = "%Y-%m-%d %H:%M:%S"
 
@@ -38,7 +40,7 @@ def default_artifact() -> Path:
     from dkt_core.training.config import TrainConfig
     from dkt_core.training.trainer import train
 
-    root = Path(os.environ.get("DKT_HOME", REPO / ".dkt")) / "bench"
+    root = dkt_home() / "bench"
     art = root / "lgbm-u300"
     if not (art / "manifest.json").exists():
         root.mkdir(parents=True, exist_ok=True)
@@ -100,18 +102,18 @@ def main() -> int:
     args = ap.parse_args()
 
     artifact = args.model or default_artifact()
-    data = args.data or (Path(os.environ.get("DKT_HOME", REPO / ".dkt")) / "bench" / "u300.csv.gz")
+    data = args.data or (dkt_home() / "bench" / "u300.csv.gz")
     bodies = payloads(data)
     # paths inside the repository are recorded relative to it: the report is committed
     shown = artifact.resolve().relative_to(REPO) if artifact.resolve().is_relative_to(REPO) else artifact
     report = {"artifact": str(shown), "cpus": os.cpu_count(),
-              "batch_max_latency_ms": int(os.environ.get("DKT_BATCH_MAX_LATENCY_MS", "10000")),
+              "batch_max_latency_ms": load(ServingSettings).batch_max_latency_ms,
               "duration_s": args.duration, "profile": profile_predict_frame(artifact, data), "cells": []}
     print(json.dumps(report["profile"]), flush=True)
     for workers in [int(w) for w in args.workers.split(",")]:
         with tempfile.TemporaryDirectory() as home:
             home = Path(home)
-            tag = _package(artifact, home)
+            tag = package_model(artifact, home)
             proc, url = start_bentoml(home, tag, home / "serve.log", env={"DKT_SERVE_WORKERS": str(workers)})
             try:
                 for name, (body, n_pred) in bodies.items():

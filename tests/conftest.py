@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
+
+from devtools.ports import free_port, wait_for_port  # noqa: F401  (the one port helper; tests import it from here)
 
 # The tests of the CI hook below run small suites of their own (tests/unit/test_ci_skips.py).
 pytest_plugins = ["pytester"]
@@ -66,22 +66,6 @@ def pytest_make_collect_report(collector):
     report = yield  # a module-level skip_missing(..., allow_module_level=True)
     _fail_missing_under_ci(report)
     return report
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 30.0, host: str = "127.0.0.1") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex((host, port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
 class MotoServer:

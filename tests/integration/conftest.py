@@ -8,19 +8,12 @@ test requests it by this name.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.conftest import free_port
+from devtools.services import package_model, start_bentoml, stop
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,49 +26,6 @@ class ServedModel:
     data: Path
     home: Path
     log: Path
-
-
-def start_bentoml(home: Path, tag: str, log: Path, *, ready_timeout: float = 120.0,
-                  wait_ready: bool = True, env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    exe = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
-    full_env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True",
-                "DKT_MODEL_TAG": tag, "OMP_WAIT_POLICY": "PASSIVE", **(env or {})}
-    proc = subprocess.Popen([exe, "serve", "service:DKTService", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=REPO / "bento_service", env=full_env, start_new_session=True,
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + ready_timeout
-    path = "/readyz" if wait_ready else "/livez"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"bentoml serve exited with {proc.returncode}; see {log}:\n{log.read_text()[-3000:]}")
-        try:
-            if requests.get(url + path, timeout=1).status_code == 200:
-                return proc, url
-        except requests.RequestException:
-            pass
-        time.sleep(0.25)
-    stop(proc)
-    raise TimeoutError(f"{url}{path} not 200 after {ready_timeout}s; see {log}:\n{log.read_text()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
-def _package(artifact: Path, home: Path) -> str:
-    # a subprocess, so this interpreter's BentoML default store is never bound to (or written in) ~/bentoml
-    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
-    out = subprocess.run([sys.executable, "-m", "dkt_core.cli", "package", "--model", str(artifact)],
-                         env=env, capture_output=True, text=True, check=True)
-    return out.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +46,7 @@ def trained_tiny(tmp_path_factory) -> tuple[Path, Path]:
 def inference_server(trained_tiny, tmp_path_factory):
     artifact, data = trained_tiny
     home = tmp_path_factory.mktemp("bentoml_home")
-    tag = _package(artifact, home)
+    tag = package_model(artifact, home)
     log = home / "serve.log"
     proc, url = start_bentoml(home, tag, log)
     yield ServedModel(url, tag, artifact, data, home, log)

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import requests
 
+from devtools.services import package_model, start_bentoml, stop
 from dkt_core.api import MAX_HISTORY_PER_STUDENT, MAX_STUDENTS_PER_REQUEST, MAX_TARGETS_PER_STUDENT
 from dkt_core.data.validate import load_interactions, to_seed_csv
-from tests.integration.conftest import _package, start_bentoml, stop
 
 pytestmark = pytest.mark.integration
 FMT = "%Y-%m-%d %H:%M:%S"
@@ -188,7 +188,7 @@ def test_not_ready_while_the_model_cannot_load(trained_tiny, tmp_path):
     for f in (broken / "models" / "lgbm").glob("model.txt"):
         f.unlink()
     home = tmp_path / "bentoml"
-    tag = _package(broken, home)
+    tag = package_model(broken, home)
     proc, url = start_bentoml(home, tag, tmp_path / "serve.log", wait_ready=False)
     try:
         assert requests.get(url + "/livez", timeout=5).status_code == 200

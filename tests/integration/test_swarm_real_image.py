@@ -32,15 +32,15 @@ import pandas as pd
 import pytest
 import requests
 
+from devtools.loadgen import LoadGenerator
+from devtools.services import package_model
 from dkt_core.data.validate import to_seed_csv
-from dkt_core.deploy.loadgen import LoadGenerator
 from dkt_core.deploy.pipeline import deploy
 from dkt_core.deploy.rollout import served_version
 from dkt_core.deploy.settings import DeploySettings
 from dkt_core.deploy.stack import remove_stack, running_healthy, wait_converged
 from tests.conftest import free_port
 from tests.docker.fixtures import require_swarm
-from tests.integration.conftest import _package
 from tests.integration.test_service_http import _students
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -99,7 +99,7 @@ def models(tmp_path_factory) -> Models:
         arts[name] = root / name
     assert _manifest(arts["v2"])["members"] == ["lgbm", "lstm"]
     home = root / "bentoml"
-    tags = {name: _package(arts[name], home) for name in ("v1", "v2")}  # v2, the newer, packaged last
+    tags = {name: package_model(arts[name], home) for name in ("v1", "v2")}  # v2, the newer, packaged last
     return Models(data, arts["v1"], arts["v2"], home, tags)
 
 

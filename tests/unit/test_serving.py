@@ -188,7 +188,7 @@ def test_service_class_in_process(tiny, tmp_path, monkeypatch):
 
 
 def test_serving_load_generator_refuses_non_loopback_targets():
-    from dkt_core.serving.loadgen import run_load
+    from devtools.loadgen import run_load
 
     with pytest.raises(ValueError, match="not loopback"):
         run_load("http://192.0.2.1:3000/predict", b"{}", clients=1, duration_s=1)

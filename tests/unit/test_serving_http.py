@@ -9,9 +9,9 @@ import threading
 import pytest
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
 
+from devtools.loadgen import run_load
 from dkt_core.serving import patches
 from dkt_core.serving.keepalive import MaxRequestsPerConnection
-from dkt_core.serving.loadgen import run_load
 
 
 async def _ok_app(scope, receive, send) -> None:

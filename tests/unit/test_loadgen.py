@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dkt_core.deploy.loadgen import LoadGenerator
+from devtools.loadgen import LoadGenerator
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -15,11 +15,9 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import os
 import typing
 import zlib
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +29,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from dkt_core.data.columns import COLUMNS
+from dkt_core.settings import ReadLimits as ReadLimits  # declared in the settings surface (re-exported)
 
 PARQUET_MAGIC = b"PAR1"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -57,45 +56,6 @@ RATIO_GRACE_BYTES = 16 * 2**20
 
 class DataFileError(Exception):
     """The file cannot be used at all (unreadable, not CSV/Parquet, a required column missing, empty)."""
-
-
-@dataclass(frozen=True)
-class ReadLimits:
-    """Caps on one source: bytes read from it, bytes after gzip decompression (or Parquet decoding),
-    and how many times its size a gzip may expand to (past the first ``RATIO_GRACE_BYTES``).
-
-    Peak memory of reading follows the bytes actually decompressed: the ratio cap stops a gzip bomb
-    after ~16 MiB of output, where the decompressed cap alone would let it fill that cap first.
-    """
-
-    max_object_bytes: int = 256 * 2**20
-    max_decompressed_bytes: int = 1 * 2**30
-    max_compression_ratio: int = 100  # real logs compress 6-10 times (docs/data-contract.md)
-
-    def __post_init__(self) -> None:
-        for name in ("max_object_bytes", "max_decompressed_bytes", "max_compression_ratio"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ReadLimits.{name} must be a positive whole number, got {value!r}")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ReadLimits:
-        """The limits from ``DKT_INGEST_MAX_OBJECT_BYTES``, ``DKT_INGEST_MAX_DECOMPRESSED_BYTES`` (bytes) and
-        ``DKT_INGEST_MAX_COMPRESSION_RATIO``; unset or empty = the default."""
-        values: dict[str, int] = {}
-        for attr, setting, example in (("max_object_bytes", OBJECT_SETTING, "268435456 bytes"),
-                                       ("max_decompressed_bytes", DECOMPRESSED_SETTING, "1073741824 bytes"),
-                                       ("max_compression_ratio", RATIO_SETTING, "100")):
-            text = (environ.get(setting) or "").strip()
-            if not text:
-                continue
-            try:
-                values[attr] = int(text)
-            except ValueError:
-                raise ValueError(f"{setting} must be a whole number (e.g. {example}), got {text!r}") from None
-            if values[attr] < 1:
-                raise ValueError(f"{setting} must be at least 1, got {text!r}")
-        return cls(**values)
 
 
 @dataclass

@@ -24,7 +24,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +43,7 @@ from dkt_core.ingest.manifest import (
     read_run,
     update_index,
 )
+from dkt_core.settings import IngestSettings
 from dkt_core.storage.objects import (
     copy_object,
     is_infrastructure_error,
@@ -68,23 +68,12 @@ MAX_COPY_BYTES = 5 * 1024**3  # S3's limit of one CopyObject
 MAX_REASON_CHARS = 4000
 
 
-def _int_setting(name: str, default: int, unit: str) -> int:
-    raw = os.environ.get(name, "").strip() or str(default)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a whole number of {unit}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1 {unit[:-1]}")
-    return value
-
-
 def _lease_ttl_from_env() -> int:
-    return _int_setting("DKT_INGEST_LEASE_TTL_S", 3600, "seconds")
+    return IngestSettings.from_env().lease_ttl_s
 
 
 def _run_bytes_from_env() -> int:
-    return _int_setting("DKT_INGEST_MAX_RUN_BYTES", 1 << 30, "bytes")
+    return IngestSettings.from_env().max_run_bytes
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ so raising leaves both the service and the alias on the champion.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from dkt_core.retrain.artifacts import fetch_artifact
 from dkt_core.retrain.champion import write_champion
 from dkt_core.retrain.settings import RetrainSettings
 from dkt_core.retrain.workspace import task_workspace
+from dkt_core.settings import bentoml_home
 from dkt_core.storage.s3 import S3Settings
 from dkt_core.storage.workspace import Workspace
 
@@ -25,10 +25,6 @@ log = logging.getLogger(__name__)
 
 class RolloutFailed(RuntimeError):
     """The new version did not become healthy/serving; the service was rolled back (or says it was not)."""
-
-
-def bentoml_home() -> Path:
-    return Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
 
 
 def package_model(model_version: str, artifact_uri: str, *, artifact_sha256: str | None = None,

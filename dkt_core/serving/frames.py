@@ -14,19 +14,19 @@ Two serving-only rules:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from dkt_core import settings
 from dkt_core.api import StudentRequest
 from dkt_core.data.columns import COLUMNS
 
 # 400 interactions: ~2x the longest test sitting sequence models look at, and a bound on per-request CPU
 # (features are cumulative, so older rows matter only through counts/accuracies).
-HISTORY_WINDOW = int(os.environ.get("DKT_HISTORY_WINDOW", "400"))
+HISTORY_WINDOW = settings.HISTORY_WINDOW.default  # DKT_HISTORY_WINDOW: the service passes the loaded value
 
 
 @dataclass

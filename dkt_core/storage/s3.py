@@ -1,8 +1,7 @@
-"""S3 access configured from the environment, so the same code talks to AWS S3, MinIO or moto.
+"""S3 clients for ``S3Settings``, so the same code talks to AWS S3, MinIO or moto.
 
-Settings (environment variables):
-- ``DKT_S3_ENDPOINT_URL``: endpoint of an S3-compatible server (empty = AWS S3).
-- ``DKT_S3_BUCKET``: the platform's bucket (default ``dkt-platform``).
+``S3Settings`` (endpoint, bucket, region: ``DKT_S3_ENDPOINT_URL``, ``DKT_S3_BUCKET``, ``AWS_DEFAULT_REGION``)
+is declared in dkt_core/settings.py, the one settings surface, and re-exported here.
 Credentials come from boto3's usual chain (AWS_ACCESS_KEY_ID/..., profiles, instance roles) or are
 handed to ``s3_client`` (an Airflow connection's); none are ever written in code or into the environment.
 Object operations are ``dkt_core.storage.objects``.
@@ -10,33 +9,16 @@ Object operations are ``dkt_core.storage.objects``.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import boto3
 from botocore.config import Config
 
+from dkt_core.settings import S3Settings as S3Settings  # declared once in the settings surface (re-exported)
 from dkt_core.storage.objects import list_keys as list_keys  # the one listing (re-exported)
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    endpoint_url: str | None = None
-    bucket: str = "dkt-platform"
-    region: str = "us-east-1"
-
-    @classmethod
-    def from_env(cls) -> S3Settings:
-        return cls(
-            endpoint_url=os.environ.get("DKT_S3_ENDPOINT_URL") or None,
-            bucket=os.environ.get("DKT_S3_BUCKET", "dkt-platform"),
-            region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-        )
 
 
 def s3_client(settings: S3Settings | None = None, *, retries: int = 3, timeout_s: float = 10.0,
               access_key: str | None = None, secret_key: str | None = None):
-    """A boto3 S3 client for ``settings`` (default: from the environment). ``access_key``/``secret_key``:
+    """A boto3 S3 client for ``settings`` (default: ``S3Settings.from_env()``). ``access_key``/``secret_key``:
     explicit credentials (e.g. from an Airflow connection); without them boto3's usual chain decides."""
     settings = settings or S3Settings.from_env()
     cfg = Config(

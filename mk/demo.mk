@@ -2,6 +2,8 @@
 
 DEMO_USERS ?= 300
 DEMO_NEW_USERS ?= 300
+# written by scripts/demo.py when it starts the web client in its own session
+CLIENT_PIDFILE := $(DKT_HOME)/run/client.pid
 
 ## demo: set up everything (S3, registry, swarm, Airflow), train + deploy, upload new data, retrain + roll out
 demo: setup docker-up s3-up
@@ -10,7 +12,9 @@ demo: setup docker-up s3-up
 
 ## demo-stop: stop the demo's client, Airflow, the stack and the embedded S3 (dockerd and the registry stay)
 demo-stop:
-	-pkill -f "gunicorn.*dkt_core.webclient" || true
+	-@if [ -f $(CLIENT_PIDFILE) ]; then pid=$$(cat $(CLIENT_PIDFILE)); \
+	  kill -TERM -- -$$pid 2>/dev/null || kill -TERM $$pid 2>/dev/null || true; rm -f $(CLIENT_PIDFILE); \
+	  echo "client: stopped the demo's web client (process group $$pid)"; else echo "client: no demo client pid file"; fi
 	-$(MAKE) --no-print-directory airflow-stop undeploy s3-down
 
 .PHONY: demo demo-stop

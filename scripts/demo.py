@@ -23,10 +23,13 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dkt_core.settings import ClientServerSettings, DeploySettings, load
+from dkt_core.settings import home as dkt_home
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / ".venv" / "bin"
-API = f"http://127.0.0.1:{os.environ.get('DKT_API_PORT', '8000')}"
-CLIENT = f"http://127.0.0.1:{os.environ.get('DKT_CLIENT_PORT', '8088')}"
+API = f"http://127.0.0.1:{load(DeploySettings).api_port}"
+CLIENT = f"http://127.0.0.1:{load(ClientServerSettings).port}"
 AIRFLOW = f"http://127.0.0.1:{os.environ.get('AIRFLOW_PORT', '8080')}"
 
 
@@ -38,7 +41,7 @@ def upload_log(users: int, seed: int, user_offset: int, label: str) -> str:
     """Simulate ``users`` students and upload their log as one raw object (``dkt seed``); returns the path of
     the local copy (the web client's question bank is built from it)."""
     name = f"{label}-{uuid.uuid4()}.csv"
-    local = Path(os.environ.get("DKT_HOME", REPO / ".dkt")) / "demo" / f"{label}.csv"
+    local = dkt_home() / "demo" / f"{label}.csv"
     out = subprocess.run([str(BIN / "dkt"), "seed", "--users", str(users), "--seed", str(seed), "--user-offset",
                           str(user_offset), "--day", f"{datetime.now(UTC):%Y-%m-%d}", "--name", name,
                           "--out", str(local), "--json"],
@@ -98,12 +101,15 @@ def wait_for_version(expect_not: str | None, timeout_s: float) -> str:
 
 def start_client(bank_data: str) -> None:
     env = {**os.environ, "DKT_API_URL": API, "CLIENT_DATA": bank_data}
-    log = Path(os.environ.get("DKT_HOME", REPO / ".dkt")) / "logs" / "client.log"
+    log, pidfile = dkt_home() / "logs" / "client.log", dkt_home() / "run" / "client.pid"
     log.parent.mkdir(parents=True, exist_ok=True)
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as f:
-        subprocess.Popen(["make", "--no-print-directory", "client"], cwd=REPO, env=env, stdout=f, stderr=f,
-                         stdin=subprocess.DEVNULL, start_new_session=True)
-    say(f"student web client starting on {CLIENT} (log {log})")
+        proc = subprocess.Popen(["make", "--no-print-directory", "client"], cwd=REPO, env=env, stdout=f, stderr=f,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    # its own session: `make demo-stop` ends the whole group (make, gunicorn and its workers) by this pid
+    pidfile.write_text(f"{proc.pid}\n")
+    say(f"student web client starting on {CLIENT} (log {log}, pid file {pidfile})")
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ import ast
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import roc_auc_score
@@ -45,8 +46,13 @@ def test_split_by_user_is_disjoint_and_stable(tiny_log):
     assert not set(rest["userID"]) & set(held["userID"])
     assert len(rest) + len(held) == len(tiny_log)
     # adding rows for new users does not move existing users between sides
-    _, held2 = split_users(tiny_log.assign(userID=tiny_log["userID"]), 0.25, salt="x")
-    assert set(held2["userID"]) == set(held["userID"])
+    new = tiny_log.assign(userID="new-" + tiny_log["userID"])  # as many new users, other ids
+    rest2, held2 = split_users(pd.concat([tiny_log, new], ignore_index=True), 0.25, salt="x")
+    old = set(tiny_log["userID"])
+    assert set(held2["userID"]) & old == set(held["userID"])
+    assert set(rest2["userID"]) & old == set(rest["userID"])
+    # the new users were really split (both sides got some): the comparison above saw a changed population
+    assert set(held2["userID"]) - old and set(rest2["userID"]) - old
 
 
 def test_log_loss_and_accuracy_match_sklearn_and_clip_once():

@@ -116,3 +116,27 @@ def test_html_report_shows_counts_intervals_and_the_paired_difference(tiny_log):
                  "n = 9 new rows from 3 users", "bootstrap resamples", "tolerance"):
         assert part in page, part
     assert plots.live_auc_png(doc["live_trend"]).startswith(PNG)
+
+
+def _shares(n_users: int, rows_per_user: int, share_a: float, prefix: str) -> pd.DataFrame:
+    """``n_users`` users whose items, tests and tags are "a" in ``share_a`` of all rows, else "b"."""
+    n = n_users * rows_per_user
+    cat = np.where(np.arange(n) < round(share_a * n), "a", "b")
+    return pd.DataFrame({"userID": [f"{prefix}{i // rows_per_user}" for i in range(n)],
+                         "assessmentItemID": cat, "testId": cat, "KnowledgeTag": cat,
+                         "answerCode": np.arange(n) % 2,
+                         "Timestamp": pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n), unit="min")})
+
+
+@pytest.mark.parametrize(("share_a", "verdict"), [
+    (0.50, "stable"), (0.62, "stable"), (0.70, "moderate shift"), (0.80, "major shift"),
+])
+def test_drift_verdict_at_known_psi_values(share_a, verdict):
+    # parent 50/50, new rows share_a/(1-share_a): PSI = sum((p - q) ln(p / q)) in closed form
+    parent, new = _shares(50, 10, 0.5, "p"), _shares(40, 10, share_a, "n")
+    expected = sum((p - 0.5) * np.log(p / 0.5) for p in (share_a, 1 - share_a))
+    d = drift_summary(parent, new, n_boot=0)  # no resamples: no noise range, every PSI counts
+    assert d["judged"] and (d["n_rows"], d["n_users"]) == (400, 40)
+    for col in ("assessmentItemID", "testId", "KnowledgeTag"):
+        assert d["psi"][col] == pytest.approx(expected, abs=1e-12)
+    assert d["verdict"] == verdict, (expected, d["verdict"])

@@ -46,6 +46,15 @@ def test_training_is_deterministic(tiny_log_csv, artifact, tmp_path):
     m1 = json.loads((artifact / "metrics.json").read_text())["validation"]["lgbm"]["auc_all"]
     m2 = json.loads((again / "metrics.json").read_text())["validation"]["lgbm"]["auc_all"]
     assert m1 == m2
+    # the same seed gives the same model, not just the same score: every prediction is identical
+    frame = load_interactions(tiny_log_csv)
+    first, second = Predictor.load(artifact).predict_frame(frame), Predictor.load(again).predict_frame(frame)
+    assert len(first) == len(frame)
+    np.testing.assert_array_equal(first, second)
+    # and a different seed gives a different model (the comparison above can fail)
+    other = train(tiny_log_csv, tmp_path / "other", TrainConfig(models=["lgbm"], seed=4,
+                  model_options={"lgbm": {"num_boost_round": 60}}), progress=False)
+    assert not np.array_equal(first, Predictor.load(other).predict_frame(frame))
 
 
 def test_predict_uses_only_rows_before_each_target(artifact, tiny_log, tmp_path):

@@ -70,7 +70,9 @@ _instance: DKTService | None = None  # for the GET /version route mounted below 
 
 async def _get_version(request):
     if _instance is None or not _instance.loader.ready:
-        return JSONResponse({"error": "model is still loading; retry when /readyz is 200"}, status_code=503)
+        failed = _instance is not None and _instance.loader.error
+        return JSONResponse({"error": f"model failed to load: {failed}" if failed else
+                             "model is still loading; retry when /readyz is 200"}, status_code=503)
     return JSONResponse(_instance.loader.engine.version().model_dump())
 
 
@@ -131,5 +133,24 @@ class DKTService:
         return self._engine().version()
 
 
+class LoadFailureReply:
+    """Once the model has failed to load, every API call answers 503 with the reason. BentoML replaces the
+    message of every 5xx it renders with "An unexpected error has occurred", so the reason would otherwise
+    reach only the server log; /livez, /readyz and /metrics stay BentoML's."""
+
+    PASS = ("/livez", "/readyz", "/metrics")
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        error = _instance.loader.error if _instance is not None else None
+        if error and scope["type"] == "http" and scope.get("path") not in self.PASS:
+            await JSONResponse({"error": f"model failed to load: {error}"}, status_code=503)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+DKTService.add_asgi_middleware(LoadFailureReply)
 if KEEPALIVE_REQUESTS > 0:
     DKTService.add_asgi_middleware(MaxRequestsPerConnection, max_requests=KEEPALIVE_REQUESTS)

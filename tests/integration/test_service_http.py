@@ -193,10 +193,20 @@ def test_not_ready_while_the_model_cannot_load(trained_tiny, tmp_path):
     try:
         assert requests.get(url + "/livez", timeout=5).status_code == 200
         assert requests.get(url + "/readyz", timeout=5).status_code == 503
-        r = requests.post(url + "/predict", timeout=10, json={"students": [{"userID": "u", "targets": [
-            {"assessmentItemID": "A1", "testId": "T", "KnowledgeTag": "1", "Timestamp": "2021-05-01 10:00:00"}]}]})
-        assert r.status_code == 503
-        assert requests.get(url + "/version", timeout=5).status_code == 503
+        body = {"students": [{"userID": "u", "targets": [
+            {"assessmentItemID": "A1", "testId": "T", "KnowledgeTag": "1", "Timestamp": "2021-05-01 10:00:00"}]}]}
+        # the loader runs in the background: ask until it has given up (every answer is a 503 meanwhile)
+        for _ in range(600):
+            r = requests.post(url + "/predict", timeout=10, json=body)
+            assert r.status_code == 503
+            if "failed to load" in r.text:
+                break
+            time.sleep(0.1)
+        # the reply says why: the load failed (not "still loading"), naming the missing LightGBM weights
+        assert "model failed to load" in r.text and "model.txt" in r.text, r.text
+        v = requests.get(url + "/version", timeout=5)
+        assert v.status_code == 503 and "model failed to load" in v.text, v.text
+        assert requests.get(url + "/readyz", timeout=5).status_code == 503
     finally:
         stop(proc)
 

@@ -229,6 +229,11 @@ KEEPALIVE_REQUESTS = _var("DKT_KEEPALIVE_REQUESTS", 25, "requests per keep-alive
 TORCH_THREADS = _var("DKT_TORCH_THREADS", 1, "torch threads per service worker", "serving", kind="int", minimum=1)
 HISTORY_WINDOW = _var("DKT_HISTORY_WINDOW", 400, "a student's most recent interactions the service keeps",
                       "serving", kind="int", minimum=1)
+API_AUTH = _var("DKT_API_AUTH", True, "require `Authorization: Bearer <key>` on every route but /livez and "
+                "/readyz; 0/off only for local development (docs/security.md)", "serving", kind="bool")
+API_KEYS_FILE = _var("DKT_API_KEYS_FILE", Path(".dkt/secrets/api_keys.json"), "key-hash file (JSON, 0600; hashes only): "
+                     "`make api-key` writes it, the service reads it at start-up (stack: Docker secret "
+                     "/run/secrets/dkt_api_keys)", "serving", kind="path", under_home="secrets/api_keys.json")
 
 # web client
 CLIENT_HOST = _var("DKT_CLIENT_HOST", "127.0.0.1", "address the web client (gunicorn) binds", "client")
@@ -255,6 +260,9 @@ CLIENT_SECRET_KEY_FILE = _var("DKT_CLIENT_SECRET_KEY_FILE", None, "Flask session
                               "client", kind="path", under_home="client/session.secret")
 CLIENT_ANSWER_KEY_FILE = _var("DKT_CLIENT_ANSWER_KEY_FILE", None, "HMAC secret of the answer key (build-bank)",
                               "client", kind="path", under_home="client/answer_key.secret")
+CLIENT_API_KEY_FILE = _var("DKT_CLIENT_API_KEY_FILE", Path(".dkt/secrets/webclient.key"), "the client's own API "
+                          "key (a file; stack: Docker secret /run/secrets/dkt_client_api_key)", "client",
+                          kind="path", under_home="secrets/webclient.key")
 CLIENT_COOKIE_SECURE = _var("DKT_CLIENT_COOKIE_SECURE", False, "send the session cookie over HTTPS only (set 1 "
                             "behind TLS)", "client", kind="bool")
 CLIENT_SESSION_HOURS = _var("DKT_CLIENT_SESSION_HOURS", 12.0, "a login lasts this long (hours)", "client",
@@ -456,6 +464,8 @@ class ServingSettings(_Checked):
     keepalive_requests: int = setting(KEEPALIVE_REQUESTS)
     torch_threads: int = setting(TORCH_THREADS)
     history_window: int = setting(HISTORY_WINDOW)
+    api_auth: bool = setting(API_AUTH)
+    api_keys_file: Path = setting(API_KEYS_FILE, default=Path(".dkt").resolve() / "secrets" / "api_keys.json")
 
 
 @dataclass(frozen=True)
@@ -503,6 +513,7 @@ class ClientSettings(_Checked):
     create_bucket: bool = setting(S3_CREATE_BUCKET)
     secret_key_file: Path | None = setting(CLIENT_SECRET_KEY_FILE)  # None: beside the state database
     answer_key_file: Path | None = setting(CLIENT_ANSWER_KEY_FILE)  # None: beside the bank
+    api_key_file: Path = setting(CLIENT_API_KEY_FILE, default=Path(".dkt").resolve() / "secrets" / "webclient.key")
     cookie_secure: bool = setting(CLIENT_COOKIE_SECURE)
     session_hours: float = setting(CLIENT_SESSION_HOURS)
     answer_limit: str = setting(CLIENT_ANSWER_LIMIT)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -213,24 +214,26 @@ def test_served_ensemble_equals_dkt_predict(real, tmp_path):
 
 
 def test_deploying_what_already_runs_returns_at_once_with_success(real):
-    """`make deploy MODEL=v2` while v2 runs: Swarm would start no update; the CLI says so and exits 0."""
+    """`make deploy MODEL=v2` while v2 runs: Swarm would start no update; the CLI says so and exits 0.
 
-    def cli_deploy() -> subprocess.CompletedProcess:
+    The image holds the project wheel built from the working tree (and its tag the git sha): an edit or a
+    commit since the last build makes a different image, which is rightly rolled out. So the test asks
+    again until the image pushed is the one running (at most 3 times) and asserts on that call."""
+    svc = real.client.services.get(real.settings.service)
+    for _ in range(3):
+        svc.reload()
+        before, index = _image(real), svc.attrs["Version"]["Index"]
         proc = subprocess.run([sys.executable, "-m", "dkt_core.deploy", "deploy", "--model", str(real.models.v2)],
                               capture_output=True, text=True, env={**os.environ, **real.env}, timeout=600)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-        return proc
-
-    svc = real.client.services.get(real.settings.service)
-    before, index = _image(real), svc.attrs["Version"]["Index"]
-    proc = cli_deploy()
-    if "rolling update" in proc.stdout and "nothing to update" not in proc.stdout:
-        # The image tag holds the git sha and the image the working tree: a commit or an edit since the
-        # last build makes a new image, rightly rolled out. Now that one runs: ask again.
+        pushed = re.search(r"^==> pushed (\S+)$", proc.stdout, re.M)
+        assert pushed, proc.stdout
+        if pushed.group(1) != before:  # another image: the code changed since the running one was built
+            assert "rolling update" in proc.stdout and "nothing to update" not in proc.stdout, proc.stdout
+            continue
+        assert "nothing to update" in proc.stdout, proc.stdout
+        assert f"already running: {_version(real.models.v2)}" in proc.stdout, proc.stdout
         svc.reload()
-        before, index = _image(real), svc.attrs["Version"]["Index"]
-        proc = cli_deploy()
-    assert "nothing to update" in proc.stdout and f"already running: {_version(real.models.v2)}" in proc.stdout, \
-        proc.stdout
-    svc.reload()
-    assert (_image(real), svc.attrs["Version"]["Index"]) == (before, index)
+        assert (_image(real), svc.attrs["Version"]["Index"]) == (before, index)
+        return
+    pytest.fail("the working tree changed between every two deploys: no deploy of the running image happened")

@@ -111,3 +111,24 @@ def test_run_load_posts_and_summarises(versioned):
     assert summary["requests"] == 90 and summary["non_2xx"] == 0 and summary["versions"] == {"v1": 90}
     assert summary["clients"] == 3 and summary["statuses"] == {200: 90}
     assert summary["p99_ms"] >= summary["p50_ms"] > 0 and summary["pred_per_s"] > 0
+
+
+SERVICE_MARKERS = {"integration", "docker", "airflow", "browser", "realdata", "slow"}
+
+
+def test_every_test_module_outside_unit_carries_a_service_marker():
+    """`make unit` selects by marker (not by folder or file lists): a test that starts real services must say
+    so, or it would run without them."""
+    conf = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"]
+    assert SERVICE_MARKERS <= {m.split(":")[0] for m in conf}
+    unmarked = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        if path.parent.name == "unit":
+            continue
+        marks = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "pytestmark" for t in node.targets):
+                marks = {n.attr for n in ast.walk(node.value) if isinstance(n, ast.Attribute)} & SERVICE_MARKERS
+        if not marks:
+            unmarked.append(str(path.relative_to(ROOT)))
+    assert not unmarked, f"add pytestmark = pytest.mark.<one of {sorted(SERVICE_MARKERS)}>: {unmarked}"

@@ -5,6 +5,7 @@ S3 bound to the host's docker bridge address (how containers reach this host).""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +42,9 @@ def start_test_stack(tmp: Path) -> SwarmStack:
 
     client = docker.from_env(timeout=300)
     settings = DeploySettings(
-        registry=os.environ.get("DKT_REGISTRY", "127.0.0.1:5000"), stack="dkttest",
-        api_port=int(os.environ.get("DKT_TEST_API_PORT", "18000")), client_port=18088,
+        # stack name and published ports derived per run: two runs (or a left-over stack) never collide
+        registry=os.environ.get("DKT_REGISTRY", "127.0.0.1:5000"), stack=f"dkttest{secrets.token_hex(3)}",
+        api_port=int(os.environ.get("DKT_TEST_API_PORT") or free_port()), client_port=free_port(),
         base_image=os.environ.get("DKT_BASE_IMAGE", "dkt-base:bookworm"),
         home=Path(os.environ.get("DKT_HOME", DeploySettings().home)),
     )

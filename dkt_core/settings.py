@@ -149,10 +149,13 @@ def required(var: Var) -> Any:
     return field(metadata={"var": var})
 
 
-def setting(var: Var, *, default: Any = None) -> Any:
-    """A dataclass field read from ``var`` (its default unless the area needs a concrete one of its own)."""
-    value = var.default if default is None else default
-    return field(default=value, metadata={"var": var})
+_UNSET: Any = object()
+
+
+def setting(var: Var, *, default: Any = _UNSET) -> Any:
+    """A dataclass field read from ``var``; a direct construction gets ``var``'s default unless the area
+    gives its own (``load`` always reads ``var``)."""
+    return field(default=var.default if default is _UNSET else default, metadata={"var": var})
 
 
 # --- the variables ------------------------------------------------------------------------------------------------
@@ -552,7 +555,7 @@ class DeploySettings(_Checked):
     rollout_timeout_s: float = setting(ROLLOUT_TIMEOUT_S)
     smoke_timeout_s: float = setting(SMOKE_TIMEOUT_S)
     client_image: str | None = setting(CLIENT_IMAGE)
-    client_bank: Path | None = setting(CLIENT_BANK, default=Path(".dkt/client/bank.json"))
+    client_bank: Path | None = setting(CLIENT_BANK, default=None)  # None: home / client / bank.json
     build_ca_bundle: Path | None = setting(BUILD_CA_BUNDLE)
     git_sha: str = setting(GIT_SHA)  # only when git cannot tell
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import MISSING
+from tests.conftest import MISSING, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,7 @@ def test_public_ports_are_host_mode():
                     reason=MISSING + "nginx is absent: apt-get install nginx")
 def test_nginx_config_is_valid(tmp_path):
     conf = (REPO / "docker" / "nginx.conf.template").read_text()
-    conf = conf.replace("${UPSTREAM}", "127.0.0.1:3000").replace("${LISTEN_PORT}", "18999")
+    conf = conf.replace("${UPSTREAM}", "127.0.0.1:3000").replace("${LISTEN_PORT}", str(free_port()))
     conf = conf.replace("/etc/nginx/dkt-proxy-common.conf", str(REPO / "docker" / "proxy-common.conf"))
     conf = conf.replace("/tmp/nginx.pid", str(tmp_path / "nginx.pid"))
     (tmp_path / "nginx.conf").write_text(conf)

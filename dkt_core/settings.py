@@ -516,6 +516,7 @@ class ClientSettings(_Checked):
     create_bucket: bool = setting(S3_CREATE_BUCKET)
     secret_key_file: Path | None = setting(CLIENT_SECRET_KEY_FILE)  # None: beside the state database
     answer_key_file: Path | None = setting(CLIENT_ANSWER_KEY_FILE)  # None: beside the bank
+    api_key_file: Path | None = setting(CLIENT_API_KEY_FILE, default=None)  # a file, never the env; None: no key
     api_key_file: Path = setting(CLIENT_API_KEY_FILE, default=Path(".dkt").resolve() / "secrets" / "webclient.key")
     cookie_secure: bool = setting(CLIENT_COOKIE_SECURE)
     session_hours: float = setting(CLIENT_SESSION_HOURS)

@@ -114,16 +114,18 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as home:
             home = Path(home)
             tag = package_model(artifact, home)
-            proc, url = start_bentoml(home, tag, home / "serve.log", env={"DKT_SERVE_WORKERS": str(workers)})
+            served = start_bentoml(home, tag, home / "serve.log", env={"DKT_SERVE_WORKERS": str(workers)})
+            proc, url, auth = served.proc, served.url, served.headers  # the API key it was started with
             try:
                 for name, (body, n_pred) in bodies.items():
                     for clients in [int(c) for c in args.clients.split(",")]:
                         for endpoint, path in (("adaptive", "/predict_batched"), ("plain", "/predict")):
                             # warm-up at full concurrency: connections recycle (every 25 requests) and spread
                             # over the workers before the measured run
-                            run_load(url + path, body, clients, 1.5, max_requests=clients * 30)
+                            run_load(url + path, body, clients, 1.5, max_requests=clients * 30, headers=auth)
                             rss = _worker_rss_mb(proc.pid)
-                            res = run_load(url + path, body, clients, args.duration, max_requests=args.max_requests)
+                            res = run_load(url + path, body, clients, args.duration, max_requests=args.max_requests,
+                                           headers=auth)
                             cell = {"workers": workers, "payload": name, "endpoint": endpoint, **res.summary(n_pred),
                                     "worker_rss_mb": [rss, _worker_rss_mb(proc.pid)]}
                             report["cells"].append(cell)

@@ -11,10 +11,14 @@ is enforced by the request models: a violation is HTTP 400 naming the value, log
   /knowledge_state    {"userID", "history"} -> KnowledgeStateResponse (P per KnowledgeTag).
   /version            GET (and POST) -> VersionResponse of the loaded model.
   /livez /readyz /metrics  BentoML's; /readyz is 200 only once the model is loaded and warmed up.
+Every route but /livez and /readyz needs ``Authorization: Bearer <key>`` (dkt_core.serving.auth): a missing,
+malformed, unknown or revoked key is 401 with a JSON reason; /metrics counts requests per key name
+(dkt_api_requests_total). Keys: `make api-key NAME=...` (docs/security.md).
 
 Settings (``ServingSettings`` of dkt_core/settings.py, loaded once at startup): DKT_MODEL_TAG (default:
 dkt-model:latest), DKT_SERVE_WORKERS (1), DKT_BATCH_MAX_STUDENTS (256), DKT_BATCH_MAX_LATENCY_MS (10000),
-DKT_HISTORY_WINDOW (400), DKT_KEEPALIVE_REQUESTS (25), DKT_TORCH_THREADS (1). Nothing is read from the
+DKT_HISTORY_WINDOW (400), DKT_KEEPALIVE_REQUESTS (25), DKT_TORCH_THREADS (1), DKT_API_AUTH (1),
+DKT_API_KEYS_FILE ($DKT_HOME/secrets/api_keys.json; stack: /run/secrets/dkt_api_keys). Nothing is read from the
 source tree: the model folder holds the whole artifact.
 """
 
@@ -47,6 +51,7 @@ with bentoml.importing():
         VersionResponse,
     )
     from dkt_core.serving import InferenceEngine, ModelLoader
+    from dkt_core.serving.auth import ApiKeyAuth, load_keys
     from dkt_core.serving.batched import BatchedPrediction
     from dkt_core.serving.keepalive import MaxRequestsPerConnection
     from dkt_core.serving.patches import patch_timeout_middleware, quiet_client_errors
@@ -64,6 +69,9 @@ BATCH_MAX_STUDENTS = SETTINGS.batch_max_students
 BATCH_MAX_LATENCY_MS = SETTINGS.batch_max_latency_ms
 # Requests per keep-alive connection before it is closed, so connections spread over the workers (0: no limit)
 KEEPALIVE_REQUESTS = SETTINGS.keepalive_requests
+# The API keys (hashes) accepted, read once at start-up from the key-hash file (in the stack a Docker secret,
+# never the environment). No file and auth not explicitly off: the service refuses to start.
+API_KEYS = load_keys(SETTINGS.api_auth, SETTINGS.api_keys_file)
 
 _instance: DKTService | None = None  # for the GET /version route mounted below (same worker process)
 
@@ -151,6 +159,9 @@ class LoadFailureReply:
         await self.app(scope, receive, send)
 
 
-DKTService.add_asgi_middleware(LoadFailureReply)
+# The first added is the outermost: the keep-alive limit sees every reply (401s too); a caller without a
+# valid key learns nothing past the 401 (not even a load failure).
 if KEEPALIVE_REQUESTS > 0:
     DKTService.add_asgi_middleware(MaxRequestsPerConnection, max_requests=KEEPALIVE_REQUESTS)
+DKTService.add_asgi_middleware(ApiKeyAuth, keys=API_KEYS)
+DKTService.add_asgi_middleware(LoadFailureReply)

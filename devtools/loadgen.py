@@ -101,8 +101,13 @@ class LoadResult:
         return out
 
 
-def _request_bytes(method: str, host: str, port: int, path: str, body: bytes | None) -> bytes:
+def _request_bytes(method: str, host: str, port: int, path: str, body: bytes | None,
+                   headers: dict[str, str] | None = None) -> bytes:
     head = f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: keep-alive\r\n"
+    for name, value in (headers or {}).items():  # e.g. Authorization: Bearer <key> (never logged)
+        if "\r" in name + value or "\n" in name + value:
+            raise ValueError(f"header {name!r} holds a line break")
+        head += f"{name}: {value}\r\n"
     if body is not None:
         head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
     return (head + "\r\n").encode() + (body or b"")
@@ -146,11 +151,11 @@ class LoadGenerator:
 
     def __init__(self, url: str, concurrency: int = 4, max_requests: int = 20_000, max_seconds: float = 180.0,
                  method: str = "GET", body: bytes | None = None, timeout: float = 15.0,
-                 allow_remote: bool = False):
+                 allow_remote: bool = False, headers: dict[str, str] | None = None):
         check_target(url, allow_remote)
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.request = _request_bytes(method, self.host, self.port, parts.path or "/", body)
+        self.request = _request_bytes(method, self.host, self.port, parts.path or "/", body, headers)
         self.timeout = timeout
         self.concurrency = max(1, min(concurrency, MAX_CLIENTS))
         self.max_requests = min(max_requests, MAX_REQUESTS)
@@ -239,10 +244,12 @@ class LoadGenerator:
 
 
 def run_load(url: str, payload: bytes | None, clients: int, duration_s: float, max_requests: int = 100_000,
-             timeout_s: float = 30.0, method: str = "POST", allow_remote: bool = False) -> LoadResult:
+             timeout_s: float = 30.0, method: str = "POST", allow_remote: bool = False,
+             headers: dict[str, str] | None = None) -> LoadResult:
     """``clients`` concurrent keep-alive connections for ``duration_s`` (bounded by ``max_requests``)."""
     return LoadGenerator(url, concurrency=clients, max_requests=max_requests, max_seconds=duration_s,
-                         method=method, body=payload, timeout=timeout_s, allow_remote=allow_remote).run()
+                         method=method, body=payload, timeout=timeout_s, allow_remote=allow_remote,
+                         headers=headers).run()
 
 
 def _cpu() -> float:

@@ -2,7 +2,10 @@
 `bentoml serve` of bento_service/ on a free loopback port until /readyz (or /livez) answers 200.
 
 The process runs in its own session, so ``stop`` ends it and its workers by process group (never by a name
-pattern). Not shipped (see devtools/__init__.py).
+pattern). The service requires an API key (dkt_core/serving/auth.py): unless ``env`` sets DKT_API_KEYS_FILE or
+DKT_API_AUTH, a key-hash file with one key named ``devtools`` is made beside the log; the returned ``Served``
+holds the key (``served.headers`` for requests) and unpacks as ``proc, url``. Not shipped (see
+devtools/__init__.py).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from devtools.ports import free_port
@@ -41,14 +45,36 @@ def _status(url: str) -> int | None:
         return None
 
 
+@dataclass
+class Served:
+    proc: subprocess.Popen
+    url: str
+    key: str | None  # the API key made for this server (None when the caller configured auth itself)
+    keys_file: Path | None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"} if self.key else {}
+
+    def __iter__(self):  # `proc, url = start_bentoml(...)`
+        return iter((self.proc, self.url))
+
+
 def start_bentoml(home: Path, tag: str, log: Path, *, ready_timeout: float = 120.0,
-                  wait_ready: bool = True, env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    """`bentoml serve service:DKTService` of ``tag`` from the store at ``home`` on a free port; returns
-    (process, base URL) once /readyz (``wait_ready``) or /livez is 200. Output goes to ``log``."""
+                  wait_ready: bool = True, env: dict | None = None) -> Served:
+    """`bentoml serve service:DKTService` of ``tag`` from the store at ``home`` on a free port; returns it
+    once /readyz (``wait_ready``) or /livez is 200. Output goes to ``log``."""
+    from dkt_core.serving.apikeys import ensure_key
+
     port = free_port()
     exe = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
+    key = keys_file = None
+    if not {"DKT_API_KEYS_FILE", "DKT_API_AUTH"} & set(env or {}):
+        keys_file = Path(log).parent / "api_keys.json"
+        key = ensure_key(keys_file, "devtools", Path(log).parent / "devtools.key")
     full_env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True",
-                "DKT_MODEL_TAG": tag, "OMP_WAIT_POLICY": "PASSIVE", **(env or {})}
+                "DKT_MODEL_TAG": tag, "OMP_WAIT_POLICY": "PASSIVE",
+                **({"DKT_API_KEYS_FILE": str(keys_file)} if keys_file else {}), **(env or {})}
     with open(log, "ab") as out:
         proc = subprocess.Popen([exe, "serve", "service:DKTService", "--host", "127.0.0.1", "--port", str(port)],
                                 cwd=REPO / "bento_service", env=full_env, start_new_session=True,
@@ -60,7 +86,7 @@ def start_bentoml(home: Path, tag: str, log: Path, *, ready_timeout: float = 120
         if proc.poll() is not None:
             raise RuntimeError(f"bentoml serve exited with {proc.returncode}; see {log}:\n{log.read_text()[-3000:]}")
         if _status(url + path) == 200:
-            return proc, url
+            return Served(proc, url, key, keys_file)
         time.sleep(0.25)
     stop(proc)
     raise TimeoutError(f"{url}{path} not 200 after {ready_timeout}s; see {log}:\n{log.read_text()[-3000:]}")

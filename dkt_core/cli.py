@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "dkt_core.commands.package",
     "dkt_core.commands.ingest",
     "dkt_core.commands.settings",
+    "dkt_core.commands.apikey",
 ]
 
 

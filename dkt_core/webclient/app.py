@@ -37,7 +37,7 @@ from dkt_core.webclient.accounts import MAX_PASSWORD, MIN_PASSWORD, ROLES, Accou
 from dkt_core.webclient.bank import CHOICES, SEED_COLUMNS, QuestionBank
 from dkt_core.webclient.flusher import FlushWorker
 from dkt_core.webclient.history import StaleAnswer, StateStore
-from dkt_core.webclient.inference import InferenceClient
+from dkt_core.webclient.inference import InferenceClient, read_api_key
 from dkt_core.webclient.settings import ClientSettings
 from dkt_core.webclient.spool import Spool, SpoolWriteError
 
@@ -86,7 +86,8 @@ def create_app(settings: ClientSettings | None = None, *, start_flusher: bool = 
     spool = Spool(settings.spool_dir, max_rows=settings.spool_max_rows, max_age_s=settings.spool_max_age_s)
     flusher = FlushWorker(spool, interval_s=settings.flush_interval_s, create_bucket=settings.create_bucket,
                           committed=store.has_row)
-    inference = InferenceClient(settings.api_url, timeout_s=settings.api_timeout_s)
+    inference = InferenceClient(settings.api_url, timeout_s=settings.api_timeout_s,
+                                api_key=read_api_key(settings.api_key_file))
     session_lifetime = timedelta(hours=settings.session_hours)
 
     app = Flask(__name__)

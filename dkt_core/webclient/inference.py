@@ -4,6 +4,10 @@ Requests and replies go through the pydantic models of ``dkt_core.api``. Every f
 malformed reply) returns ``None`` with a reason, so the quiz keeps working and says predictions are
 unavailable. After a failure the client stays quiet for ``cooldown_s`` instead of making every page wait
 for the timeout again.
+
+The client sends its own API key (``Authorization: Bearer``), read from a file (``DKT_CLIENT_API_KEY_FILE``;
+in the stack the Docker secret /run/secrets/dkt_client_api_key; ``read_api_key``), never from the
+environment. A 401 is logged with the service's reason, like any failure.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import requests
 from pydantic import ValidationError
@@ -41,14 +46,31 @@ class Outcome:
     error: str | None = None
 
 
+def read_api_key(path: Path | None) -> str | None:
+    """The client's API key from ``path`` (stripped); None, with a warning, when there is no such file: the
+    quiz still works, and the service answers 401 until a key is provided (`make api-key NAME=webclient`)."""
+    if path is None or not Path(path).is_file():
+        log.warning("no API key file at %s: predictions will be refused (401); create one with "
+                    "`make api-key NAME=webclient` and point DKT_CLIENT_API_KEY_FILE at it", path)
+        return None
+    key = Path(path).read_text().strip()
+    if not key:
+        log.warning("the API key file %s is empty: predictions will be refused (401)", path)
+        return None
+    return key
+
+
 class InferenceClient:
-    def __init__(self, base_url: str, *, timeout_s: float = 2.0, cooldown_s: float = 10.0):
+    def __init__(self, base_url: str, *, timeout_s: float = 2.0, cooldown_s: float = 10.0,
+                 api_key: str | None = None):
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.cooldown_s = cooldown_s
         self._down_until = 0.0
         self._lock = threading.Lock()
         self._session = requests.Session()
+        if api_key:
+            self._session.headers["Authorization"] = f"Bearer {api_key}"
 
     def _post(self, path: str, payload: dict) -> tuple[dict | None, str | None]:
         with self._lock:

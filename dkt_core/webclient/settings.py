@@ -14,6 +14,7 @@ the answer-key secret live in files (created 0600 when absent); S3 credentials c
 | DKT_S3_CREATE_BUCKET | 1 | create the bucket when missing (embedded moto); set 0 on AWS |
 | DKT_CLIENT_SECRET_KEY_FILE | $DKT_HOME/client/session.secret | Flask session-signing key (made 0600 if absent) |
 | DKT_CLIENT_ANSWER_KEY_FILE | $DKT_HOME/client/answer_key.secret | HMAC secret of the answer key (build-bank) |
+| DKT_CLIENT_API_KEY_FILE | $DKT_HOME/secrets/webclient.key | the client's own API key for the inference service |
 | DKT_CLIENT_COOKIE_SECURE | 0 | send the session cookie over HTTPS only (set 1 behind TLS) |
 | DKT_CLIENT_SESSION_HOURS | 12 | a login lasts this long (server-side session, ended by logout) |
 | DKT_CLIENT_ANSWER_LIMIT | 30 per minute | answers per account |
@@ -71,6 +72,7 @@ class ClientSettings:
     create_bucket: bool = True
     secret_key_file: Path | None = None  # None: beside the state database
     answer_key_file: Path | None = None
+    api_key_file: Path | None = None  # the client's API key (a file, never the environment); None: no key
     cookie_secure: bool = False
     session_hours: float = 12.0
     answer_limit: str = "30 per minute"
@@ -101,6 +103,7 @@ class ClientSettings:
             create_bucket=os.environ.get("DKT_S3_CREATE_BUCKET", "1") not in ("0", "false", "no"),
             secret_key_file=Path(os.environ.get("DKT_CLIENT_SECRET_KEY_FILE") or base / "session.secret"),
             answer_key_file=Path(os.environ.get("DKT_CLIENT_ANSWER_KEY_FILE") or base / "answer_key.secret"),
+            api_key_file=Path(os.environ.get("DKT_CLIENT_API_KEY_FILE") or dkt_home() / "secrets" / "webclient.key"),
             cookie_secure=os.environ.get("DKT_CLIENT_COOKIE_SECURE", "0") in ("1", "true", "yes"),
             session_hours=_float("DKT_CLIENT_SESSION_HOURS", 12.0, 0.01),
             answer_limit=_limit("DKT_CLIENT_ANSWER_LIMIT", "30 per minute"),

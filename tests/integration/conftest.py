@@ -3,7 +3,9 @@
 `inference_server_url` (session): a tiny LightGBM artifact trained on simulated data, packaged into a
 private BENTOML_HOME under the pytest tmp dir (the user's store is never touched), served by
 `bentoml serve service:DKTService`; yields the base URL once /readyz is 200. The web client's browser
-test requests it by this name.
+test requests it by this name. The server requires an API key: `inference_server.key` (one named
+``devtools``, made by devtools.services), `inference_server.api` is a requests session that sends it, and
+`inference_server.key_file` holds it (DKT_CLIENT_API_KEY_FILE for a web client).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
 from devtools.services import package_model, start_bentoml, stop
 
@@ -26,6 +29,20 @@ class ServedModel:
     data: Path
     home: Path
     log: Path
+    key: str
+    keys_file: Path
+    revoked_key: str  # a key in the same file, revoked before the server started
+
+    @property
+    def key_file(self) -> Path:
+        return self.keys_file.parent / "devtools.key"
+
+    @property
+    def api(self) -> requests.Session:
+        """A new session (like a bare `requests.post`) that sends the API key."""
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {self.key}"
+        return session
 
 
 @pytest.fixture(scope="session")
@@ -48,9 +65,14 @@ def inference_server(trained_tiny, tmp_path_factory):
     home = tmp_path_factory.mktemp("bentoml_home")
     tag = package_model(artifact, home)
     log = home / "serve.log"
-    proc, url = start_bentoml(home, tag, log)
-    yield ServedModel(url, tag, artifact, data, home, log)
-    stop(proc)
+    from dkt_core.serving.apikeys import create_key, revoke_key
+
+    revoked = create_key(home / "api_keys.json", "revoked")  # the file start_bentoml adds its key to
+    revoke_key(home / "api_keys.json", "revoked")
+    served = start_bentoml(home, tag, log)
+    assert served.keys_file == home / "api_keys.json"
+    yield ServedModel(served.url, tag, artifact, data, home, log, served.key, served.keys_file, revoked)
+    stop(served.proc)
 
 
 @pytest.fixture(scope="session")

@@ -57,12 +57,13 @@ def start_client(tmp_path, s3_env, bank):
     procs: list[subprocess.Popen] = []
     ensure_bucket(s3_client(s3_env), s3_env.bucket)
 
-    def start(api_url: str) -> str:
+    def start(api_url: str, api_key_file: Path | None = None) -> str:
         port = _free_port()
         env = {**os.environ, "DKT_HOME": str(tmp_path), "DKT_CLIENT_PORT": str(port), "DKT_CLIENT_WORKERS": "2",
                "DKT_CLIENT_BANK": str(bank[1]), "DKT_CLIENT_SPOOL_DIR": str(tmp_path / "spool"),
                "DKT_CLIENT_STATE_DB": str(tmp_path / "state.sqlite"), "DKT_API_URL": api_url,
-               "DKT_API_TIMEOUT_S": "3", "DKT_SPOOL_MAX_AGE_S": "1", "DKT_FLUSH_INTERVAL_S": "0.5"}
+               "DKT_API_TIMEOUT_S": "3", "DKT_SPOOL_MAX_AGE_S": "1", "DKT_FLUSH_INTERVAL_S": "0.5",
+               **({"DKT_CLIENT_API_KEY_FILE": str(api_key_file)} if api_key_file else {})}
         gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
         proc = subprocess.Popen([gunicorn, "-c", "python:dkt_core.webclient.gunicorn_conf",
                                  "dkt_core.webclient.wsgi:app"], env=env, start_new_session=True,
@@ -204,11 +205,11 @@ def test_three_answers_reach_s3_while_predictions_are_down(browser, start_client
 
 
 def test_three_answers_show_prediction_and_knowledge_chart(browser, start_client, inference_server_url, bank,
-                                                           s3_env):
+                                                           s3_env, inference_server):
     from selenium.webdriver.common.by import By
 
     t0 = datetime.now(UTC).replace(microsecond=0)
-    url = start_client(inference_server_url)
+    url = start_client(inference_server_url, inference_server.key_file)  # the client's own API key (issue 12)
     user_id, done = _answer_three(browser, url, bank[0], "student-2")
     p = float(browser.find_element(By.ID, "prediction").get_attribute("data-probability"))
     assert 0.0 <= p <= 1.0

@@ -1,10 +1,12 @@
 """The inference service as a real `bentoml serve` HTTP server on loopback: predictions, parity with
 `dkt predict`, 4xx on bad input (never 500; out-of-range dates, targets before their history, every size limit
 on every route) logged as one line without a traceback, /version, /livez, /readyz, /metrics, and readiness of a
-server whose model cannot load."""
+server whose model cannot load; API keys (401 without, with an unknown or a revoked key, 200 with a valid one,
+open health checks, per-key counts in /metrics, no start without a key file)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -44,7 +46,7 @@ def _students(data, n_users: int = 3, n_hist: int = 40, n_targets: int = 2):
 
 def test_predict_equals_dkt_predict(inference_server, tmp_path):
     students, frame = _students(inference_server.data)
-    r = requests.post(inference_server.url + "/predict", json={"students": students}, timeout=30)
+    r = inference_server.api.post(inference_server.url + "/predict", json={"students": students}, timeout=30)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model_version"] == inference_server.tag.split(":")[1]
@@ -58,28 +60,28 @@ def test_predict_equals_dkt_predict(inference_server, tmp_path):
     expected = pd.read_csv(tmp_path / "pred.csv")["prediction"].to_numpy()
     np.testing.assert_allclose(served, expected, atol=1e-6)
     # deterministic, and the batched endpoint gives the same numbers
-    again = requests.post(inference_server.url + "/predict", json={"students": students}, timeout=30).json()
+    again = inference_server.api.post(inference_server.url + "/predict", json={"students": students}, timeout=30).json()
     assert again == body
-    batched = requests.post(inference_server.url + "/predict_batched", json={"students": students}, timeout=30)
+    batched = inference_server.api.post(inference_server.url + "/predict_batched", json={"students": students}, timeout=30)
     assert batched.status_code == 200, batched.text
     assert [p for s in batched.json() for p in s["probabilities"]] == served
 
 
 def test_knowledge_state_and_version(inference_server):
     students, _ = _students(inference_server.data, n_users=1)
-    r = requests.post(inference_server.url + "/knowledge_state",
+    r = inference_server.api.post(inference_server.url + "/knowledge_state",
                       json={"userID": "u1", "history": students[0]["history"]}, timeout=30)
     assert r.status_code == 200, r.text
     tags = r.json()["tags"]
     assert set(tags) == {h["KnowledgeTag"] for h in students[0]["history"]}
-    v = requests.get(inference_server.url + "/version", timeout=5)
+    v = inference_server.api.get(inference_server.url + "/version", timeout=5)
     assert v.status_code == 200
     assert v.json()["model_version"] == inference_server.tag.split(":")[1]
     assert v.json()["models"] == ["lgbm"] and v.json()["data_version"] and v.json()["trained_at"]
-    assert requests.post(inference_server.url + "/version", timeout=5).json() == v.json()
-    assert requests.get(inference_server.url + "/livez", timeout=5).status_code == 200
-    assert requests.get(inference_server.url + "/readyz", timeout=5).status_code == 200
-    metrics = requests.get(inference_server.url + "/metrics", timeout=5)
+    assert inference_server.api.post(inference_server.url + "/version", timeout=5).json() == v.json()
+    assert inference_server.api.get(inference_server.url + "/livez", timeout=5).status_code == 200
+    assert inference_server.api.get(inference_server.url + "/readyz", timeout=5).status_code == 200
+    metrics = inference_server.api.get(inference_server.url + "/metrics", timeout=5)
     assert metrics.status_code == 200 and "bentoml_service_request" in metrics.text
 
 
@@ -88,7 +90,7 @@ def test_keepalive_connections_are_recycled(inference_server):
     the workers that share the listening socket (requests' Session reconnects by itself)."""
     body = {"students": [{"userID": "u", "history": [], "targets": [
         {"assessmentItemID": "A1", "testId": "T", "KnowledgeTag": "1", "Timestamp": "2021-05-01 10:00:00"}]}]}
-    with requests.Session() as session:
+    with inference_server.api as session:
         closes = [session.post(inference_server.url + "/predict", json=body, timeout=10).headers.get("connection")
                   for _ in range(50)]
     assert [i + 1 for i, c in enumerate(closes) if c == "close"] == [25, 50]
@@ -97,7 +99,7 @@ def test_keepalive_connections_are_recycled(inference_server):
 def test_unknown_ids_are_not_errors(inference_server):
     row = {"assessmentItemID": "never-seen-item", "testId": "no-test", "KnowledgeTag": "no-tag",
            "Timestamp": "2021-05-01 10:00:00"}
-    r = requests.post(inference_server.url + "/predict", timeout=10, json={"students": [
+    r = inference_server.api.post(inference_server.url + "/predict", timeout=10, json={"students": [
         {"userID": "new", "history": [{**row, "answerCode": 0}], "targets": [row]}]})
     assert r.status_code == 200, r.text
     assert 0 < r.json()["results"][0]["probabilities"][0] < 1
@@ -156,7 +158,7 @@ def test_bad_input_is_4xx_with_a_reason(inference_server, case):
     path, payload, reason = _bad_requests()[case]
     kwargs = {"data": payload, "headers": {"Content-Type": "application/json"}} if isinstance(payload, bytes) \
         else {"json": payload}
-    r = requests.post(inference_server.url + path, timeout=10, **kwargs)
+    r = inference_server.api.post(inference_server.url + path, timeout=10, **kwargs)
     assert 400 <= r.status_code < 500, (r.status_code, r.text)
     assert reason in r.text
 
@@ -166,10 +168,10 @@ def test_a_400_is_one_log_line_without_traceback(inference_server):
     and reason (next to the access line every request gets)."""
     marker = "2299-12-31 23:59:58"  # a value no other test sends, to find this request's lines
     before = inference_server.log.stat().st_size
-    r = requests.post(inference_server.url + "/predict", timeout=10, json={"students": [{"userID": "u", "targets": [
+    r = inference_server.api.post(inference_server.url + "/predict", timeout=10, json={"students": [{"userID": "u", "targets": [
         {"assessmentItemID": "A1", "testId": "T", "KnowledgeTag": "1", "Timestamp": marker}]}]})
     assert r.status_code == 400 and marker in r.text
-    ok = requests.post(inference_server.url + "/predict", timeout=10, json={"students": [{"userID": "u", "targets": [
+    ok = inference_server.api.post(inference_server.url + "/predict", timeout=10, json={"students": [{"userID": "u", "targets": [
         {"assessmentItemID": "A1", "testId": "T", "KnowledgeTag": "1", "Timestamp": "2021-05-01 10:00:00"}]}]})
     assert ok.status_code == 200  # its access line comes after the 400's lines: they are written by now
     deadline = time.monotonic() + 10
@@ -189,7 +191,9 @@ def test_not_ready_while_the_model_cannot_load(trained_tiny, tmp_path):
         f.unlink()
     home = tmp_path / "bentoml"
     tag = package_model(broken, home)
-    proc, url = start_bentoml(home, tag, tmp_path / "serve.log", wait_ready=False)
+    served = start_bentoml(home, tag, tmp_path / "serve.log", wait_ready=False)
+    proc, url, api = served.proc, served.url, requests.Session()
+    api.headers.update(served.headers)
     try:
         assert requests.get(url + "/livez", timeout=5).status_code == 200
         assert requests.get(url + "/readyz", timeout=5).status_code == 503
@@ -197,14 +201,14 @@ def test_not_ready_while_the_model_cannot_load(trained_tiny, tmp_path):
             {"assessmentItemID": "A1", "testId": "T", "KnowledgeTag": "1", "Timestamp": "2021-05-01 10:00:00"}]}]}
         # the loader runs in the background: ask until it has given up (every answer is a 503 meanwhile)
         for _ in range(600):
-            r = requests.post(url + "/predict", timeout=10, json=body)
+            r = api.post(url + "/predict", timeout=10, json=body)
             assert r.status_code == 503
             if "failed to load" in r.text:
                 break
             time.sleep(0.1)
         # the reply says why: the load failed (not "still loading"), naming the missing LightGBM weights
         assert "model failed to load" in r.text and "model.txt" in r.text, r.text
-        v = requests.get(url + "/version", timeout=5)
+        v = api.get(url + "/version", timeout=5)
         assert v.status_code == 503 and "model failed to load" in v.text, v.text
         assert requests.get(url + "/readyz", timeout=5).status_code == 503
     finally:
@@ -217,8 +221,63 @@ def test_the_web_clients_inference_client_works_against_the_service(inference_se
 
     students, _ = _students(inference_server.data, n_users=1)
     history = [{"userID": "u", **h} for h in students[0]["history"]]
-    client = InferenceClient(inference_server_url, timeout_s=10)
+    client = InferenceClient(inference_server_url, timeout_s=10, api_key=inference_server.key)
     nxt = client.predict_next("u", history, students[0]["targets"][0])
     assert nxt.error is None and 0 < nxt.value < 1 and nxt.model_version == inference_server.tag.split(":")[1]
     ks = client.knowledge_state("u", history)
     assert ks.error is None and set(ks.value) == {h["KnowledgeTag"] for h in history}
+
+
+BODY = {"students": [{"userID": "u", "history": [], "targets": [
+    {"assessmentItemID": "A1", "testId": "T", "KnowledgeTag": "1", "Timestamp": "2021-05-01 10:00:00"}]}]}
+
+
+@pytest.mark.parametrize("path", ["/predict", "/predict_batched", "/knowledge_state", "/version", "/metrics"])
+def test_api_routes_need_a_valid_key(inference_server, path):
+    """issue 12: without a key, with an unknown key and with a revoked key 401 (JSON reason, WWW-Authenticate);
+    with a valid key 200."""
+    url = inference_server.url + path
+
+    def call(headers: dict) -> requests.Response:
+        if path in ("/version", "/metrics"):
+            return requests.get(url, headers=headers, timeout=10)
+        body = {"userID": "u", "history": [{**BODY["students"][0]["targets"][0], "answerCode": 1}]} \
+            if path == "/knowledge_state" else BODY
+        return requests.post(url, json=body, headers=headers, timeout=10)
+
+    cases = {"missing API key": {}, "unknown API key": {"Authorization": "Bearer dkt_" + "x" * 43},
+             "API key revoked at": {"Authorization": f"Bearer {inference_server.revoked_key}"},
+             "malformed Authorization header": {"Authorization": f"Token {inference_server.key}"}}
+    for reason, headers in cases.items():
+        r = call(headers)
+        assert r.status_code == 401, (reason, r.status_code, r.text)
+        assert r.json()["error"].startswith(reason), r.text
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    ok = call({"Authorization": f"Bearer {inference_server.key}"})
+    assert ok.status_code == 200, ok.text
+
+
+def test_health_checks_stay_open_and_metrics_count_per_key_name(inference_server):
+    assert requests.get(inference_server.url + "/livez", timeout=5).status_code == 200
+    assert requests.get(inference_server.url + "/readyz", timeout=5).status_code == 200
+    for _ in range(3):
+        assert inference_server.api.post(inference_server.url + "/predict", json=BODY, timeout=10).status_code == 200
+    requests.post(inference_server.url + "/predict", json=BODY, timeout=10,
+                  headers={"Authorization": f"Bearer {inference_server.revoked_key}"})
+    text = inference_server.api.get(inference_server.url + "/metrics", timeout=5).text
+    counts = {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'^dkt_api_requests_total\{(.*)\} (\S+)$', text, re.M)}
+    ours = [v for labels, v in counts.items()
+            if 'key_name="devtools"' in labels and 'route="/predict"' in labels and 'status="200"' in labels]
+    assert ours and ours[0] >= 3, text[-3000:]
+    assert any('key_name="revoked"' in labels and 'status="401"' in labels for labels in counts), counts
+    assert inference_server.key not in text and inference_server.revoked_key not in text
+
+
+def test_no_key_file_no_start(trained_tiny, tmp_path):
+    """Auth on (the default) and no key-hash file: the service refuses to start and says what to do."""
+    home = tmp_path / "bentoml"
+    tag = package_model(trained_tiny[0], home)
+    with pytest.raises(RuntimeError, match="does not exist: create a key with `make api-key NAME=...`"):
+        start_bentoml(home, tag, tmp_path / "serve.log", ready_timeout=60,
+                      env={"DKT_API_KEYS_FILE": str(tmp_path / "absent.json")})

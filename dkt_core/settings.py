@@ -325,6 +325,12 @@ for _name, _default, _doc, _reader in [
     ("DKT_CLIENT_S3_ENDPOINT_URL", "(empty)", "S3 endpoint as the client container sees it", "compose"),
     ("DKT_CLIENT_BANK_FILE", "./docker/client-bank.empty.json", "bank file shipped as a Docker config", "compose"),
     ("DKT_CLIENT_BANK_ID", "empty", "content name of the bank config", "compose"),
+    ("DKT_API_KEYS_SRC", "./docker/api-keys.empty.json", "key-hash file shipped as the Docker secret dkt_api_keys "
+     "(set by the deployer)", "compose"),
+    ("DKT_API_KEYS_ID", "empty", "content name of the key-hash secret (dkt_api_keys_<sha8>)", "compose"),
+    ("DKT_CLIENT_API_KEY_SRC", "./docker/client-api-key.none", "the web client's key file shipped as the Docker "
+     "secret dkt_client_api_key (set by the deployer)", "compose"),
+    ("DKT_CLIENT_API_KEY_ID", "none", "content name of the client's key secret", "compose"),
     ("DKT_MODEL_VERSION", "(build arg)", "model version label inside the inference image", "image"),
     ("DKT_DATA_VERSION", "(build arg)", "data version label inside the inference image", "image"),
     ("DKT_SERVICE", "(build arg)", "Bento service the inference image serves", "image"),

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dkt_core.deploy.apikeys import roll_out_keys, smoke_key, stack_key_env
 from dkt_core.deploy.images import ImageError, push_image
 from dkt_core.deploy.inference import ServiceSpec, build_inference_image, model_dir
 from dkt_core.deploy.rollout import UNCHANGED, RolloutResult, rollout, smoke_test
@@ -90,6 +91,10 @@ def deploy(tag: str | None = None, settings: DeploySettings | None = None, spec:
     home = home or bentoml_home()
     target = resolve_target(tag, model, home)
     mv, dv = target.model_version, target.data_version
+    from dkt_core.settings import ServingSettings, load
+
+    keys_file = load(ServingSettings).api_keys_file  # the key-hash file `make api-key` writes
+    key = smoke_key(keys_file)  # the smoke test's own key (made when absent or revoked)
     _step(f"build inference image for {target.tag} (model {mv}, data {dv})"
           + (f" from the artifact {model}" if model else ""))
     built = build_inference_image(spec or ServiceSpec(), home, target.tag, mv, dv, settings)
@@ -103,9 +108,15 @@ def deploy(tag: str | None = None, settings: DeploySettings | None = None, spec:
     except docker.errors.NotFound:
         exists = False
     if exists:
+        keys = roll_out_keys(keys_file, settings.service, settings.stack, timeout_s=settings.rollout_timeout_s,
+                             client=client)  # the key set changed since the stack got it (e.g. a new smoke key)
+        if keys.rolled or not keys.ok:
+            _step(keys.message)
+        if not keys.ok:
+            return DeployOutcome(False, built.image, None, None, keys.message)
         _step(f"rolling update of {settings.service}")
         result = rollout(client, settings.service, built.image, mv, settings.proxy_url, digest=digest,
-                         timeout_s=settings.rollout_timeout_s, smoke_timeout_s=settings.smoke_timeout_s)
+                         timeout_s=settings.rollout_timeout_s, smoke_timeout_s=settings.smoke_timeout_s, api_key=key)
         _step(result.message)
         return DeployOutcome(result.ok, built.image, result.served_version, result, result.message)
 
@@ -120,11 +131,12 @@ def deploy(tag: str | None = None, settings: DeploySettings | None = None, spec:
         env["DKT_CLIENT_REPLICAS"] = "0"
         _step("web client scaled to 0: " + (f"no question bank at {bank} (make client-bank)" if client_image else
               "DKT_CLIENT_IMAGE unset (build it: make client-image)"))
+    env.update(stack_key_env(keys_file, with_client=True))  # key hashes and the client's key as Docker secrets
     _step(f"docker stack deploy {settings.stack}")
     deploy_stack(settings, env)
     t0 = time.monotonic()
     wait_converged(client, settings.service, 2, timeout_s=settings.rollout_timeout_s)
-    smoke = smoke_test(settings.proxy_url, mv, timeout_s=max(60.0, settings.smoke_timeout_s))
+    smoke = smoke_test(settings.proxy_url, mv, timeout_s=max(60.0, settings.smoke_timeout_s), api_key=key)
     msg = (f"stack up in {time.monotonic() - t0:.0f}s; {settings.proxy_url} serves {smoke.served_version}"
            if smoke.ok else f"stack deployed but the smoke test failed: {smoke.problem}")
     _step(msg)

@@ -4,7 +4,8 @@ Swarm does the health-gated start-first update (compose.yaml's update_config); t
 success: `UpdateStatus.State` must reach `completed` (`rollback_*`/`paused` = failure; the CLI's exit
 code is 0 even after an automatic rollback, so it is never trusted), then the smoke test must pass
 through the proxy: `/version` reports the new model version and `POST /predict` answers a probe. On any
-failure the service is put back on the previous image.
+failure the service is put back on the previous image. The smoke test sends the deployer's own API key
+(``api_key``, the key named ``smoke``: dkt_core.deploy.apikeys).
 
 Asking for the image that already runs starts no Swarm update (the spec is unchanged, so no
 `UpdateStatus` would ever come): that case is recognised first and answered at once.
@@ -52,11 +53,14 @@ class SmokeResult:
     problem: str | None  # why it failed (None when ok)
 
 
-def served_version(proxy_url: str, timeout: float = 3.0) -> str | None:
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"Content-Type": "application/json", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
+
+
+def served_version(proxy_url: str, timeout: float = 3.0, api_key: str | None = None) -> str | None:
     """model_version from GET /version (POST {} if the service only accepts POST); None if unreachable."""
     for method, body in (("GET", None), ("POST", b"{}")):
-        req = urllib.request.Request(f"{proxy_url}/version", data=body, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(f"{proxy_url}/version", data=body, method=method, headers=_headers(api_key))
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return json.loads(resp.read()).get("model_version")
@@ -68,10 +72,10 @@ def served_version(proxy_url: str, timeout: float = 3.0) -> str | None:
     return None
 
 
-def predict_problem(proxy_url: str, expected: str, timeout: float = 10.0) -> str | None:
+def predict_problem(proxy_url: str, expected: str, timeout: float = 10.0, api_key: str | None = None) -> str | None:
     """POST the probe to /predict; None when it answers 200 from `expected` with one probability in [0, 1]."""
     req = urllib.request.Request(f"{proxy_url}/predict", data=json.dumps(PREDICT_PROBE).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+                                 headers=_headers(api_key))
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             body = json.loads(resp.read())
@@ -92,12 +96,12 @@ def predict_problem(proxy_url: str, expected: str, timeout: float = 10.0) -> str
 
 
 def smoke_test(proxy_url: str, expected: str, consecutive: int = 10, timeout_s: float = 30.0,
-               predict_probes: int = 4) -> SmokeResult:
+               predict_probes: int = 4, api_key: str | None = None) -> SmokeResult:
     """Wait until `consecutive` /version answers in a row report `expected`, then `predict_probes`
     /predict probes in a row must succeed (the proxy spreads them over the replicas)."""
     deadline, streak, seen = time.monotonic() + timeout_s, 0, None
     while time.monotonic() < deadline and streak < consecutive:
-        seen = served_version(proxy_url)
+        seen = served_version(proxy_url, api_key=api_key)
         streak = streak + 1 if seen == expected else 0
         if streak < consecutive:
             time.sleep(0.2)
@@ -105,7 +109,7 @@ def smoke_test(proxy_url: str, expected: str, consecutive: int = 10, timeout_s: 
         return SmokeResult(False, seen, f"proxy serves {seen!r}, expected {expected!r} "
                                         f"({consecutive} answers in a row within {timeout_s:.0f}s)")
     for _ in range(predict_probes):
-        problem = predict_problem(proxy_url, expected)
+        problem = predict_problem(proxy_url, expected, api_key=api_key)
         if problem:
             return SmokeResult(False, seen, problem)
     return SmokeResult(True, seen, None)
@@ -160,7 +164,7 @@ def already_running(running: str, image: str, digest: str | None = None) -> bool
 
 def rollout(client, service: str, image: str, expected_version: str, proxy_url: str,
             timeout_s: float = 300.0, smoke_timeout_s: float = 30.0, digest: str | None = None,
-            rollback_timeout_s: float = 300.0) -> RolloutResult:
+            rollback_timeout_s: float = 300.0, api_key: str | None = None) -> RolloutResult:
     """Update `service` to `image` (pinned to `digest` when given); succeed only if Swarm completes and
     the smoke test passes through the proxy. If the service already runs that image, return at once
     (ok when the proxy serves `expected_version`)."""
@@ -169,7 +173,7 @@ def rollout(client, service: str, image: str, expected_version: str, proxy_url: 
     t0 = time.monotonic()
     if already_running(previous, image, digest):
         smoke = smoke_test(proxy_url, expected_version, consecutive=3, timeout_s=min(smoke_timeout_s, 10.0),
-                           predict_probes=1)
+                           predict_probes=1, api_key=api_key)
         msg = (f"{service} already runs {previous} and serves {expected_version}: nothing to update" if smoke.ok
                else f"{service} already runs {previous} but the smoke test failed: {smoke.problem}")
         return RolloutResult(smoke.ok, service, image, previous, UNCHANGED, smoke.served_version,
@@ -177,7 +181,7 @@ def rollout(client, service: str, image: str, expected_version: str, proxy_url: 
     before = _update_image(svc, pinned(image, digest))
     state, states = wait_update(svc, before, timeout_s)
     if state == "completed":
-        smoke = smoke_test(proxy_url, expected_version, timeout_s=smoke_timeout_s)
+        smoke = smoke_test(proxy_url, expected_version, timeout_s=smoke_timeout_s, api_key=api_key)
         if smoke.ok:
             return RolloutResult(True, service, image, previous, state, smoke.served_version,
                                  time.monotonic() - t0, False, f"{service} now serves {expected_version}", states)
@@ -197,6 +201,6 @@ def rollout(client, service: str, image: str, expected_version: str, proxy_url: 
             back, more = wait_update(svc, before, rollback_timeout_s)
             states += [f"manual-rollback:{s}" for s in more]
             rolled_back = back == "completed"
-    seen = served_version(proxy_url)
+    seen = served_version(proxy_url, api_key=api_key)
     return RolloutResult(False, service, image, previous, state, seen, time.monotonic() - t0, rolled_back,
                          f"{why}; rolled back to {previous}" if rolled_back else f"{why}; ROLLBACK FAILED", states)

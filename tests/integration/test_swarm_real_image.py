@@ -36,6 +36,7 @@ import requests
 from devtools.loadgen import LoadGenerator
 from devtools.services import package_model
 from dkt_core.data.validate import to_seed_csv
+from dkt_core.deploy.apikeys import smoke_key
 from dkt_core.deploy.pipeline import deploy
 from dkt_core.deploy.rollout import served_version
 from dkt_core.deploy.settings import DeploySettings
@@ -70,6 +71,11 @@ class RealStack:
     settings: DeploySettings
     models: Models
     env: dict[str, str]  # what the CLI needs to address this stack
+    key: str  # an API key of the stack (the deployer's smoke key, from this test's own key-hash file)
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
 
 
 def _dkt() -> str:
@@ -116,13 +122,14 @@ def real(models):
     env = {"DKT_REGISTRY": settings.registry, "DKT_STACK": settings.stack, "DKT_API_PORT": str(settings.api_port),
            "DKT_CLIENT_PORT": str(settings.client_port), "DKT_BASE_IMAGE": settings.base_image,
            "DKT_HOME": str(settings.home), "BENTOML_HOME": str(models.home), "BENTOML_DO_NOT_TRACK": "True",
-           "DKT_CLIENT_REPLICAS": "0", **REAL_HEALTH_WINDOWS}
+           "DKT_CLIENT_REPLICAS": "0", **REAL_HEALTH_WINDOWS,
+           "DKT_API_KEYS_FILE": str(models.home.parent / "secrets" / "api_keys.json")}  # this test's own keys
     remove_stack(client, settings)
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("DKT_CLIENT_IMAGE", raising=False)  # the web client is tested in test_swarm_rollout.py
         for k, v in env.items():
             mp.setenv(k, v)
-        yield RealStack(client, settings, models, env)
+        yield RealStack(client, settings, models, env, smoke_key(Path(env["DKT_API_KEYS_FILE"])))
     remove_stack(client, settings)
     out = settings.home / "bench" / "deploy-real.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -153,7 +160,7 @@ def test_first_deploy_serves_the_named_artifact_not_the_newest(real):
     RESULTS["first_deploy_s"] = round(time.monotonic() - t0, 1)
     assert outcome.ok, outcome.message
     assert outcome.rollout is None  # the first deployment deployed the stack
-    assert outcome.served_version == _version(m.v1) == served_version(real.settings.proxy_url)
+    assert outcome.served_version == _version(m.v1) == served_version(real.settings.proxy_url, api_key=real.key)
     assert f"/dkt-inference:{_version(m.v1)}-" in outcome.image
 
 
@@ -161,9 +168,9 @@ def test_rollout_and_replica_kill_under_predict_load_lose_nothing(real):
     """The real image v1 -> v2 under POST /predict load through the proxy, then SIGKILL of one replica:
     every request answered 200 (nginx sends a POST that hit a dead replica to the other one)."""
     v1, v2 = _version(real.models.v1), _version(real.models.v2)
-    assert served_version(real.settings.proxy_url) == v1
+    assert served_version(real.settings.proxy_url, api_key=real.key) == v1
     gen = LoadGenerator(f"{real.settings.proxy_url}/predict", method="POST", body=_probe_body(real.models.data),
-                        concurrency=4, max_requests=30_000, max_seconds=300).start()
+                        concurrency=4, max_requests=30_000, max_seconds=300, headers=real.auth).start()
     time.sleep(1)
     outcome = deploy(model=real.models.v2, settings=real.settings, home=real.models.home)
     t_rolled = gen.elapsed()
@@ -196,10 +203,10 @@ def test_rollout_and_replica_kill_under_predict_load_lose_nothing(real):
 def test_served_ensemble_equals_dkt_predict(real, tmp_path):
     m = real.models
     url = real.settings.proxy_url
-    version = requests.get(f"{url}/version", timeout=10).json()
+    version = requests.get(f"{url}/version", headers=real.auth, timeout=10).json()
     assert version["model_version"] == _version(m.v2) and version["models"] == ["lgbm", "lstm"], version
     students, frame = _students(m.data, n_users=3, n_hist=30, n_targets=2)
-    r = requests.post(f"{url}/predict", json={"students": students}, timeout=30)
+    r = requests.post(f"{url}/predict", json={"students": students}, headers=real.auth, timeout=30)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model_version"] == _version(m.v2)

@@ -117,8 +117,9 @@ def test_key_rotation_under_load_has_no_failed_request(keyed_stack):
     students = _students(s["data"], n_users=1, n_hist=10, n_targets=1)[0]
     body = {"students": students}
     assert _status(url, s["old"], body) == 200  # valid before the rotation
+    budget = 100_000  # requests; with 600 s the generator's caps: the load must outlast the rotation
     gen = LoadGenerator(f"{url}/predict", method="POST", body=json.dumps(body).encode(), concurrency=4,
-                        max_requests=30_000, max_seconds=400,
+                        max_requests=budget, max_seconds=600,
                         headers={"Authorization": f"Bearer {s['keep']}"}).start()
     time.sleep(1)
     t0 = time.monotonic()
@@ -131,9 +132,12 @@ def test_key_rotation_under_load_has_no_failed_request(keyed_stack):
     assert revoked.returncode == 0, revoked.stderr[-3000:]
     assert "now mounts" in revoked.stderr, revoked.stderr[-2000:]
     t_revoked = time.monotonic() - t0
-    while gen.result.requests < MIN_REQUESTS and gen.elapsed() < 380:
+    t_end = gen.elapsed() + 2  # a little load on the rotated set alone
+    while (gen.result.requests < MIN_REQUESTS or gen.elapsed() < t_end) and gen.elapsed() < 590:
         time.sleep(0.1)
     load = gen.stop()
+    # the load ran through both rolling updates: its budgets did not end it early
+    assert load.requests < budget and load.seconds >= t_revoked, load.summary()
     RESULTS["rotation"] = {"create_rollout_s": round(t_created, 1), "revoke_rollout_s": round(t_revoked - t_created, 1),
                            **load.summary()}
     assert load.failed == 0, load.summary()

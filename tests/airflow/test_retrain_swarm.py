@@ -45,6 +45,7 @@ def swarm(env, tmp_path, monkeypatch):
     monkeypatch.setenv("DKT_API_PORT", str(API_PORT))
     monkeypatch.setenv("DKT_CLIENT_PORT", str(API_PORT + 8))
     monkeypatch.setenv("DKT_CLIENT_REPLICAS", "0")
+    monkeypatch.setenv("DKT_API_KEYS_FILE", str(tmp_path / "secrets" / "api_keys.json"))  # this test's API keys
     # The real image loads torch: on 2 busy cores that took 30 s, past the production start period (20 s).
     # A long start period costs nothing (the first healthy check ends it); the per-replica monitor window
     # is kept short so the rollout stays quick. No never-ready image is rolled out here.
@@ -62,7 +63,12 @@ def swarm(env, tmp_path, monkeypatch):
 
 def test_promotion_deploys_rolls_out_then_a_failed_deploy_keeps_the_champion(dagbag, env, s3_env, swarm, logs,
                                                                                monkeypatch):
-    from dkt_core.deploy.rollout import served_version
+    from dkt_core.deploy.apikeys import smoke_key
+    from dkt_core.deploy.rollout import served_version as served_version_with_key
+    from dkt_core.settings import ServingSettings, load
+
+    def served_version(url: str) -> str | None:  # with the deployer's smoke-test key (the API needs one)
+        return served_version_with_key(url, api_key=smoke_key(load(ServingSettings).api_keys_file))
 
     client, bucket, dag = env, s3_env.bucket, dagbag.dags["dkt_retrain"]
     initial, later = logs

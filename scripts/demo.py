@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,11 +81,12 @@ def wait_for_run(after: set[str], timeout_s: float) -> dict:
 
 
 def served_version() -> str | None:
-    try:
-        with urllib.request.urlopen(f"{API}/version", timeout=3) as r:
-            return json.load(r)["model_version"]
-    except OSError:
-        return None
+    """The proxy's /version, asked with the deployer's smoke-test key (the API needs a key: issue 12)."""
+    from dkt_core.deploy.apikeys import smoke_key
+    from dkt_core.deploy.rollout import served_version as ask
+    from dkt_core.settings import ServingSettings
+
+    return ask(API, api_key=smoke_key(load(ServingSettings).api_keys_file))
 
 
 def wait_for_version(expect_not: str | None, timeout_s: float) -> str:
@@ -140,6 +140,7 @@ def main() -> None:
     print(f"\n  Airflow UI:      {AIRFLOW}  (user admin; password printed by `make airflow` above)"
           f"\n  student client:  {CLIENT}"
           f"\n  inference API:   {API}/version, {API}/predict, {API}/knowledge_state"
+          f"\n                   (needs a key: `make api-key NAME=me` prints one; send 'Authorization: Bearer <key>')"
           f"\n  stop everything: make demo-stop\n", flush=True)
 
 

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from dkt_core.settings import ReadLimits
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train models and write a self-contained artifact directory")
@@ -57,7 +59,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(models=[m.strip() for m in args.models.split(",") if m.strip()], seed=args.seed,
                          valid_frac=args.valid_frac, model_options=parse_options(args.option),
                          data_version=args.data_version)
-    out = train(args.data, args.out, config, progress=not args.quiet)
+    out = train(args.data, args.out, config, progress=not args.quiet, limits=ReadLimits.from_env())
     metrics = json.loads((out / "metrics.json").read_text())["validation"]
     for name, m in metrics.items():
         print(f"{name:>10}: {_fmt(m)}")
@@ -68,7 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from dkt_core.predict.evaluate import evaluate_artifact
 
-    report = evaluate_artifact(args.model, args.data, n_boot=args.bootstrap)
+    report = evaluate_artifact(args.model, args.data, n_boot=args.bootstrap, limits=ReadLimits.from_env())
     if args.json:
         print(json.dumps(report))
         return 0
@@ -86,6 +88,6 @@ def _fmt(m: dict) -> str:
 def cmd_predict(args: argparse.Namespace) -> int:
     from dkt_core.predict.evaluate import predict_file
 
-    n = predict_file(args.model, args.data, args.out)
+    n = predict_file(args.model, args.data, args.out, limits=ReadLimits.from_env())
     print(f"wrote {n} predictions to {args.out}", file=sys.stderr)
     return 0

@@ -134,6 +134,7 @@ def to_seed_csv(frame: pd.DataFrame, path: str | Path) -> None:
     out.to_csv(path, index=False)
 
 
-def load_interactions(path: str | Path) -> pd.DataFrame:
-    """Read + validate, returning only the valid rows (for training/evaluation inputs)."""
-    return validate_file(path).valid
+def load_interactions(path: str | Path, *, limits: ReadLimits | None = None) -> pd.DataFrame:
+    """Read + validate, returning only the valid rows (for training/evaluation inputs). ``limits``: the
+    size caps (the CLI passes the configured ones, so an operator can raise them for a large log)."""
+    return validate_file(path, limits=limits).valid

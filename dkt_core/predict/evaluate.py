@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from dkt_core.data.columns import LABEL, USER
+from dkt_core.data.io import ReadLimits
 from dkt_core.data.validate import load_interactions
 from dkt_core.evaluation.metrics import evaluate_predictions
 from dkt_core.predict import Predictor
@@ -24,18 +25,20 @@ def evaluate_frame(predictor: Predictor, frame: pd.DataFrame, *, n_boot: int = 1
     return report
 
 
-def evaluate_artifact(model_dir: str | Path, data_path: str | Path, *, n_boot: int = 100) -> dict:
+def evaluate_artifact(model_dir: str | Path, data_path: str | Path, *, n_boot: int = 100,
+                      limits: ReadLimits | None = None) -> dict:
     predictor = Predictor.load(model_dir)
-    frame = load_interactions(data_path)
+    frame = load_interactions(data_path, limits=limits)
     report = evaluate_frame(predictor, frame, n_boot=n_boot)
     report["data"] = str(data_path)
     return report
 
 
-def predict_file(model_dir: str | Path, data_path: str | Path, out_path: str | Path) -> int:
+def predict_file(model_dir: str | Path, data_path: str | Path, out_path: str | Path, *,
+                 limits: ReadLimits | None = None) -> int:
     """Write userID,assessmentItemID,prediction for every row with answerCode -1; returns the count."""
     predictor = Predictor.load(model_dir)
-    frame = load_interactions(data_path)
+    frame = load_interactions(data_path, limits=limits)
     targets = (frame[LABEL] == -1).to_numpy()
     if not targets.any():
         raise ValueError(f"{data_path} has no rows with answerCode -1 to predict")

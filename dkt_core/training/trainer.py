@@ -17,6 +17,7 @@ import pandas as pd
 
 from dkt_core.data.columns import LABEL, USER
 from dkt_core.data.fingerprint import fingerprint
+from dkt_core.data.io import ReadLimits
 from dkt_core.data.split import split_users
 from dkt_core.data.validate import validate_file
 from dkt_core.evaluation.metrics import evaluate_predictions
@@ -29,9 +30,11 @@ from dkt_core.training.ensemble import SoftVoteEnsemble
 log = logging.getLogger("dkt.train")
 
 
-def train(data_path: str | Path, out_dir: str | Path, config: TrainConfig, *, progress: bool = True) -> Path:
-    """Read and validate ``data_path``, then ``train_frame`` on its valid rows (the CLI's road)."""
-    result = validate_file(data_path)
+def train(data_path: str | Path, out_dir: str | Path, config: TrainConfig, *, progress: bool = True,
+          limits: ReadLimits | None = None) -> Path:
+    """Read and validate ``data_path`` (within ``limits``), then ``train_frame`` on its valid rows (the
+    CLI's road)."""
+    result = validate_file(data_path, limits=limits)
     if len(result.rejected):
         log.warning("%s: %d row(s) rejected and not used for training: %s", data_path, len(result.rejected),
                     result.reasons)

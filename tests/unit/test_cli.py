@@ -77,3 +77,21 @@ def test_simulate_train_evaluate_predict(tmp_path):
     assert r.returncode == 0, r.stderr
     pred = pd.read_csv(tmp_path / "p.csv")
     assert len(pred) == 15 and pred["prediction"].between(0, 1).all()
+
+
+def test_train_evaluate_predict_read_within_the_configured_caps(tiny_log_csv, tmp_path, monkeypatch, capsys):
+    """The size caps apply to every file the CLI reads, and they are the configured ones (so an operator
+    can raise them for a large training log): a cap below the file's size refuses it, naming the setting."""
+    from dkt_core.cli import main
+
+    model = tmp_path / "a"
+    assert main(["train", "--data", str(tiny_log_csv), "--models", "lgbm", "--out", str(model),
+                 "--option", "lgbm.num_boost_round=5", "--quiet"]) == 0
+    monkeypatch.setenv("DKT_INGEST_MAX_OBJECT_BYTES", "1000")
+    capsys.readouterr()
+    for argv in (["train", "--data", str(tiny_log_csv), "--models", "lgbm", "--out", str(tmp_path / "b")],
+                 ["evaluate", "--model", str(model), "--data", str(tiny_log_csv)],
+                 ["predict", "--model", str(model), "--data", str(tiny_log_csv), "--out", str(tmp_path / "p.csv")]):
+        assert main(argv) == 2
+        assert "DKT_INGEST_MAX_OBJECT_BYTES" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists() and not (tmp_path / "p.csv").exists()

@@ -98,7 +98,7 @@ def dkt_retrain():
             "retrain_anyway": bool(p["retrain_anyway"]),
         }
 
-    @task(task_id="ingest", **cfg.S3_RETRY)
+    @task(task_id="ingest", execution_timeout=cfg.INGEST_TIMEOUT, **cfg.S3_RETRY)
     def ingest(run_plan: dict) -> dict:
         """Ingest new raw objects into a new curated version (idempotent per run id)."""
         from dkt_airflow.s3env import workspace

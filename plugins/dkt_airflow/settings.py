@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from dkt_core.settings import AirflowSettings, load
+from dkt_core.settings import AirflowSettings, IngestSettings, load
 
 SETTINGS = load(AirflowSettings)
 
@@ -34,6 +34,10 @@ S3_RETRY = {
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=5),
 }
+
+# The ingest task ends (and Airflow retries it) well before its lease could expire: a live run renews
+# the lease every TTL/4, so only a dead or killed attempt ever lets it lapse, and then the retry fences it.
+INGEST_TIMEOUT = timedelta(seconds=load(IngestSettings).lease_ttl_s * 3 // 4)
 
 DEFAULT_ARGS = {
     "owner": "dkt-platform",

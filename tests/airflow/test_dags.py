@@ -37,6 +37,11 @@ def test_dag_policies(dagbag):
     retrain = dagbag.dags["dkt_retrain"]
     ingest = retrain.get_task("ingest")
     assert ingest.retries >= 2 and ingest.retry_exponential_backoff and ingest.max_retry_delay
+    # the task ends before its ingest lease could lapse (a lapsed lease lets another run claim the version)
+    from dkt_core.settings import IngestSettings, load
+
+    assert ingest.execution_timeout is not None
+    assert ingest.execution_timeout.total_seconds() < load(IngestSettings).lease_ttl_s
     assert ingest.doc_md
     assert set(retrain.params.keys()) >= {"models", "model_options", "force_deploy", "skip_deploy", "s3_prefix",
                                           "training_window_days", "gate_tolerance"}

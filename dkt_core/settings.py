@@ -277,6 +277,12 @@ CLIENT_LOGIN_USER_LIMIT = _var("DKT_CLIENT_LOGIN_USER_LIMIT", "10 per 15 minutes
                                "client", kind="limit")
 CLIENT_SIGNUP_LIMIT = _var("DKT_CLIENT_SIGNUP_LIMIT", "60 per hour", "sign-ups per client address", "client",
                            kind="limit")
+CLIENT_PRACTICE_TARGET = _var("DKT_CLIENT_PRACTICE_TARGET", 0.7, "practice picks, from the weakest skills, the item "
+                              "whose predicted chance is nearest this", "client", kind="float", above=0.0, below=1.0)
+CLIENT_PRACTICE_LENGTH = _var("DKT_CLIENT_PRACTICE_LENGTH", 10, "questions in one practice session", "client",
+                              kind="int", minimum=1)
+CLIENT_SHOW_PREDICTION = _var("DKT_CLIENT_SHOW_PREDICTION", False, "show the predicted chance of a question before "
+                              "it is answered", "client", kind="bool")
 
 # deployment
 REGISTRY = _var("DKT_REGISTRY", "127.0.0.1:5000", "image registry (use `docker login` for a private one)", "deploy")
@@ -530,6 +536,9 @@ class ClientSettings(_Checked):
     login_limit: str = setting(CLIENT_LOGIN_LIMIT)
     login_user_limit: str = setting(CLIENT_LOGIN_USER_LIMIT)
     signup_limit: str = setting(CLIENT_SIGNUP_LIMIT)
+    practice_target: float = setting(CLIENT_PRACTICE_TARGET)
+    practice_length: int = setting(CLIENT_PRACTICE_LENGTH)
+    show_prediction: bool = setting(CLIENT_SHOW_PREDICTION)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -1,4 +1,9 @@
-"""Question bank: the training data's items (id, test, tag) with placeholder text and an answer key.
+"""Question bank: items (id, test, tag, text, four choices, explanation), skill and test names, answer key.
+
+Three ways to fill it: ``build_bank`` takes the training data's items (id, test, tag) with a placeholder
+text ("Item text is not available"); ``with_generated_content`` writes real questions for them
+(``content.generate_question``: the demo catalog); ``bank_from_content`` imports a real bank file
+(``content.read_content_file``). Tests are grouped by subject and grade (``test_info``).
 
 The answer key is secret: each item's correct choice is an HMAC-SHA256 of the item id under a server
 secret (the answer-key file, 0600), never a function of the public id alone (issue 12: ``sha256(id) % 4``
@@ -41,6 +46,9 @@ def default_answer_secret() -> bytes:
     return read_or_create_secret(ClientSettings.from_env().answer_key_path, what="answer-key secret")
 
 
+NO_TEXT = "Item text is not available"
+
+
 @dataclass(frozen=True)
 class Item:
     item_id: str
@@ -48,18 +56,52 @@ class Item:
     tag: str
     text: str
     answer: str
+    choices: tuple[str, ...] = ()  # the four choice texts (A-D); () when the bank has no content
+    explanation: str = ""
+
+    @property
+    def has_content(self) -> bool:
+        return len(self.choices) == len(CHOICES)
+
+
+@dataclass(frozen=True)
+class QuizInfo:
+    name: str
+    subject: str
+    grade: int | None
 
 
 class QuestionBank:
     """Items grouped by test, in quiz order; grading against the answer key."""
 
-    def __init__(self, items: dict[str, Item], tests: dict[str, list[str]], source: str = ""):
+    def __init__(self, items: dict[str, Item], tests: dict[str, list[str]], source: str = "",
+                 tag_names: dict[str, str] | None = None, test_info: dict[str, QuizInfo] | None = None):
         missing = [i for ids in tests.values() for i in ids if i not in items]
         if missing:
             raise ValueError(f"bank lists tests with unknown items, e.g. {missing[:3]}: rebuild the bank")
         self.items = items
         self.tests = tests
         self.source = source
+        self.tag_names = dict(tag_names or {})
+        self.test_info = dict(test_info or {})
+
+    def tag_name(self, tag: str) -> str:
+        """The skill's name (``Skill <tag>`` when the bank has none)."""
+        return self.tag_names.get(tag) or f"Skill {tag}"
+
+    def info(self, test_id: str) -> QuizInfo:
+        from dkt_core.webclient.content import grade_of
+
+        return self.test_info.get(test_id) or QuizInfo(f"Test {test_id}", "Other", grade_of(test_id))
+
+    def groups(self) -> list[tuple[str, int | None, list[str]]]:
+        """Tests grouped by (subject, grade), sorted; tests in a group sorted by name then id."""
+        out: dict[tuple[str, int | None], list[str]] = {}
+        for t in self.tests:
+            info = self.info(t)
+            out.setdefault((info.subject, info.grade), []).append(t)
+        return [(s, g, sorted(ts, key=lambda t: (self.info(t).name, t)))
+                for (s, g), ts in sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1] or 99))]
 
     def test_items(self, test_id: str) -> list[Item]:
         return [self.items[i] for i in self.tests[test_id]]
@@ -80,9 +122,13 @@ class QuestionBank:
             "source": self.source,
             "tests": self.tests,
             "items": {
-                i.item_id: {"test": i.test_id, "tag": i.tag, "text": i.text, "answer": i.answer}
+                i.item_id: {"test": i.test_id, "tag": i.tag, "text": i.text, "answer": i.answer,
+                            **({"choices": list(i.choices), "explanation": i.explanation} if i.choices else {})}
                 for i in self.items.values()
             },
+            "tag_names": self.tag_names,
+            "test_info": {t: {"name": v.name, "subject": v.subject, "grade": v.grade}
+                          for t, v in self.test_info.items()},
         }
 
     def save(self, path: Path) -> None:
@@ -108,10 +154,13 @@ class QuestionBank:
         except OSError:  # a read-only mount (Docker config/secret): its mode is the deployer's choice
             pass
         items = {
-            k: Item(item_id=k, test_id=v["test"], tag=v["tag"], text=v["text"], answer=v["answer"])
+            k: Item(item_id=k, test_id=v["test"], tag=v["tag"], text=v["text"], answer=v["answer"],
+                    choices=tuple(v.get("choices", ())), explanation=v.get("explanation", ""))
             for k, v in raw["items"].items()
         }
-        return cls(items, {t: list(ids) for t, ids in raw["tests"].items()}, raw.get("source", ""))
+        info = {t: QuizInfo(v["name"], v["subject"], v.get("grade")) for t, v in raw.get("test_info", {}).items()}
+        return cls(items, {t: list(ids) for t, ids in raw["tests"].items()}, raw.get("source", ""),
+                   raw.get("tag_names", {}), info)
 
 
 def read_seed(path: Path) -> pd.DataFrame:
@@ -153,7 +202,46 @@ def build_bank(df: pd.DataFrame, *, answer_secret: bytes | None = None, max_item
     items: dict[str, Item] = {}
     tests: dict[str, list[str]] = {}
     for row in table.itertuples(index=False):
-        text = f"Question {row.item} (test {row.test}, skill {row.tag}). Item text is not available; choose A-D."
+        text = f"Question {row.item} (test {row.test}, skill {row.tag}). {NO_TEXT}; choose A-D."
         items[row.item] = Item(row.item, row.test, row.tag, text, answer_for(row.item, secret))
         tests.setdefault(row.test, []).append(row.item)
     return QuestionBank(items, tests, source=source)
+
+
+def with_generated_content(bank: QuestionBank) -> QuestionBank:
+    """The same items, tests and answer key with generated questions (``content.generate_question``): real
+    text, four choices (the right value at the item's secret key letter), an explanation; skill names per
+    tag; test names, subjects (the family of the test's most common skill) and grades (from the test id)."""
+    from collections import Counter
+
+    from dkt_core.webclient.content import family_of, generate_question, grade_of, skill_name
+
+    items = {}
+    for i in bank.items.values():
+        text, choices, explanation = generate_question(i.item_id, i.tag, i.answer)
+        items[i.item_id] = Item(i.item_id, i.test_id, i.tag, text, i.answer, choices, explanation)
+    info = {}
+    for t, ids in bank.tests.items():
+        tag = Counter(items[i].tag for i in ids).most_common(1)[0][0]
+        subject, grade = family_of(tag)[0].subject, grade_of(t)
+        unit = t[-3:].lstrip("0") if grade is not None else t
+        info[t] = QuizInfo(f"{subject}{f', grade {grade}' if grade else ''} · unit {unit}", subject, grade)
+    names = {i.tag: skill_name(i.tag) for i in items.values()}
+    return QuestionBank(items, bank.tests, bank.source, names, info)
+
+
+def bank_from_content(rows, source: str = "") -> QuestionBank:
+    """A bank from validated import rows (``content.read_content_file``); the key is the file's answers
+    (stored in the bank, which is 0600 and never sent to a page)."""
+    items: dict[str, Item] = {}
+    tests: dict[str, list[str]] = {}
+    names: dict[str, str] = {}
+    info: dict[str, QuizInfo] = {}
+    for r in rows:
+        items[r.item_id] = Item(r.item_id, r.test, r.tag, r.text, r.answer, r.choices, r.explanation)
+        tests.setdefault(r.test, []).append(r.item_id)
+        names[r.tag] = r.tag_name
+        info[r.test] = QuizInfo(r.test_name, r.subject, r.grade)
+    if not items:
+        raise ValueError("no valid item to import: fix the rows listed above")
+    return QuestionBank(items, tests, source, names, info)

@@ -5,10 +5,16 @@ the record of interactions: that is the spool -> S3 path. An answer is accepted 
 student is due to answer, inside one write transaction, so a double submit or two tabs cannot log the
 same answer twice. The file (and SQLite's -wal/-shm beside it, which inherit its mode) is 0600: it holds
 the accounts' password hashes too (``accounts``).
+
+Besides the answers it keeps: explicit retakes (a finished test is offered again, never restarted
+silently), practice sessions (each pick and its predicted chance; a practice answer carries its session and
+is not counted as a test answer), and mastery snapshots (the knowledge state after n answers, for the
+progress chart and the teacher's "falling" signal).
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -24,7 +30,25 @@ CREATE TABLE IF NOT EXISTS interactions (
     answerCode INTEGER NOT NULL, Timestamp TEXT NOT NULL, KnowledgeTag TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS by_user_test ON interactions (userID, testId);
+CREATE TABLE IF NOT EXISTS retakes (
+    userID TEXT NOT NULL, testId TEXT NOT NULL, at_count INTEGER NOT NULL,
+    PRIMARY KEY (userID, testId, at_count)
+);
+CREATE TABLE IF NOT EXISTS practice_sessions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, userID TEXT NOT NULL, scope TEXT NOT NULL,
+    length INTEGER NOT NULL, started TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS practice_picks (
+    session INTEGER NOT NULL, seq INTEGER NOT NULL, item TEXT NOT NULL, testId TEXT NOT NULL,
+    tag TEXT NOT NULL, p REAL, rule TEXT NOT NULL, answerCode INTEGER, choice TEXT,
+    PRIMARY KEY (session, seq)
+);
+CREATE TABLE IF NOT EXISTS mastery (
+    userID TEXT NOT NULL, n INTEGER NOT NULL, at TEXT NOT NULL, tags TEXT NOT NULL, PRIMARY KEY (userID, n)
+);
 """
+# Columns added to ``interactions`` after its first release (added to an older database at start).
+_EXTRA_COLUMNS = {"practice": "INTEGER", "choice": "TEXT"}
 
 
 def open_private_db(path: Path) -> None:
@@ -54,6 +78,14 @@ class StateStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            have = {r[1] for r in db.execute("PRAGMA table_info(interactions)")}
+            for name, kind in _EXTRA_COLUMNS.items():
+                if name not in have:
+                    try:
+                        db.execute(f"ALTER TABLE interactions ADD COLUMN {name} {kind}")
+                    except sqlite3.OperationalError as e:  # another worker added it first
+                        if "duplicate column" not in str(e):
+                            raise
 
     def _connect(self) -> sqlite3.Connection:
         return connect(self.path)
@@ -62,7 +94,7 @@ class StateStore:
         """How many answers ``user`` gave on ``test`` in all sittings (position = answered % len(test))."""
         with self._connect() as db:
             return db.execute(
-                "SELECT COUNT(*) FROM interactions WHERE userID=? AND testId=?", (user, test)
+                "SELECT COUNT(*) FROM interactions WHERE userID=? AND testId=? AND practice IS NULL", (user, test)
             ).fetchone()[0]
 
     def history(self, user: str, limit: int = 200) -> list[dict]:
@@ -76,7 +108,8 @@ class StateStore:
 
     def started_tests(self, user: str) -> set[str]:
         with self._connect() as db:
-            return {r[0] for r in db.execute("SELECT DISTINCT testId FROM interactions WHERE userID=?", (user,))}
+            return {r[0] for r in db.execute("SELECT DISTINCT testId FROM interactions WHERE userID=? "
+                                             "AND practice IS NULL", (user,))}
 
     def record(self, row: dict, test_items: Sequence[str], durable: Callable[[], AbstractContextManager]) -> None:
         """Store ``row`` (seed-format dict) if its item is the one due. ``durable()`` (the spool append) is
@@ -87,16 +120,13 @@ class StateStore:
         try:
             db.execute("BEGIN IMMEDIATE")  # serialises answers of all workers
             n = db.execute(
-                "SELECT COUNT(*) FROM interactions WHERE userID=? AND testId=?", (row["userID"], row["testId"])
-            ).fetchone()[0]
+                "SELECT COUNT(*) FROM interactions WHERE userID=? AND testId=? AND practice IS NULL",
+                (row["userID"], row["testId"])).fetchone()[0]
             due = test_items[n % len(test_items)]
             if row["assessmentItemID"] != due:
                 raise StaleAnswer(f"item {row['assessmentItemID']} is not the question due (answered already, or "
                                   f"skipped ahead); the next item is {due}")
-            db.execute(
-                f"INSERT INTO interactions ({', '.join(SEED_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
-                [row[c] for c in SEED_COLUMNS],
-            )
+            self._insert(db, row)
             with durable():
                 db.execute("COMMIT")
         except BaseException:
@@ -119,8 +149,118 @@ class StateStore:
         """The last ``k`` interactions of ``user`` on ``test``, oldest first (a sitting's answers)."""
         with self._connect() as db:
             rows = db.execute(
-                f"SELECT {', '.join(SEED_COLUMNS)} FROM interactions WHERE userID=? AND testId=? "
-                "ORDER BY id DESC LIMIT ?",
+                f"SELECT {', '.join(SEED_COLUMNS)}, choice FROM interactions WHERE userID=? AND testId=? "
+                "AND practice IS NULL ORDER BY id DESC LIMIT ?",
                 (user, test, k),
             ).fetchall()
         return [dict(r) for r in reversed(rows)]
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, row: dict, practice: int | None = None) -> None:
+        db.execute(f"INSERT INTO interactions ({', '.join(SEED_COLUMNS)}, practice, choice) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [*(row[c] for c in SEED_COLUMNS), practice, row.get("choice")])
+
+    # --- tests: sittings and explicit retakes ----------------------------------------------------------
+    def test_rows(self, user: str) -> list[dict]:
+        """Every test answer of ``user`` (practice excluded), oldest first, with the chosen letter."""
+        with self._connect() as db:
+            rows = db.execute(f"SELECT {', '.join(SEED_COLUMNS)}, choice FROM interactions WHERE userID=? "
+                              "AND practice IS NULL ORDER BY id", (user,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def retake(self, user: str, test: str, at_count: int) -> None:
+        """The student asked to sit ``test`` again after ``at_count`` answers (idempotent)."""
+        with self._connect() as db:
+            db.execute("INSERT OR IGNORE INTO retakes VALUES (?, ?, ?)", (user, test, at_count))
+
+    def retake_open(self, user: str, test: str, at_count: int) -> bool:
+        with self._connect() as db:
+            return db.execute("SELECT 1 FROM retakes WHERE userID=? AND testId=? AND at_count=?",
+                              (user, test, at_count)).fetchone() is not None
+
+    # --- practice sessions ------------------------------------------------------------------------------
+    def new_practice(self, user: str, scope: str, length: int, started: str) -> int:
+        with self._connect() as db:
+            return db.execute("INSERT INTO practice_sessions (userID, scope, length, started) VALUES (?, ?, ?, ?)",
+                              (user, scope, length, started)).lastrowid
+
+    def practice(self, session: int, user: str) -> dict | None:
+        """The session if it belongs to ``user`` (else None: another student's session is not found)."""
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM practice_sessions WHERE id=? AND userID=?", (session, user)).fetchone()
+        return dict(row) if row else None
+
+    def practices(self, user: str) -> list[dict]:
+        """``user``'s practice sessions, newest first, with answered / correct counts."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT s.*, COUNT(p.answerCode) AS answered, COALESCE(SUM(p.answerCode), 0) AS correct "
+                "FROM practice_sessions s LEFT JOIN practice_picks p ON p.session = s.id "
+                "WHERE s.userID=? GROUP BY s.id ORDER BY s.id DESC", (user,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def picks(self, session: int) -> list[dict]:
+        with self._connect() as db:
+            return [dict(r) for r in db.execute("SELECT * FROM practice_picks WHERE session=? ORDER BY seq",
+                                                (session,))]
+
+    def add_pick(self, session: int, item: str, test: str, tag: str, p: float | None, rule: str) -> dict:
+        """Make ``item`` the session's pending question, unless one is pending already (another tab picked
+        first): returns the pending pick either way."""
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            last = db.execute("SELECT * FROM practice_picks WHERE session=? ORDER BY seq DESC LIMIT 1",
+                              (session,)).fetchone()
+            if last is not None and last["answerCode"] is None:
+                db.execute("COMMIT")
+                return dict(last)
+            seq = 0 if last is None else last["seq"] + 1
+            db.execute("INSERT INTO practice_picks (session, seq, item, testId, tag, p, rule) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (session, seq, item, test, tag, p, rule))
+            db.execute("COMMIT")
+            return {"session": session, "seq": seq, "item": item, "testId": test, "tag": tag, "p": p, "rule": rule,
+                    "answerCode": None, "choice": None}
+        finally:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            db.close()
+
+    def record_practice(self, row: dict, session: int, durable: Callable[[], AbstractContextManager]) -> None:
+        """Store a practice answer if its item is the session's pending pick; spool and commit together
+        (as ``record``)."""
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            pending = db.execute("SELECT seq, item FROM practice_picks WHERE session=? AND answerCode IS NULL "
+                                 "ORDER BY seq DESC LIMIT 1", (session,)).fetchone()
+            if pending is None or pending["item"] != row["assessmentItemID"]:
+                raise StaleAnswer(f"item {row['assessmentItemID']} is not the practice question due (answered "
+                                  "already, or another tab moved on)")
+            self._insert(db, row, practice=session)
+            db.execute("UPDATE practice_picks SET answerCode=?, choice=? WHERE session=? AND seq=?",
+                       (row["answerCode"], row.get("choice"), session, pending["seq"]))
+            with durable():
+                db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            db.close()
+
+    # --- mastery over time --------------------------------------------------------------------------------
+    def save_mastery(self, user: str, n: int, at: str, tags: dict[str, float]) -> None:
+        """The knowledge state after ``n`` answers (the first one kept per n)."""
+        with self._connect() as db:
+            db.execute("INSERT OR IGNORE INTO mastery VALUES (?, ?, ?, ?)", (user, n, at, json.dumps(tags)))
+
+    def mastery(self, user: str) -> list[tuple[int, str, dict[str, float]]]:
+        """(answers so far, when, P per tag) snapshots of ``user``, by n."""
+        with self._connect() as db:
+            rows = db.execute("SELECT n, at, tags FROM mastery WHERE userID=? ORDER BY n", (user,)).fetchall()
+        return [(r["n"], r["at"], json.loads(r["tags"])) for r in rows]
+
+    def count(self, user: str) -> int:
+        with self._connect() as db:
+            return db.execute("SELECT COUNT(*) FROM interactions WHERE userID=?", (user,)).fetchone()[0]

@@ -35,8 +35,10 @@ log = logging.getLogger(__name__)
 
 
 def _interactions(history: list[dict]) -> list[Interaction]:
-    # History rows are seed-format dicts; the API's Interaction has no userID (it sits on the student).
-    return [Interaction(**{k: v for k, v in h.items() if k != "userID"}) for h in history]
+    # History rows are seed-format dicts; the API's Interaction has no userID (it sits on the student), and
+    # the client's own columns (the chosen letter) are not part of it.
+    keys = set(Interaction.__annotations__)
+    return [Interaction(**{k: v for k, v in h.items() if k in keys}) for h in history]
 
 
 @dataclass
@@ -98,6 +100,26 @@ class InferenceClient:
         try:
             resp = PredictResponse.model_validate(body)
             return Outcome(float(resp.results[0].probabilities[0]), resp.model_version)
+        except (ValidationError, IndexError) as e:
+            return Outcome(None, error=f"malformed /predict reply: {e}")
+
+    def predict_many(self, user: str, history: list[dict], targets: list[dict]) -> Outcome:
+        """P(correct) of ``user`` on each of ``targets`` (at most MAX_TARGETS_PER_STUDENT) in ONE call;
+        the value is the list of probabilities in target order."""
+        if not targets:
+            return Outcome([], None)
+        req = PredictRequest(students=[StudentRequest(
+            userID=user, history=_interactions(history), targets=[Target(**t) for t in targets],
+        )])
+        body, err = self._post("/predict", req.model_dump())
+        if body is None:
+            return Outcome(None, error=err)
+        try:
+            resp = PredictResponse.model_validate(body)
+            probs = [float(p) for p in resp.results[0].probabilities]
+            if len(probs) != len(targets):
+                raise IndexError(f"{len(probs)} probabilities for {len(targets)} targets")
+            return Outcome(probs, resp.model_version)
         except (ValidationError, IndexError) as e:
             return Outcome(None, error=f"malformed /predict reply: {e}")
 

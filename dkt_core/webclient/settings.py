@@ -21,6 +21,9 @@ the answer-key secret live in files (created 0600 when absent); S3 credentials c
 | DKT_CLIENT_LOGIN_LIMIT | 20 per minute | login attempts per client address |
 | DKT_CLIENT_LOGIN_USER_LIMIT | 10 per 15 minutes | failed logins per username |
 | DKT_CLIENT_SIGNUP_LIMIT | 60 per hour | sign-ups per client address (a class behind one NAT signs up together) |
+| DKT_CLIENT_PRACTICE_TARGET | 0.7 | practice picks the item whose predicted chance is nearest this |
+| DKT_CLIENT_PRACTICE_LENGTH | 10 | questions in one practice session |
+| DKT_CLIENT_SHOW_PREDICTION | 0 | show the predicted chance of a question before it is answered |
 """
 
 from __future__ import annotations
@@ -46,6 +49,13 @@ def _float(name: str, default: float, minimum: float) -> float:
         raise ValueError(f"{name}={raw!r} must be a number") from None
     if value < minimum:
         raise ValueError(f"{name}={raw!r} must be >= {minimum}")
+    return value
+
+
+def _fraction(name: str, default: float) -> float:
+    value = _float(name, default, 0.0)
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{name}={value!r} must be a number in (0, 1), e.g. 0.7")
     return value
 
 
@@ -79,6 +89,9 @@ class ClientSettings:
     login_limit: str = "20 per minute"
     login_user_limit: str = "10 per 15 minutes"
     signup_limit: str = "60 per hour"
+    practice_target: float = 0.7
+    practice_length: int = 10
+    show_prediction: bool = False
 
     @property
     def secret_key_path(self) -> Path:
@@ -110,4 +123,7 @@ class ClientSettings:
             login_limit=_limit("DKT_CLIENT_LOGIN_LIMIT", "20 per minute"),
             login_user_limit=_limit("DKT_CLIENT_LOGIN_USER_LIMIT", "10 per 15 minutes"),
             signup_limit=_limit("DKT_CLIENT_SIGNUP_LIMIT", "60 per hour"),
+            practice_target=_fraction("DKT_CLIENT_PRACTICE_TARGET", 0.7),
+            practice_length=int(_float("DKT_CLIENT_PRACTICE_LENGTH", 10, 1)),
+            show_prediction=os.environ.get("DKT_CLIENT_SHOW_PREDICTION", "0").strip().lower() in ("1", "true", "yes", "on"),
         )

@@ -220,27 +220,42 @@ def test_served_ensemble_equals_dkt_predict(real, tmp_path):
     np.testing.assert_allclose(served, expected, atol=1e-5)
 
 
-def test_deploying_what_already_runs_returns_at_once_with_success(real):
+def _frozen_checkout(dest: Path) -> Path:
+    """A copy of what an image is built from (not a git checkout: the tag's sha is DKT_GIT_SHA's), so
+    two builds from it make the same image even while others edit and commit in the shared tree."""
+    repo = Path(__file__).resolve().parents[2]
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("dkt_core", "bento_service", "docker"):
+        shutil.copytree(repo / name, dest / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md", "requirements.lock"):
+        shutil.copyfile(repo / name, dest / name)
+    return dest
+
+
+def test_deploying_what_already_runs_returns_at_once_with_success(real, tmp_path):
     """`make deploy MODEL=v2` while v2 runs: Swarm would start no update; the CLI says so and exits 0.
 
-    The image holds the project wheel built from the working tree (and its tag the git sha): an edit or a
-    commit since the last build makes a different image, which is rightly rolled out. So the test asks
-    again until the image pushed is the one running (at most 3 times) and asserts on that call."""
+    The image holds the project wheel (built from the source tree) and the git sha (in its tag), so the
+    CLI runs from a frozen copy of the sources: its first deploy makes an image of that copy (a rolling
+    update unless the running image is byte-identical), the second the same image again, which runs."""
+    src = _frozen_checkout(tmp_path / "src")
+    env = {**os.environ, **real.env, "PYTHONPATH": str(src), "DKT_GIT_SHA": "frozentest"}
     svc = real.client.services.get(real.settings.service)
-    for _ in range(3):
-        svc.reload()
-        before, index = _image(real), svc.attrs["Version"]["Index"]
+
+    def cli_deploy() -> str:
         proc = subprocess.run([sys.executable, "-m", "dkt_core.deploy", "deploy", "--model", str(real.models.v2)],
-                              capture_output=True, text=True, env={**os.environ, **real.env}, timeout=600)
+                              capture_output=True, text=True, env=env, cwd=src, timeout=600)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-        pushed = re.search(r"^==> pushed (\S+)$", proc.stdout, re.M)
-        assert pushed, proc.stdout
-        if pushed.group(1) != before:  # another image: the code changed since the running one was built
-            assert "rolling update" in proc.stdout and "nothing to update" not in proc.stdout, proc.stdout
-            continue
-        assert "nothing to update" in proc.stdout, proc.stdout
-        assert f"already running: {_version(real.models.v2)}" in proc.stdout, proc.stdout
-        svc.reload()
-        assert (_image(real), svc.attrs["Version"]["Index"]) == (before, index)
-        return
-    pytest.fail("the working tree changed between every two deploys: no deploy of the running image happened")
+        assert "-frozentest@sha256:" in proc.stdout, proc.stdout  # built from the copy
+        return proc.stdout
+
+    first = cli_deploy()
+    assert "now serves" in first or "nothing to update" in first, first
+    svc.reload()
+    before, index = _image(real), svc.attrs["Version"]["Index"]
+    assert "-frozentest@sha256:" in before
+    second = cli_deploy()
+    assert "nothing to update" in second and f"already running: {_version(real.models.v2)}" in second, second
+    assert re.search(r"^==> pushed (\S+)$", second, re.M).group(1) == before
+    svc.reload()
+    assert (_image(real), svc.attrs["Version"]["Index"]) == (before, index)

@@ -44,14 +44,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def client_image() -> str:
-    import os
-
     from dkt_core.deploy.images import push_image
     from dkt_core.deploy.settings import DeploySettings
     from dkt_core.deploy.stack import build_client_image
 
-    ca = os.environ.get("DKT_BUILD_CA_BUNDLE")  # only behind a TLS-intercepting proxy
-    image, built = build_client_image(DeploySettings.from_env(), Path(ca) if ca else None)
+    settings = DeploySettings.from_env()
+    # the CA bundle (DKT_BUILD_CA_BUNDLE) only behind a TLS-intercepting proxy
+    image, built = build_client_image(settings, settings.build_ca_bundle)
     push_image(image)
     print(f"client image built in {built.seconds:.0f}s and pushed; export DKT_CLIENT_IMAGE={image}", file=sys.stderr)
     return image

@@ -86,7 +86,7 @@ def build_inference_image(spec: ServiceSpec, bentoml_home: Path, model_tag: str,
     wheels = wheelhouse_for(spec, settings.home)
     deps_image, deps_build = ensure_deps_image(wheels, settings.base_image)
 
-    tag = image_tag(model_version, data_version, sha or git_sha())
+    tag = image_tag(model_version, data_version, sha or git_sha(fallback=settings.git_sha))
     image = settings.image(repo or settings.inference_repo, tag)
     ctx = settings.home / "build" / "inference"
     shutil.rmtree(ctx, ignore_errors=True)

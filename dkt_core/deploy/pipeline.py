@@ -9,7 +9,6 @@ named the newest packaged model by the one rule of `dkt_core.packaging.resolve_t
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from dkt_core.deploy.inference import ServiceSpec, build_inference_image, model_
 from dkt_core.deploy.rollout import UNCHANGED, RolloutResult, rollout, smoke_test
 from dkt_core.deploy.settings import DeploySettings
 from dkt_core.deploy.stack import build_proxy_image, client_env, deploy_stack, remove_stack, wait_converged
+from dkt_core.settings import bentoml_home
 
 
 @dataclass
@@ -44,10 +44,6 @@ class DeployTarget:
     path: Path  # its folder in the store
     model_version: str  # what /version must report after the deploy
     data_version: str
-
-
-def bentoml_home() -> Path:
-    return Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml"))
 
 
 def model_metadata(path: Path) -> dict:
@@ -123,8 +119,8 @@ def deploy(tag: str | None = None, settings: DeploySettings | None = None, spec:
     proxy, _ = build_proxy_image(settings)
     _step(f"push {proxy}: {push_image(proxy)}")
     env = {"DKT_INFERENCE_IMAGE": f"{built.image}@{digest}", "DKT_PROXY_IMAGE": proxy}
-    client_image = os.environ.get("DKT_CLIENT_IMAGE")
-    bank = Path(os.environ.get("DKT_CLIENT_BANK") or settings.home / "client" / "bank.json")
+    client_image = settings.client_image
+    bank = settings.client_bank or settings.home / "client" / "bank.json"
     if client_image and bank.is_file():
         env.update(client_env(client_image, bank))
     else:

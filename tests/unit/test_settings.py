@@ -37,9 +37,6 @@ ENV_ALLOWED: dict[str, str] = {
 PENDING: dict[str, str] = {
     "dkt_core/webclient/settings.py": "ClientSettings.from_env (ClientSettings moves to settings.py)",
     "dkt_core/webclient/gunicorn_conf.py": "bind/workers/threads (ClientServerSettings)",
-    "dkt_core/deploy/settings.py": "DeploySettings.from_env and git_sha's DKT_GIT_SHA (DeploySettings)",
-    "dkt_core/deploy/pipeline.py": "its own bentoml_home(), DKT_CLIENT_IMAGE/BANK (DeploySettings)",
-    "dkt_core/deploy/__main__.py": "DKT_BUILD_CA_BUNDLE (DeploySettings.build_ca_bundle)",
 }
 
 

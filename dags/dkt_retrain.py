@@ -19,7 +19,8 @@ once per task from the Airflow connection; XCom carries only ids, URIs and small
 6. `train` — the selected models (one ensemble artifact) → `models/<model_version>/artifact.tar.gz`.
 7. `evaluate` — challenger **and** champion on the same hold-out users; paired difference with interval.
 8. `report` — `models/<model_version>/report.html`: metrics, ROC + calibration, data quality, drift,
-   live-AUC trend. The URI is in this task's log and XCom.
+   live-AUC trend. Open it from the task's extra link "Run report", the run's "Run report" tab or the
+   "DKT run reports" menu entry (served from S3 by the dkt_reports plugin, behind Airflow's login).
 9. `gate` — promote if challenger AUC ≥ champion AUC − `gate_tolerance` (first model: promote;
    `force_deploy`: promote anyway), as decided once by `report`; the reason states the paired
    difference and its interval. Otherwise
@@ -37,9 +38,15 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Asset, Param, dag, task
 from dkt_airflow import settings as cfg
 from dkt_airflow.callbacks import on_failure
+from dkt_airflow.run_notes import gate_note
+
+# What the DAG produces, as Airflow Assets (task outlets): the Assets view shows each curated version and
+# champion as an event of the run that made it.
+CURATED = Asset(name="dkt_curated", uri=cfg.CURATED_ASSET_URI, group="dkt")
+CHAMPION = Asset(name="dkt_champion", uri=cfg.CHAMPION_ASSET_URI, group="dkt")
 
 
 @dag(
@@ -53,8 +60,10 @@ from dkt_airflow.callbacks import on_failure
     default_args={**cfg.DEFAULT_ARGS, "on_failure_callback": on_failure},
     on_failure_callback=on_failure,
     params={
-        "models": Param(cfg.DEFAULT_MODELS, type="array", items={"type": "string"}, minItems=1,
-                        description="Model names to train (dkt_core model registry)"),
+        # array + examples: the trigger form renders a multi-select of the registry's names
+        "models": Param(cfg.DEFAULT_MODELS, type="array", items={"type": "string", "enum": list(cfg.MODEL_NAMES)},
+                        examples=list(cfg.MODEL_NAMES), minItems=1, uniqueItems=True,
+                        description="Models to train, one ensemble (dkt_core model registry)"),
         "model_options": Param(json.loads(cfg.MODEL_OPTIONS), type="object",
                                description='Per-model config overrides, e.g. {"lgbm": {"num_boost_round": 200}}'),
         "force_deploy": Param(False, type="boolean", description="Promote and deploy even if the gate rejects"),
@@ -84,6 +93,11 @@ def dkt_retrain():
         p = ctx["params"]
         if p["force_deploy"] and p["skip_deploy"]:
             raise ValueError("params force_deploy and skip_deploy are both true: choose one")
+        from dkt_core.models import MODELS
+
+        unknown = [m for m in p["models"] if m not in MODELS]
+        if unknown or not p["models"]:  # before anything is ingested: a bad name fails here, not in train
+            raise ValueError(f"param models: unknown model name(s) {unknown}; choose from {', '.join(MODELS)}")
         return {
             "run_id": ctx["run_id"],
             "models": list(p["models"]),
@@ -98,15 +112,20 @@ def dkt_retrain():
             "retrain_anyway": bool(p["retrain_anyway"]),
         }
 
-    @task(task_id="ingest", execution_timeout=cfg.INGEST_TIMEOUT, **cfg.S3_RETRY)
+    @task(task_id="ingest", execution_timeout=cfg.INGEST_TIMEOUT, outlets=[CURATED], **cfg.S3_RETRY)
     def ingest(run_plan: dict) -> dict:
-        """Ingest new raw objects into a new curated version (idempotent per run id)."""
+        """Ingest new raw objects into a new curated version (idempotent per run id); the asset event names
+        the latest curated version."""
+        from airflow.sdk import get_current_context
         from dkt_airflow.s3env import workspace
 
         from dkt_core.ingest import IngestConfig
         from dkt_core.ingest import ingest as run_ingest
 
-        return run_ingest(IngestConfig(run_id=run_plan["run_id"], prefix=run_plan["s3_prefix"]), ws=workspace()).to_dict()
+        out = run_ingest(IngestConfig(run_id=run_plan["run_id"], prefix=run_plan["s3_prefix"]), ws=workspace()).to_dict()
+        get_current_context()["outlet_events"][CURATED].extra = {
+            k: out.get(k) for k in ("data_version", "status", "rows_added") if k in out}
+        return out
 
     @task.short_circuit(task_id="has_new_data", **cfg.S3_RETRY)
     def has_new_data(run_plan: dict, result: dict) -> dict | bool:
@@ -194,8 +213,7 @@ def dkt_retrain():
         decision = reported["gate"]
         ti = get_current_context()["ti"]
         ti.xcom_push(key="decision", value=decision)
-        ti.xcom_push(key="run_note", value=f"{'PROMOTE' if decision['promote'] else 'CHAMPION KEPT'}: "
-                                           f"{decision['reason']}")
+        ti.xcom_push(key="run_note", value=gate_note(decision, reported))  # → the run's note
         logging.getLogger(__name__).warning("GATE %s: %s (report %s)", "PROMOTE" if decision["promote"] else "REJECT",
                                             decision["reason"], reported["report_uri"])
         return "package" if decision["promote"] else "keep_champion"
@@ -236,17 +254,21 @@ def dkt_retrain():
         except RolloutFailed as err:  # rolled back already: retrying would repeat the failed rollout
             raise AirflowFailException(str(err)) from err
 
-    @task(task_id="set_champion", **cfg.S3_RETRY)
+    @task(task_id="set_champion", outlets=[CHAMPION], **cfg.S3_RETRY)
     def set_champion(run_plan: dict, trained: dict, evaluation: dict, deployed: dict, packaged: dict,
                      reported: dict) -> dict:
         """Move the champion alias (models/champion.json) — only after the rollout succeeded."""
+        from airflow.sdk import get_current_context
         from dkt_airflow.s3env import workspace
 
         from dkt_core.retrain.promote import set_champion as mark
 
-        return mark(run_plan["run_id"], trained["model_version"], trained["artifact_uri"], trained["data_version"],
-                    evaluation, deployed, reported["report_uri"], packaged["bentoml_tag"],
-                    artifact_sha256=trained.get("artifact_sha256"), ws=workspace())
+        out = mark(run_plan["run_id"], trained["model_version"], trained["artifact_uri"], trained["data_version"],
+                   evaluation, deployed, reported["report_uri"], packaged["bentoml_tag"],
+                   artifact_sha256=trained.get("artifact_sha256"), ws=workspace())
+        get_current_context()["outlet_events"][CHAMPION].extra = {
+            "model_version": trained["model_version"], "data_version": trained["data_version"]}
+        return out
 
     run_plan = plan()
     ingested = ingest(run_plan)

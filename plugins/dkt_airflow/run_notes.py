@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
+
+from dkt_airflow.settings import REPORTS_URL_PREFIX as URL_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,23 @@ def _apply(dag_run, session) -> str | None:
     dag_run.note = note
     session.flush()
     return note
+
+
+def gate_note(decision: dict[str, Any], reported: dict[str, Any]) -> str:
+    """The run's note after the gate: decision, reason, the AUCs compared, the drift verdict with its n and
+    where the report is (Airflow renders notes as Markdown)."""
+    version = reported.get("report_uri", "").rstrip("/").split("/")[-2:-1] or ["?"]
+    drift_n = reported.get("drift_n") or {}
+    # the reason last: the note column holds 1000 characters, a long reason is what gets cut
+    return (f"{'PROMOTE' if decision.get('promote') else 'CHAMPION KEPT'}: challenger AUC "
+            f"{_num(decision.get('challenger'))}, champion AUC {_num(decision.get('champion'))} (tolerance "
+            f"{decision.get('tolerance')}); drift {reported.get('drift_verdict')} (n={drift_n.get('rows')} rows, "
+            f"{drift_n.get('users')} users); report [{version[0]}]({URL_PREFIX}/models/{version[0]}/report.html). "
+            f"{decision.get('reason')}")
+
+
+def _num(value) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "n/a"
 
 
 @hookimpl

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from dkt_core.settings import AirflowSettings, IngestSettings, load
+from dkt_core.settings import AirflowSettings, IngestSettings, S3Settings, load
 
 SETTINGS = load(AirflowSettings)
 
 RETRAIN_DAG_ID = "dkt_retrain"
 SENSOR_DAG_ID = "dkt_ingest_sensor"
+# Where the dkt_reports plugin (dkt_airflow/reports.py) mounts its pages in Airflow's API server.
+REPORTS_URL_PREFIX = "/dkt-reports"
 # Airflow connection holding the S3 endpoint/credentials (AIRFLOW_CONN_AWS_DEFAULT in `make airflow`).
 AWS_CONN_ID = SETTINGS.aws_conn_id
 # cron, a preset like "@daily", or "none" for manual/data-triggered runs only
@@ -19,6 +21,16 @@ SENSOR_SCHEDULE = SETTINGS.sensor_schedule
 SENSOR_POKE_S = SETTINGS.sensor_poke_s
 SENSOR_TIMEOUT_S = SETTINGS.sensor_timeout_s
 DEFAULT_MODELS = list(SETTINGS.models)
+# The model registry's names (dkt_core.models.MODELS keys), spelled here because importing the registry loads
+# torch, too slow for every DAG parse; tests/airflow/test_report_plugin.py checks the two lists are equal.
+MODEL_NAMES = ("lgbm", "lstm", "lstm_attn", "bert", "saint")
+# The Assets the retrain DAG produces (task outlets: the Assets view shows curated versions and the champion
+# with their lineage). Their URIs name the bucket Airflow's environment declares (DKT_S3_BUCKET, default
+# dkt-platform): DAG files are parsed without the connection, so a connection naming another bucket (extra
+# "bucket") writes there while the Assets keep this name; set DKT_S3_BUCKET for Airflow to match it.
+ASSET_BUCKET = load(S3Settings).bucket
+CURATED_ASSET_URI = f"s3://{ASSET_BUCKET}/curated"
+CHAMPION_ASSET_URI = f"s3://{ASSET_BUCKET}/models/champion.json"
 RAW_PREFIX = SETTINGS.raw_prefix
 
 

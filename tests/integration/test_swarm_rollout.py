@@ -19,7 +19,7 @@ import time
 import pytest
 import requests
 
-from dkt_core.deploy.loadgen import LoadGenerator, LoadResult
+from devtools.loadgen import LoadGenerator, LoadResult
 from dkt_core.deploy.rollout import rollout, served_version
 from dkt_core.deploy.stack import running_healthy, wait_converged
 from dkt_core.storage.s3 import S3Settings, list_keys, s3_client

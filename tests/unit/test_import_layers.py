@@ -4,7 +4,7 @@ module of a higher layer, at the top of the file or inside a function.
 The layers, bottom to top (a module may import its own layer and those below it):
 
     contracts  the log's column names and data contract, the HTTP API's pydantic models, the version
-    helpers    object storage, private files, the load generators' loopback guard (no dkt_core imports)
+    helpers    object storage, private files (no dkt_core imports)
     data       reading, validating, splitting, simulating interaction logs; numpy group operations
     features   the feature pipeline and ``FeatureSpec``
     evaluation the metric definitions (one AUC, one clip before a log): models score validation with it
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # (layer, module prefixes), bottom to top. A module takes the layer of its longest matching prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("contracts", ("dkt_core", "dkt_core.data.columns", "dkt_core.data.schema", "dkt_core.api")),
-    ("helpers", ("dkt_core.storage", "dkt_core.private_files", "dkt_core.loopback")),
+    ("helpers", ("dkt_core.storage", "dkt_core.private_files")),
     ("data", ("dkt_core.data",)),
     ("features", ("dkt_core.features",)),
     ("evaluation", ("dkt_core.evaluation",)),

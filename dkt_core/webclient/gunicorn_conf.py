@@ -1,14 +1,16 @@
 """gunicorn settings of the student web client (loopback by default; never Flask's debug server).
 
 ``DKT_CLIENT_HOST`` (127.0.0.1), ``DKT_CLIENT_PORT`` (8088), ``DKT_CLIENT_WORKERS`` (2),
-``DKT_CLIENT_THREADS`` (4: a page may wait up to the inference timeout).
+``DKT_CLIENT_THREADS`` (4: a page may wait up to the inference timeout): ``ClientServerSettings`` of
+dkt_core/settings.py.
 """
 
-import os
+from dkt_core.settings import ClientServerSettings, load
 
-bind = f"{os.environ.get('DKT_CLIENT_HOST', '127.0.0.1')}:{os.environ.get('DKT_CLIENT_PORT', '8088')}"
-workers = int(os.environ.get("DKT_CLIENT_WORKERS", "2"))
-threads = int(os.environ.get("DKT_CLIENT_THREADS", "4"))
+_server = load(ClientServerSettings)  # the edge: a bad value stops gunicorn naming the variable
+bind = f"{_server.host}:{_server.port}"
+workers = _server.workers
+threads = _server.threads
 worker_class = "gthread"
 timeout = 30
 # No idle keep-alive: a browser that reuses a socket gunicorn is closing at that moment gets an error page

@@ -1,12 +1,17 @@
 """Flask app factory of the student web client (served by gunicorn: ``dkt_core.webclient.wsgi:app``).
 
 Routes: ``GET/POST /signup``, ``GET/POST /login``, ``POST /logout``; for a logged-in account: ``GET /``
-(pick a test), ``POST /start``, ``GET /quiz/<test>`` (next item, prediction, knowledge view),
-``POST /quiz/<test>/answer`` (grade, spool, record); for a teacher: ``GET /teacher`` (the class's students;
-403 for a student); ``GET /healthz``.
+(tests by subject and grade, the student's sittings and practice sessions), ``POST /start``,
+``GET /quiz/<test>`` (next item, knowledge view; a finished test offers ``POST /quiz/<test>/retake``),
+``POST /quiz/<test>/answer`` (grade, spool, record), ``GET /results/test/<test>``; adaptive practice:
+``POST /practice``, ``GET /practice/<n>``, ``POST /practice/<n>/answer``, ``GET /results/practice/<n>``;
+``GET /progress`` (mastery over time, past sessions); for a teacher: ``GET /teacher`` (class heatmap,
+students at risk), ``GET /teacher/class.csv``, ``GET /teacher/student/<userID>`` (403 for a student, or
+for a student of another class); ``GET /healthz``.
 
 Who answers is the logged-in account (Flask-Login session, ``accounts``): its ``user_id`` is the userID of
-every row; no URL, form field or cookie value names a student. The session cookie is signed with a key
+every row; no URL, form field or cookie value of a student's pages names a student (the teacher's detail
+page names its student's pseudonymous userID). The session cookie is signed with a key
 read from a 0600 file (``DKT_CLIENT_SECRET_KEY_FILE``), HttpOnly, SameSite=Lax, Secure when configured.
 Every POST carries the session's CSRF token. Answers, logins and sign-ups are rate limited (Flask-Limiter
 with counters in the state database shared by all workers, ``ratelimit``): over the limit is a 429 page
@@ -32,17 +37,26 @@ from flask_login import LoginManager, current_user, login_required, login_user, 
 
 from dkt_core.data.schema import TIMESTAMP_FORMAT
 from dkt_core.private_files import read_or_create_secret
-from dkt_core.webclient import ratelimit
+from dkt_core.webclient import charts, pages, ratelimit
 from dkt_core.webclient.accounts import MAX_PASSWORD, MIN_PASSWORD, ROLES, AccountStore, SignUpError
+from dkt_core.webclient.adaptive import (
+    FALLBACK_RULE,
+    Option,
+    accuracy,
+    candidates,
+    choose_next,
+    fallback_next,
+)
 from dkt_core.webclient.bank import CHOICES, SEED_COLUMNS, QuestionBank
 from dkt_core.webclient.flusher import FlushWorker
 from dkt_core.webclient.history import StaleAnswer, StateStore
-from dkt_core.webclient.inference import InferenceClient, read_api_key
+from dkt_core.webclient.inference import InferenceClient, Outcome, read_api_key
 from dkt_core.webclient.settings import ClientSettings
 from dkt_core.webclient.spool import Spool, SpoolWriteError
 
 log = logging.getLogger(__name__)
-MAX_CHART_TAGS = 12
+MAX_CHART_TAGS = 12  # the weakest skills on the quiz page (the page says "N of M")
+MAX_CLASS_STATES = 40  # /knowledge_state calls per class page (one per student); the page says when it stops
 SESSION_COOKIE = "dkt_session"
 REASON_HEADER = "X-Error-Reason"  # short reason of an error reply, logged on its access line
 _LIMITED = {"answer": "answers", "login": "login attempts", "signup": "sign-ups"}
@@ -226,18 +240,37 @@ def create_app(settings: ClientSettings | None = None, *, start_flusher: bool = 
         session.clear()
         return redirect(url_for("login"), code=303)
 
-    @app.get("/teacher")
-    @login_required
-    def teacher():
-        if not current_user.is_teacher:
-            abort(403, "This page is for teachers; your account is a student account.")
-        return render_template("teacher.html", students=accounts.students_of(current_user))
+    # --- helpers of the student pages --------------------------------------------------------------------
+    def knowledge_now(user: str, history: list[dict]) -> Outcome:
+        """/knowledge_state of ``user`` now; a success is kept as the mastery snapshot after len(history)."""
+        outcome = inference.knowledge_state(user, history)
+        if isinstance(outcome.value, dict) and history:
+            store.save_mastery(user, store.count(user), _now(), outcome.value)
+        return outcome
 
-    # --- the quiz ---------------------------------------------------------------------------------------
+    def item_view(item_id: str, choice: str | None = None, code: int | None = None) -> dict:
+        item = bank.items[item_id]
+        return {"item": item, "skill": bank.tag_name(item.tag), "choice": choice, "code": code,
+                "choice_text": pages.choice_text(item, choice), "answer_text": pages.choice_text(item, item.answer)}
+
+    def practice_pool(scope: str) -> list[Option]:
+        if scope == "all":
+            tests = list(bank.tests)
+        else:
+            tests = next((ts for s, g, ts in bank.groups() if pages.scope_key(s, g) == scope), None)
+            if tests is None:
+                abort(400, f"Practice scope {scope!r} is not a subject and grade of this bank; pick one from the list.")
+        return [Option(i, bank.items[i].tag) for t in tests for i in bank.tests[t]]
+
+    # --- the start page ----------------------------------------------------------------------------------
     @app.get("/")
     @login_required
     def index():
-        return render_template("index.html", tests=sorted(bank.tests))
+        user = current_user.user_id
+        sittings = pages.sittings(store.test_rows(user), bank)
+        return render_template("index.html", groups=bank.groups(), bank=bank, scope_key=pages.scope_key,
+                               sittings=sittings[-10:][::-1], practices=store.practices(user)[:10],
+                               tests_done={s["test"]: s for s in sittings}, target=settings.practice_target)
 
     @app.post("/start")
     @login_required
@@ -251,6 +284,7 @@ def create_app(settings: ClientSettings | None = None, *, start_flusher: bool = 
         test_or_404(test)
         return redirect(url_for("quiz", test=test), code=303)
 
+    # --- a test -------------------------------------------------------------------------------------------
     @app.get("/quiz/<test>")
     @login_required
     def quiz(test: str):
@@ -258,24 +292,61 @@ def create_app(settings: ClientSettings | None = None, *, start_flusher: bool = 
         items = test_or_404(test)
         answered = store.answered(user, test)
         pos = answered % len(items)
-        item = bank.items[items[pos]]
         last = store.last_rows(user, test, len(items) if pos == 0 else pos)
-        feedback = last[-1] if last and request.args.get("answered") == last[-1]["assessmentItemID"] else None
-        finished = (answered > 0 and pos == 0)
-        score = sum(r["answerCode"] for r in last) if finished else None
-
+        feedback = None
+        if last and request.args.get("answered") == last[-1]["assessmentItemID"]:
+            feedback = item_view(last[-1]["assessmentItemID"], last[-1]["choice"], last[-1]["answerCode"])
+        if answered > 0 and pos == 0 and not store.retake_open(user, test, answered):
+            # finished: never restart silently with the same items; the student may retake explicitly
+            return render_template("test_done.html", test=test, info=bank.info(test), n_items=len(items),
+                                   score=sum(r["answerCode"] for r in last), feedback=feedback)
+        item = bank.items[items[pos]]
         history = store.history(user)
-        target = {"assessmentItemID": item.item_id, "testId": item.test_id, "KnowledgeTag": item.tag,
-                  "Timestamp": _now()}
-        prediction = inference.predict_next(user, history, target)
-        knowledge = inference.knowledge_state(user, history) if prediction.error is None else prediction
-        chart = []
+        prediction = Outcome(None)
+        if settings.show_prediction:
+            target = {"assessmentItemID": item.item_id, "testId": item.test_id, "KnowledgeTag": item.tag,
+                      "Timestamp": _now()}
+            prediction = inference.predict_next(user, history, target)
+        knowledge = knowledge_now(user, history) if history and prediction.error is None else prediction
+        chart, shown_of = None, 0
         if isinstance(knowledge.value, dict):
-            wanted = list(dict.fromkeys([h["KnowledgeTag"] for h in history] + [bank.items[i].tag for i in items]))
-            chart = [(t, knowledge.value[t]) for t in wanted if t in knowledge.value][:MAX_CHART_TAGS]
-        return render_template("quiz.html", test=test, item=item, choices=CHOICES, position=pos + 1,
-                               n_items=len(items), feedback=feedback, finished=finished, score=score,
-                               prediction=prediction, knowledge=knowledge, chart=chart)
+            wanted = list(dict.fromkeys([bank.items[i].tag for i in items] + [h["KnowledgeTag"] for h in history]))
+            rows = [(t, bank.tag_name(t), knowledge.value[t]) for t in wanted if t in knowledge.value]
+            shown_of = len(rows)
+            rows = sorted(rows, key=lambda r: r[2])[:MAX_CHART_TAGS]  # the weakest, said on the page
+            chart = charts.bars(rows, "Chance of a correct answer per skill") if rows else None
+            chart_n = len(rows)
+        else:
+            chart_n = 0
+        return render_template("quiz.html", test=test, info=bank.info(test), item=item, skill=bank.tag_name(item.tag),
+                               choices=CHOICES, position=pos + 1, n_items=len(items), feedback=feedback,
+                               prediction=prediction, knowledge=knowledge, chart=chart, chart_n=chart_n,
+                               shown_of=shown_of, show_prediction=settings.show_prediction,
+                               unavailable=(prediction.error or knowledge.error) if history or
+                               settings.show_prediction else None)
+
+    @app.post("/quiz/<test>/retake")
+    @login_required
+    def retake(test: str):
+        items = test_or_404(test)
+        answered = store.answered(current_user.user_id, test)
+        if answered == 0 or answered % len(items):
+            abort(409, f"Test {test!r} is not finished; continue it where you left off.")
+        store.retake(current_user.user_id, test, answered)
+        return redirect(url_for("quiz", test=test), code=303)
+
+    def spool_and_record(record, item_id: str, row: dict) -> None:
+        user = row["userID"]
+        try:
+            # Spooled (durable) inside the progress transaction, committed inside the spool append: both or
+            # neither, so a refused answer is nowhere and the student's retry is not a duplicate.
+            record(lambda: spool.appending([[row[c] for c in SEED_COLUMNS]]))
+        except StaleAnswer as e:
+            abort(409, f"{e}. Continue with the question shown on the page.")
+        except (SpoolWriteError, sqlite3.OperationalError) as e:  # disk full, I/O error, database locked
+            log.error("POST %s 503: answer of %s to %s not stored: %s", request.path, user, item_id, e)
+            abort(503, "Your answer could not be saved right now (the server is short of storage). Nothing was "
+                       "recorded: go back and submit it again in a moment.")
 
     @app.post("/quiz/<test>/answer")
     @limiter.limit(settings.answer_limit, key_func=_account_key)
@@ -289,19 +360,177 @@ def create_app(settings: ClientSettings | None = None, *, start_flusher: bool = 
         if choice not in CHOICES:
             abort(400, f"Pick one of the choices {', '.join(CHOICES)} before submitting.")
         item = bank.items[item_id]
-        row = {"userID": user, "assessmentItemID": item_id, "testId": test,
+        row = {"userID": user, "assessmentItemID": item_id, "testId": test, "choice": choice,
                "answerCode": bank.grade(item_id, choice), "Timestamp": _now(), "KnowledgeTag": item.tag}
-        try:
-            # Spooled (durable) inside the progress transaction, committed inside the spool append: both or
-            # neither, so a refused answer is nowhere and the student's retry is not a duplicate.
-            store.record(row, items, lambda: spool.appending([[row[c] for c in SEED_COLUMNS]]))
-        except StaleAnswer as e:
-            abort(409, f"{e}. Continue with the question shown on the quiz page.")
-        except (SpoolWriteError, sqlite3.OperationalError) as e:  # disk full, I/O error, database locked
-            log.error("POST %s 503: answer of %s to %s not stored: %s", request.path, user, item_id, e)
-            abort(503, "Your answer could not be saved right now (the server is short of storage). Nothing was "
-                       "recorded: go back and submit it again in a moment.")
+        spool_and_record(lambda durable: store.record(row, items, durable), item_id, row)
+        if store.answered(user, test) % len(items) == 0:  # the sitting is complete: its results
+            return redirect(url_for("test_results", test=test), code=303)
         return redirect(url_for("quiz", test=test, answered=item_id), code=303)
+
+    @app.get("/results/test/<test>")
+    @login_required
+    def test_results(test: str):
+        user = current_user.user_id
+        items = test_or_404(test)
+        answered = store.answered(user, test)
+        if answered == 0:
+            abort(404, f"You have not answered test {test!r} yet; start it from the start page.")
+        pos = answered % len(items)
+        rows = store.last_rows(user, test, pos or len(items))
+        lines = [item_view(r["assessmentItemID"], r["choice"], r["answerCode"]) for r in rows]
+        return render_template("results.html", title=bank.info(test).name, kind="test", test=test, lines=lines,
+                               score=sum(r["answerCode"] for r in rows), n=len(rows), complete=pos == 0,
+                               n_items=len(items), rule=None)
+
+    # --- adaptive practice --------------------------------------------------------------------------------
+    @app.post("/practice")
+    @login_required
+    def practice_start():
+        scope = request.form.get("scope", "all")
+        if not practice_pool(scope):
+            abort(400, "This part of the bank has no questions; pick another subject and grade.")
+        sid = store.new_practice(current_user.user_id, scope, settings.practice_length, _now())
+        return redirect(url_for("practice", sid=sid), code=303)
+
+    def practice_or_404(sid: int) -> dict:
+        sess = store.practice(sid, current_user.user_id)
+        if sess is None:  # someone else's session is "not found", like one that never existed
+            abort(404, f"Practice session {sid} is not one of yours; start a new one from the start page.")
+        return sess
+
+    @app.get("/practice/<int:sid>")
+    @login_required
+    def practice(sid: int):
+        user = current_user.user_id
+        sess = practice_or_404(sid)
+        picks = store.picks(sid)
+        done = [p for p in picks if p["answerCode"] is not None]
+        feedback = None
+        if done and request.args.get("answered") == done[-1]["item"]:
+            feedback = item_view(done[-1]["item"], done[-1]["choice"], done[-1]["answerCode"])
+        if len(done) >= sess["length"]:
+            return redirect(url_for("practice_results", sid=sid), code=303)
+        pending = picks[-1] if picks and picks[-1]["answerCode"] is None else None
+        if pending is None:
+            pool = practice_pool(sess["scope"])
+            history = store.history(user)
+            acc = accuracy(history)
+            seen = {p["item"] for p in picks}
+            options = candidates(pool, seen, acc, salt=str(sid))
+            if not options:  # every question of the scope was shown in this session
+                return redirect(url_for("practice_results", sid=sid), code=303)
+            now = _now()
+            outcome = inference.predict_many(user, history, [
+                {"assessmentItemID": o.item_id, "testId": bank.items[o.item_id].test_id, "KnowledgeTag": o.tag,
+                 "Timestamp": now} for o in options])  # ONE call over all candidates
+            if outcome.value is not None:
+                chance = dict(zip((o.item_id for o in options), outcome.value, strict=True))
+                pick, rule, p = choose_next(options, chance, settings.practice_target), "adaptive", None
+                p = chance[pick.item_id]
+            else:
+                pick, rule, p = fallback_next(pool, seen, acc), "fallback", None
+            pending = store.add_pick(sid, pick.item_id, bank.items[pick.item_id].test_id, pick.tag, p, rule)
+        item = bank.items[pending["item"]]
+        return render_template("practice.html", sid=sid, sess=sess, item=item, skill=bank.tag_name(item.tag),
+                               choices=CHOICES, position=len(done) + 1, feedback=feedback, pick=pending,
+                               fallback_rule=FALLBACK_RULE, target=settings.practice_target,
+                               show_prediction=settings.show_prediction,
+                               scope=pages.scope_label(sess["scope"]))
+
+    @app.post("/practice/<int:sid>/answer")
+    @limiter.limit(settings.answer_limit, key_func=_account_key)
+    @login_required
+    def practice_answer(sid: int):
+        user = current_user.user_id
+        sess = practice_or_404(sid)
+        item_id, choice = request.form.get("item", ""), request.form.get("choice", "")
+        if item_id not in bank.items:
+            abort(400, f"Item {item_id!r} is not in the question bank.")
+        if choice not in CHOICES:
+            abort(400, f"Pick one of the choices {', '.join(CHOICES)} before submitting.")
+        item = bank.items[item_id]
+        row = {"userID": user, "assessmentItemID": item_id, "testId": item.test_id, "choice": choice,
+               "answerCode": bank.grade(item_id, choice), "Timestamp": _now(), "KnowledgeTag": item.tag}
+        spool_and_record(lambda durable: store.record_practice(row, sid, durable), item_id, row)
+        answered = sum(1 for p in store.picks(sid) if p["answerCode"] is not None)
+        if answered >= sess["length"]:
+            return redirect(url_for("practice_results", sid=sid), code=303)
+        return redirect(url_for("practice", sid=sid, answered=item_id), code=303)
+
+    @app.get("/results/practice/<int:sid>")
+    @login_required
+    def practice_results(sid: int):
+        sess = practice_or_404(sid)
+        done = [p for p in store.picks(sid) if p["answerCode"] is not None]
+        lines = [{**item_view(p["item"], p["choice"], p["answerCode"]), "p": p["p"], "rule": p["rule"]}
+                 for p in done]
+        return render_template("results.html", title=f"Practice: {pages.scope_label(sess['scope'])}",
+                               kind="practice", lines=lines, score=sum(p["answerCode"] for p in done),
+                               n=len(done), complete=True, n_items=sess["length"], test=None,
+                               rule=FALLBACK_RULE if any(p["rule"] == "fallback" for p in done) else None)
+
+    # --- progress -----------------------------------------------------------------------------------------
+    def progress_context(user: str) -> dict:
+        history = store.history(user)
+        knowledge = knowledge_now(user, history) if history else Outcome(None, error="no answers yet")
+        snapshots = store.mastery(user)
+        current = knowledge.value if isinstance(knowledge.value, dict) else (snapshots[-1][2] if snapshots else {})
+        ctx = pages.progress(bank, history, snapshots, current)
+        ctx["bars"] = charts.bars(ctx["bar_rows"], "Chance of a correct answer per skill, now") \
+            if ctx["bar_rows"] else None
+        ctx["lines"] = charts.lines(ctx["series"], "Mastery per skill over your answers") if ctx["series"] else None
+        ctx.update(knowledge=knowledge, stale=not isinstance(knowledge.value, dict) and bool(snapshots),
+                   sittings=pages.sittings(store.test_rows(user), bank)[::-1], practices=store.practices(user))
+        return ctx
+
+    @app.get("/progress")
+    @login_required
+    def progress():
+        return render_template("progress.html", student=None, **progress_context(current_user.user_id))
+
+    # --- the teacher's class view ------------------------------------------------------------------------
+    def class_view() -> dict:
+        if not current_user.is_teacher:
+            abort(403, "This page is for teachers; your account is a student account.")
+        students = accounts.students_of(current_user)
+        rows = []
+        for n, s in enumerate(students):
+            history = store.history(s["user_id"])
+            # bounded: one /knowledge_state per student, for the first MAX_CLASS_STATES students
+            if history and n < MAX_CLASS_STATES:
+                state = knowledge_now(s["user_id"], history)
+            else:
+                state = Outcome(None, error="no answers yet" if not history else "not asked (class too large)")
+            rows.append(pages.student_row(s, history, state, store.mastery(s["user_id"])))
+        skills = pages.class_skills(rows, bank)
+        return {"students": students, "rows": rows, "skills": skills, "heat_class": charts.heat_class,
+                "at_risk": [r for r in rows if r["risk"]], "asked": min(len(students), MAX_CLASS_STATES),
+                "max_states": MAX_CLASS_STATES, "down": next((r["error"] for r in rows if r["error"] and
+                                                               "no answers" not in r["error"]), None)}
+
+    @app.get("/teacher")
+    @login_required
+    def teacher():
+        return render_template("teacher.html", **class_view())
+
+    @app.get("/teacher/class.csv")
+    @login_required
+    def teacher_csv():
+        ctx = class_view()
+        resp = make_response(pages.class_csv(ctx["rows"], ctx["skills"]))
+        resp.headers["Content-Type"] = "text/csv; charset=utf-8"
+        resp.headers["Content-Disposition"] = f'attachment; filename="class-{current_user.class_code}.csv"'
+        return resp
+
+    @app.get("/teacher/student/<user_id>")
+    @login_required
+    def teacher_student(user_id: str):
+        if not current_user.is_teacher:
+            abort(403, "This page is for teachers; your account is a student account.")
+        student = next((s for s in accounts.students_of(current_user) if s["user_id"] == user_id), None)
+        if student is None:
+            abort(403, "This student is not in your class: you can open only your own students' pages.")
+        return render_template("progress.html", student=student, **progress_context(user_id))
 
     @app.get("/healthz")
     @limiter.exempt

@@ -39,6 +39,7 @@ class ContractServer(ThreadingHTTPServer):
 
     def __init__(self, delay_s: float = 0.0):
         self.delay_s, self.requests = delay_s, []
+        self.chance: dict[str, float] = {}  # per-item P for /predict targets (else the history rule)
         super().__init__(("127.0.0.1", free_port()), _Handler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
@@ -58,11 +59,16 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/predict":
             req = PredictRequest.model_validate(body)
             out = {"model_version": "m1", "results": [
-                {"userID": s.userID, "probabilities": [0.25 + 0.1 * len(s.history)] * len(s.targets)}
+                {"userID": s.userID, "probabilities": [self.server.chance.get(t["assessmentItemID"],
+                                                                              0.25 + 0.1 * len(s.history))
+                                                       for t in s.targets]}
                 for s in req.students]}
         else:
             req = KnowledgeStateRequest.model_validate(body)
-            out = {"model_version": "m1", "userID": req.userID, "tags": {"k0": 0.5, "k1": 0.75, "zz": 0.1}}
+            tags = {"k0": 0.5, "k1": 0.75, "zz": 0.1}
+            for h in req.history:  # other tags: a chance that moves with the number of answers
+                tags.setdefault(h["KnowledgeTag"], min(0.95, 0.4 + 0.05 * len(req.history)))
+            out = {"model_version": "m1", "userID": req.userID, "tags": tags}
         data = json.dumps(out).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -75,11 +81,11 @@ class _Handler(BaseHTTPRequestHandler):
 def make_client(tmp_path, s3_env):
     apps = []
 
-    def make(api_url: str, timeout_s: float = 1.0):
-        _bank().save(tmp_path / "bank.json")
+    def make(api_url: str, timeout_s: float = 1.0, bank: QuestionBank | None = None, **overrides):
+        (bank or _bank()).save(tmp_path / "bank.json")
         settings = ClientSettings(bank_path=tmp_path / "bank.json", spool_dir=tmp_path / "spool",
                                   state_db=tmp_path / "state.sqlite", api_url=api_url, api_timeout_s=timeout_s,
-                                  spool_max_rows=100, spool_max_age_s=3600)
+                                  spool_max_rows=100, spool_max_age_s=3600, **overrides)
         app = create_app(settings, start_flusher=False)
         apps.append(app)
         return app, app.test_client()
@@ -113,9 +119,15 @@ def test_grading_spooling_and_progress(make_client):
     assert [(r[0], r[1], r[2], r[3], r[5]) for r in rows] == [(uid, "i0", "T1", "1", "k0"),
                                                              (uid, "i1", "T1", "0", "k1")]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", r[4]) for r in rows)
-    answer(c, "i2", key("i2"))
+    r = answer(c, "i2", key("i2"))
+    assert r.headers["Location"].endswith("/results/test/T1")  # the sitting is complete: its results
     page = c.get("/quiz/T1").get_data(as_text=True)
-    assert "You finished this test: 2 of 3 correct" in page and "Question 1 of 3" in page
+    # issue 13: a finished test does not silently restart; the retake is offered and explicit
+    assert "You finished this test: 2 of 3 correct" in page and "Question 1 of 3" not in page
+    assert 'id="retake"' in page
+    r = c.post("/quiz/T1/retake", data={"csrf": csrf(c, "/quiz/T1")})
+    assert r.status_code == 303
+    assert "Question 1 of 3" in c.get("/quiz/T1").get_data(as_text=True)
 
 
 @pytest.mark.parametrize("path,form,code,msg", [
@@ -141,7 +153,7 @@ def test_forms_need_the_csrf_token_and_start_assigns_a_test(make_client):
     r = c.post("/start", data={"csrf": "a-token-of-another-session", "test": "T1"})
     assert r.status_code == 400 and "reload the page" in r.get_data(as_text=True)
     page = c.get("/").get_data(as_text=True)
-    assert '<option value="T1">' in page
+    assert 'data-test="T1"' in page  # tests are listed by subject and grade (issue 13), not in one dropdown
     r = c.post("/start", data={"csrf": csrf(c, "/"), "test": ""})
     assert r.status_code == 303 and r.headers["Location"].endswith("/quiz/T1")
     assert c.get("/healthz").get_json()["items"] == 3
@@ -150,7 +162,7 @@ def test_forms_need_the_csrf_token_and_start_assigns_a_test(make_client):
 def test_prediction_and_knowledge_chart_from_the_service(make_client):
     server = ContractServer()
     try:
-        app, c = make_client(server.url)
+        app, c = make_client(server.url, show_prediction=True)
         uid = sign_up(c, "stu-2")
         page = c.get("/quiz/T1").get_data(as_text=True)
         assert 'data-probability="0.2500"' in page and "knowledge-unavailable" in page  # no history yet
@@ -171,7 +183,7 @@ def test_prediction_and_knowledge_chart_from_the_service(make_client):
 def test_slow_service_times_out_and_the_page_still_works(make_client):
     server = ContractServer(delay_s=1.5)
     try:
-        app, c = make_client(server.url, timeout_s=0.3)
+        app, c = make_client(server.url, timeout_s=0.3, show_prediction=True)
         sign_up(c, "stu-3")
         t0 = time.monotonic()
         page = c.get("/quiz/T1").get_data(as_text=True)

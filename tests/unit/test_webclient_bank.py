@@ -125,3 +125,78 @@ def test_cli_build_bank(tmp_path, capsys, monkeypatch):
     assert all(it.answer == answer_for(i, secret) for i, it in bank.items.items())
     assert main(["build-bank", "--data", str(tmp_path / "seed.csv"), "--out", str(tmp_path / "again.json")]) == 0
     assert QuestionBank.load(tmp_path / "again.json").items == bank.items
+
+
+# --- content (issue 13): generated questions and the import format -------------------------------------------
+def test_generated_content_is_real_deterministic_and_keeps_the_secret_key():
+    from dkt_core.data.simulate import SimulationConfig, simulate
+    from dkt_core.webclient.bank import with_generated_content
+
+    df = simulate(SimulationConfig(users=20, seed=3, tests=40, tags=30))
+    plain = build_bank(df, answer_secret=SECRET)
+    bank = with_generated_content(plain)
+    again = with_generated_content(build_bank(df.iloc[::-1], answer_secret=SECRET))
+    assert bank.items == again.items  # deterministic from the item id (and the key)
+    for item in bank.items.values():
+        assert item.has_content and len(set(item.choices)) == 4 and item.explanation
+        assert "not available" not in item.text and item.answer == plain.items[item.item_id].answer
+        right = item.choices[CHOICES.index(item.answer)]
+        assert right in item.explanation  # the explanation ends at the right value
+    assert all("·" in bank.tag_name(i.tag) for i in bank.items.values())  # named skills
+    groups = bank.groups()
+    assert {g for _, g, _ in groups} <= set(range(1, 10)) and sum(len(ts) for *_, ts in groups) == len(bank.tests)
+    other = with_generated_content(build_bank(df, answer_secret=b"another secret 0123456789abcdef"))
+    moved = sum(a.choices != b.choices for a, b in zip(bank.items.values(), other.items.values(), strict=True))
+    assert moved > len(bank.items) // 2  # the right value sits at the secret key's letter
+    loaded = QuestionBank.load(_saved(bank))
+    assert loaded.items == bank.items and loaded.test_info == bank.test_info and loaded.tag_names == bank.tag_names
+
+
+def _saved(bank, path=None):
+    import tempfile
+    from pathlib import Path
+
+    path = path or Path(tempfile.mkdtemp()) / "bank.json"
+    bank.save(path)
+    return path
+
+
+IMPORT_HEADER = "item_id,text,choice_a,choice_b,choice_c,choice_d,answer,explanation,tag,tag_name,test,subject,grade\n"
+
+
+def test_cli_import_a_bank_with_per_row_errors(tmp_path, capsys):
+    from dkt_core.webclient.__main__ import main
+
+    good = 'q1,What is 2 + 2?,3,4,5,6,B,2 + 2 = 4.,t1,Addition,T1,Arithmetic,1\n' \
+           'q2,"What is 3 × 3?",9,6,12,8,a,3 × 3 = 9.,t2,Multiplication,T1,Arithmetic,1\n'
+    bad = ('q3,Broken,1,2,3,4,E,,t1,Addition,T1,Arithmetic,1\n'  # answer not A-D
+           'q1,Again,1,2,3,4,A,,t1,Addition,T1,Arithmetic,1\n'  # duplicate id
+           'q4,Same choices,1,1,3,4,A,,t1,Addition,T1,Arithmetic,1\n'
+           'q5,Renamed,1,2,3,4,A,,t1,Sums,T1,Arithmetic,1\n'  # contradicts the tag name of row 1
+           'bad id!,Text,1,2,3,4,A,,t1,Addition,T1,Arithmetic,1\n'
+           'q6,,1,2,3,4,A,,t1,Addition,T1,Arithmetic,1\n')
+    path = tmp_path / "bank.csv"
+    path.write_text(IMPORT_HEADER + good + bad)
+    assert main(["build-bank", "--import", str(path), "--out", str(tmp_path / "b.json")]) == 1
+    out = capsys.readouterr()
+    for reason in ("row 3 (item q3): answer 'E' must be one of A, B, C, D", "row 4 (item q1): item_id q1 appears",
+                   "row 5 (item q4): two choices are the same", "row 6 (item q5): tag t1 is named 'Sums'",
+                   "row 7 (item bad id!): item_id 'bad id!' must be", "row 8 (item q6): text is empty"):
+        assert reason in out.err, out.err
+    assert "2 items in 1 tests; 6 row(s) rejected" in out.out
+    bank = QuestionBank.load(tmp_path / "b.json")
+    assert bank.items["q2"].answer == "A" and bank.grade("q1", "B") == 1 and bank.tag_name("t2") == "Multiplication"
+    assert bank.info("T1").subject == "Arithmetic" and bank.info("T1").grade == 1
+    # JSON, with a choices list; a clean file exits 0
+    (tmp_path / "bank.json").write_text(json.dumps([{"item_id": "j1", "text": "2 × 5?", "choices": ["10", "7", "25", "3"],
+                                                     "answer": "A", "tag": "t", "test": "T"}]))
+    assert main(["build-bank", "--import", str(tmp_path / "bank.json"), "--out", str(tmp_path / "j.json")]) == 0
+    assert QuestionBank.load(tmp_path / "j.json").items["j1"].choices[0] == "10"
+    (tmp_path / "x.csv").write_text("id,question\n1,2\n")
+    assert main(["build-bank", "--import", str(tmp_path / "x.csv")]) == 2
+    assert "the header lacks item_id, text, answer, tag, test" in capsys.readouterr().err
+
+
+def test_items_without_content_are_labelled():
+    bank = build_bank(_rows(), answer_secret=SECRET)
+    assert all("Item text is not available" in i.text and not i.has_content for i in bank.items.values())

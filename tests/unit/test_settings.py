@@ -32,10 +32,6 @@ ENV_ALLOWED: dict[str, str] = {
     "dkt_core/deploy/stack.py": "passes the environment plus the stack's values to `docker stack deploy`",
 }
 
-# Still reading the environment, being moved onto dkt_core.settings (issue 14): module -> what is left.
-# An entry that no longer reads it fails the test, so this list only shrinks.
-PENDING: dict[str, str] = {
-}
 
 
 def env_uses(path: Path) -> list[int]:
@@ -53,9 +49,9 @@ def env_uses(path: Path) -> list[int]:
 
 def test_only_settings_reads_the_environment_in_dkt_core():
     found = {str(p.relative_to(ROOT)): env_uses(p) for p in sorted((ROOT / "dkt_core").rglob("*.py"))}
-    offenders = {mod: lines for mod, lines in found.items() if lines and mod not in ENV_ALLOWED | PENDING}
+    offenders = {mod: lines for mod, lines in found.items() if lines and mod not in ENV_ALLOWED}
     assert not offenders, f"read settings from dkt_core.settings at an edge and pass values down: {offenders}"
-    stale = [mod for mod in ENV_ALLOWED | PENDING if not found.get(mod)]
+    stale = [mod for mod in ENV_ALLOWED if not found.get(mod)]
     assert not stale, f"allow-list entries that no longer touch the environment: {stale}"
 
 

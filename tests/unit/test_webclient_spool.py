@@ -10,6 +10,7 @@ import io
 import multiprocessing as mp
 import os
 import shutil
+from dataclasses import replace
 
 import pytest
 
@@ -17,6 +18,7 @@ from dkt_core.storage.s3 import list_keys, s3_client
 from dkt_core.webclient.bank import SEED_COLUMNS
 from dkt_core.webclient.flusher import FlushWorker, flush_sealed
 from dkt_core.webclient.spool import HEADER, Spool, SpoolWriteError, encode_rows, s3_key_for
+from tests.conftest import MotoServer, free_port
 
 CTX = mp.get_context("fork")  # children inherit nothing but the spool path and their rows
 
@@ -111,25 +113,36 @@ def _flush_once(root, settings) -> None:
     flush_sealed(Spool(root), s3_client(settings), settings.bucket)
 
 
-def test_flush_while_s3_is_down_then_recovers(tmp_path, s3_env, moto_server):
+@pytest.fixture
+def own_s3(s3_env):
+    """A moto server of this test alone (the outage stops it; the session's server keeps running), with the
+    credentials of ``s3_env``."""
+    server = MotoServer(free_port())
+    server.start()
+    yield server, replace(s3_env, endpoint_url=server.endpoint_url)
+    server.stop()
+
+
+def test_flush_while_s3_is_down_then_recovers(tmp_path, own_s3):
+    server, settings = own_s3
     spool = Spool(tmp_path, max_rows=2, max_age_s=3600)
-    worker = FlushWorker(spool, interval_s=60, settings=s3_env)
+    worker = FlushWorker(spool, interval_s=60, settings=settings)
     spool.append([_row("a", 0), _row("a", 1)])
     assert worker.run_once().sent  # S3 up: first batch delivered
     spool.append([_row("a", 2), _row("a", 3)])
     spool.append([_row("a", 4)])  # stays in the open batch
-    moto_server.stop()
+    server.stop()
     try:
         down = worker.run_once()
         assert down.error and "failed" in down.error and down.pending == 1
         assert len(spool.sealed_batches()) == 1  # kept locally, nothing lost
         spool.append([_row("a", 5)])  # the app keeps accepting answers while S3 is down
     finally:
-        moto_server.start()  # a fresh, empty moto: the bucket is re-created on the retry
+        server.start()  # a fresh, empty moto: the bucket is re-created on the retry
     final = worker.stop()
     assert final is not None and final.error is None and len(final.sent) == 2
     assert spool.sealed_batches() == [] and list(spool.active_dir.iterdir()) == []
-    got = _s3_rows(s3_env)
+    got = _s3_rows(settings)
     # moto restarted empty, so only what was flushed after the outage is there: rows 2..5 exactly once
     assert sorted(got) == sorted(_expected(_row("a", i) for i in range(2, 6)))
 

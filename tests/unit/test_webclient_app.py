@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -17,15 +15,10 @@ from dkt_core.api import KnowledgeStateRequest, PredictRequest
 from dkt_core.webclient.app import create_app
 from dkt_core.webclient.bank import CHOICES, Item, QuestionBank, answer_for
 from dkt_core.webclient.settings import ClientSettings
+from tests.conftest import free_port
 from tests.webclient_flask import answer, csrf, sign_up
 
 SECRET = b"unit-test answer-key secret 0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _bank() -> QuestionBank:
@@ -35,10 +28,11 @@ def _bank() -> QuestionBank:
 
 class ContractServer(ThreadingHTTPServer):
     """Answers /predict and /knowledge_state per the API models, validating every request; ``delay_s``
-    makes it slow. Probabilities are a fixed function of the history length, so pages are checkable."""
+    makes it slow (each request is recorded on arrival; ``release`` ends every wait at once). Probabilities
+    are a fixed function of the history length, so pages are checkable."""
 
     def __init__(self, delay_s: float = 0.0):
-        self.delay_s, self.requests = delay_s, []
+        self.delay_s, self.requests, self.release = delay_s, [], threading.Event()
         self.chance: dict[str, float] = {}  # per-item P for /predict targets (else the history rule)
         super().__init__(("127.0.0.1", free_port()), _Handler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -53,9 +47,10 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self):
-        time.sleep(self.server.delay_s)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.requests.append((self.path, body))
+        if self.server.delay_s:
+            self.server.release.wait(self.server.delay_s)
         if self.path == "/predict":
             req = PredictRequest.model_validate(body)
             out = {"model_version": "m1", "results": [
@@ -181,17 +176,20 @@ def test_prediction_and_knowledge_chart_from_the_service(make_client):
 
 
 def test_slow_service_times_out_and_the_page_still_works(make_client):
-    server = ContractServer(delay_s=1.5)
+    # The service answers only after 60 s (or when released at the end): a page that waited for it would show
+    # a prediction, so "unavailable" proves the 0.3 s timeout ended the call. No clock is read.
+    server = ContractServer(delay_s=60)
     try:
         app, c = make_client(server.url, timeout_s=0.3, show_prediction=True)
         sign_up(c, "stu-3")
-        t0 = time.monotonic()
         page = c.get("/quiz/T1").get_data(as_text=True)
-        assert "Predictions are unavailable" in page and time.monotonic() - t0 < 1.2
-        t0 = time.monotonic()
-        c.get("/quiz/T1")  # cooldown: no second wait for the timeout
-        assert time.monotonic() - t0 < 0.2
+        assert "Predictions are unavailable" in page
+        assert [path for path, _ in server.requests] == ["/predict"]  # asked once, then gave up
+        again = c.get("/quiz/T1")  # cooldown: no second wait for the timeout
+        assert again.status_code == 200 and "Predictions are unavailable" in again.get_data(as_text=True)
+        assert len(server.requests) == 1  # the service was not asked again during the cooldown
     finally:
+        server.release.set()
         server.shutdown()
 
 

@@ -30,10 +30,9 @@ client-bank: setup
 client-flush: setup
 	$(CLIENT_ENV) $(BIN)/python -m dkt_core.webclient flush
 
-## client-test: the web client's unit, gunicorn and headless-browser tests
+## client-test: the web client's tests (marker `client`: unit, gunicorn, full disk, headless browser)
 client-test: setup browser-deps
-	$(BIN)/python -m pytest -q tests/unit/test_webclient_bank.py tests/unit/test_webclient_spool.py \
-	  tests/unit/test_webclient_app.py tests/integration/test_client_gunicorn.py tests/integration/test_client_browser.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m client $(PYTEST_ARGS)
 
 ## browser-deps: install Debian's chromium + chromium-driver when missing (root; CI on a fresh machine)
 browser-deps:

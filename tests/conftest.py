@@ -54,6 +54,17 @@ def _fail_missing_under_ci(report) -> None:
                        "(provide it on the CI machine; see skip_missing in tests/conftest.py)")
 
 
+# Area markers from the module's name (a convention, not a hand-kept list): `make client-test` runs `-m client`.
+AREA_MARKERS = {"client": ("test_webclient_", "test_client_")}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for marker, prefixes in AREA_MARKERS.items():
+            if item.path.name.startswith(prefixes):
+                item.add_marker(marker)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield

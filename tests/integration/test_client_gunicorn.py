@@ -10,7 +10,6 @@ import io
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,16 +23,11 @@ import requests
 
 from dkt_core.storage.s3 import ensure_bucket, list_keys, s3_client
 from dkt_core.webclient.bank import SEED_COLUMNS, build_bank
+from tests.conftest import free_port
 from tests.webclient_http import answer_items, csrf_of, sign_up, wait_healthy
 
 pytestmark = pytest.mark.integration
 SECRET = b"gunicorn-test answer-key secret 0123456789"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_shutdown_flushes_open_batches(tmp_path, s3_env):
@@ -41,10 +35,10 @@ def test_shutdown_flushes_open_batches(tmp_path, s3_env):
     bank = build_bank(pd.DataFrame(rows, columns=SEED_COLUMNS), answer_secret=SECRET)
     bank.save(tmp_path / "bank.json")
     ensure_bucket(s3_client(s3_env), s3_env.bucket)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DKT_HOME": str(tmp_path), "DKT_CLIENT_PORT": str(port), "DKT_CLIENT_WORKERS": "2",
            "DKT_CLIENT_BANK": str(tmp_path / "bank.json"), "DKT_CLIENT_SPOOL_DIR": str(tmp_path / "spool"),
-           "DKT_CLIENT_STATE_DB": str(tmp_path / "state.sqlite"), "DKT_API_URL": f"http://127.0.0.1:{_free_port()}",
+           "DKT_CLIENT_STATE_DB": str(tmp_path / "state.sqlite"), "DKT_API_URL": f"http://127.0.0.1:{free_port()}",
            "DKT_SPOOL_MAX_AGE_S": "3600", "DKT_FLUSH_INTERVAL_S": "3600"}  # only the exit flush can send
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
     proc = subprocess.Popen([gunicorn, "-c", "python:dkt_core.webclient.gunicorn_conf", "dkt_core.webclient.wsgi:app"],
@@ -85,10 +79,10 @@ def test_kill_9_of_workers_loses_no_acknowledged_answer(tmp_path, s3_env):
     bank = build_bank(pd.DataFrame(seed, columns=SEED_COLUMNS), answer_secret=SECRET)
     bank.save(tmp_path / "bank.json")
     items = bank.tests["T1"]
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DKT_HOME": str(tmp_path), "DKT_CLIENT_PORT": str(port), "DKT_CLIENT_WORKERS": "2",
            "DKT_CLIENT_BANK": str(tmp_path / "bank.json"), "DKT_CLIENT_SPOOL_DIR": str(tmp_path / "spool"),
-           "DKT_CLIENT_STATE_DB": str(tmp_path / "state.sqlite"), "DKT_API_URL": f"http://127.0.0.1:{_free_port()}",
+           "DKT_CLIENT_STATE_DB": str(tmp_path / "state.sqlite"), "DKT_API_URL": f"http://127.0.0.1:{free_port()}",
            "DKT_SPOOL_MAX_ROWS": "7", "DKT_SPOOL_MAX_AGE_S": "1", "DKT_FLUSH_INTERVAL_S": "0.5",
            # 60 sign-ups from one address and retried answers: this test is about kills, not limits
            "DKT_CLIENT_SIGNUP_LIMIT": "1000 per hour", "DKT_CLIENT_ANSWER_LIMIT": "1000 per minute"}

@@ -50,6 +50,15 @@ def _load(stack: SwarmStack) -> LoadGenerator:
                          max_requests=20_000, max_seconds=240).start()
 
 
+def _flowing(gen: LoadGenerator, answers: int = 50) -> LoadGenerator:
+    """Return once the load has had ``answers`` replies (counted, not slept for): the old version is answering
+    before the change under test starts."""
+    while len(gen.result.latencies_ms) < answers and gen.elapsed() < 60:  # a list's len: safe across threads
+        time.sleep(0.05)
+    assert len(gen.result.latencies_ms) >= answers, f"the load never got going: {gen.result.summary()}"
+    return gen
+
+
 def _finish(gen: LoadGenerator, t_min_s: float = 0.0) -> LoadResult:
     """Keep the load on until at least MIN_REQUESTS were sent (bounded by the generator's budgets)."""
     while (gen.result.requests < MIN_REQUESTS or gen.elapsed() < t_min_s) and gen.elapsed() < 200:
@@ -59,8 +68,7 @@ def _finish(gen: LoadGenerator, t_min_s: float = 0.0) -> LoadResult:
 
 def test_rolling_update_v1_to_v2_has_zero_failed_requests(stack):
     assert served_version(stack.settings.proxy_url) == "v1"
-    gen = _load(stack)
-    time.sleep(1)
+    gen = _flowing(_load(stack))
     result = rollout(stack.client, stack.settings.service, stack.images["v2"], "v2", stack.settings.proxy_url)
     t_done = gen.elapsed()
     load = _finish(gen, t_done + 2)
@@ -75,8 +83,7 @@ def test_rolling_update_v1_to_v2_has_zero_failed_requests(stack):
 def test_broken_image_rolls_back_with_zero_failed_requests(stack):
     current = served_version(stack.settings.proxy_url)
     assert current in {"v1", "v2"}
-    gen = _load(stack)
-    time.sleep(1)
+    gen = _flowing(_load(stack))
     result = rollout(stack.client, stack.settings.service, stack.images["broken"], "v3", stack.settings.proxy_url)
     load = _finish(gen)
     RESULTS["broken"] = {"rollout_s": round(result.seconds, 1), "state": result.state, "states": result.states,
@@ -96,8 +103,7 @@ def test_killing_a_replica_under_load_has_zero_failed_requests(stack):
     service = stack.settings.service
     wait_converged(stack.client, service, 2)
     victim = stack.client.containers.list(filters={"label": f"com.docker.swarm.service.name={service}"})[0]
-    gen = _load(stack)
-    time.sleep(1)
+    gen = _flowing(_load(stack))
     victim.kill()  # SIGKILL: no draining at all
     t0 = time.monotonic()
     wait_converged(stack.client, service, 2, timeout_s=90)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -113,8 +114,8 @@ def models(tmp_path_factory) -> Models:
 @pytest.fixture(scope="module")
 def real(models):
     client = require_swarm()
-    settings = DeploySettings(
-        registry=os.environ.get("DKT_REGISTRY", "127.0.0.1:5000"), stack="dktreal",
+    settings = DeploySettings(  # stack name and ports per run: never a left-over or parallel stack
+        registry=os.environ.get("DKT_REGISTRY", "127.0.0.1:5000"), stack=f"dktreal{secrets.token_hex(3)}",
         api_port=free_port(), client_port=free_port(),
         base_image=os.environ.get("DKT_BASE_IMAGE", "dkt-base:bookworm"),
         home=Path(os.environ.get("DKT_HOME", DeploySettings().home)),
@@ -171,7 +172,8 @@ def test_rollout_and_replica_kill_under_predict_load_lose_nothing(real):
     assert served_version(real.settings.proxy_url, api_key=real.key) == v1
     gen = LoadGenerator(f"{real.settings.proxy_url}/predict", method="POST", body=_probe_body(real.models.data),
                         concurrency=4, max_requests=30_000, max_seconds=300, headers=real.auth).start()
-    time.sleep(1)
+    while len(gen.result.latencies_ms) < 20 and gen.elapsed() < 60:  # v1 answers before the rollout (counted)
+        time.sleep(0.05)
     outcome = deploy(model=real.models.v2, settings=real.settings, home=real.models.home)
     t_rolled = gen.elapsed()
     assert outcome.ok, outcome.message

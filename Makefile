@@ -20,9 +20,12 @@ export OMP_WAIT_POLICY ?= PASSIVE
 PYTEST_ARGS ?=
 TEST_PREREQS := setup
 
-## help: list the targets
+## help: list the targets (with the values of the variables they name, e.g. the ports in use)
+# Variables named in the help lines, expanded when `make help` runs (after mk/*.mk defined them).
+HELP_VARS = $(sort $(shell grep -hE '^## ' $(MAKEFILE_LIST) | grep -oE '\$$\([A-Za-z_][A-Za-z0-9_]*\)' | tr -d '$$()'))
 help:
-	@grep -hE '^## ' $(MAKEFILE_LIST) | sed -E 's/^## ([^:]+): */\1\t/' | awk -F '\t' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^## ' $(MAKEFILE_LIST) $(foreach v,$(HELP_VARS),| sed -e 's|\$$($(v))|$(subst |,\|,$($(v)))|g') \
+	  | sed -E 's/^## ([^:]+): */\1\t/' | awk -F '\t' '{printf "  %-16s %s\n", $$1, $$2}'
 
 ## setup: create .venv and install dkt_core with every pinned dependency (idempotent)
 setup: $(VENV)/.installed

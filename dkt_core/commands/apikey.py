@@ -20,10 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("api-key", help="create, revoke or list the inference API's keys (hashes in DKT_API_KEYS_FILE)")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     c = actions.add_parser("create", help="make a key NAME; prints it on the last line")
-    c.add_argument("name")
+    c.add_argument("name", help="a name for the key's holder (letters, digits, ._-)")
     c.add_argument("--out", type=Path, help="also write the key to this file (mode 0600)")
     r = actions.add_parser("revoke", help="revoke the key NAME (it gets 401 once rolled out)")
-    r.add_argument("name")
+    r.add_argument("name", help="name of the key to revoke")
     actions.add_parser("list", help="names, creation and revocation times (never keys)")
     for q in (c, r):
         q.add_argument("--no-rollout", action="store_true", help="only update the file, even if a stack runs")

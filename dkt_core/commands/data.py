@@ -19,9 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
     p.set_defaults(func=cmd_validate)
 
-    s = sub.add_parser("simulate", help="generate a synthetic log in the seed format")
-    s.add_argument("--users", type=int, default=1000)
-    s.add_argument("--seed", type=int, default=0)
+    s = sub.add_parser("simulate", help="generate a synthetic log in the seed format",
+                       description="Simulate students answering tests (item difficulty, skill mastery, learning) and "
+                                   "write the log in the seed format; for demos and tests.")
+    s.add_argument("--users", type=int, default=1000, help="number of simulated students")
+    s.add_argument("--seed", type=int, default=0, help="random seed of the simulation (same seed, same log)")
     s.add_argument("--out", type=Path, required=True, help=".csv, .csv.gz or .parquet")
     s.set_defaults(func=cmd_simulate)
 

@@ -25,9 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("serve", help="serve a packaged model with `bentoml serve` (bento_service/)")
     s.add_argument("--tag", default=serving.model_tag or "",
                    help="dkt-model:<version> (default: the most recently packaged)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=serving.port)
-    s.add_argument("--workers", type=int, default=serving.workers)
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (loopback unless you mean to expose it)")
+    s.add_argument("--port", type=int, default=serving.port, help="port to listen on (DKT_SERVE_PORT)")
+    s.add_argument("--workers", type=int, default=serving.workers, help="BentoML API workers (DKT_SERVE_WORKERS)")
     s.set_defaults(func=cmd_serve)
 
 

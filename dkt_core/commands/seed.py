@@ -19,8 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "interactions/date=DAY/NAME.csv in the bucket of DKT_S3_BUCKET at "
                                    "DKT_S3_ENDPOINT_URL (created if missing). Uploading the same users, seed and "
                                    "day again writes the same key.")
-    p.add_argument("--users", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--users", type=int, default=1000, help="number of simulated students")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the simulation (same seed, same log)")
     p.add_argument("--user-offset", type=int, default=0, help="added to every simulated userID (new students)")
     p.add_argument("--day", default="seed", help="the date= part of the key: YYYY-MM-DD or a label (default: seed)")
     p.add_argument("--name", help="object name (default: initial-u<USERS>-s<SEED>.csv)")

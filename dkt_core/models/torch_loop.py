@@ -8,7 +8,9 @@ the module, a function yielding the epoch's batches and a function scoring the v
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import math
 import os
 import random
@@ -19,8 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dkt_core.models.base import FitResult
+
+log = logging.getLogger("dkt.train")
 
 # A training step input: tensors passed to module(...), the labels and the mask of positions in the loss.
 Step = tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]
@@ -118,6 +123,10 @@ def train_loop(module: torch.nn.Module, loss_fn: Callable[[torch.Tensor, torch.T
         history.append({"epoch": epoch + 1, "train_loss": total / max(1, count), "valid_auc": auc,
                         "seconds": time.perf_counter() - t0})
         bar.set_postfix(loss=f"{total / max(1, count):.4f}", auc=f"{auc:.4f}")
+        # one line per epoch that outlives the bar (leave=False): written above the bar while it is shown
+        with logging_redirect_tqdm(loggers=[logging.getLogger()]) if progress else contextlib.nullcontext():
+            log.info("%s epoch %d/%d: train loss %.4f, valid AUC %.4f (%.0fs)", desc, epoch + 1, cfg.max_epochs,
+                     history[-1]["train_loss"], auc, history[-1]["seconds"])
         if auc > best_auc:
             best_auc, best_epoch, bad = auc, epoch + 1, 0
             best_state = copy.deepcopy(module.state_dict())

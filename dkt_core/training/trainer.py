@@ -28,6 +28,40 @@ from dkt_core.training.config import TrainConfig
 from dkt_core.training.ensemble import SoftVoteEnsemble
 
 log = logging.getLogger("dkt.train")
+# The training users, as short hashes (never the ids themselves), one per line: `dkt evaluate` warns when
+# an evaluation file's users overlap them. 12 hex digits: a chance collision among 10^5 users is ~2e-5.
+TRAIN_USERS_FILE = "train_users.txt"
+USER_HASH_HEX = 12
+
+
+def user_hashes(users) -> set[str]:
+    """Short SHA-256 hashes of user ids (as text)."""
+    return {hashlib.sha256(str(u).encode()).hexdigest()[:USER_HASH_HEX] for u in pd.unique(pd.Series(users))}
+
+
+def training_overlap(artifact_dir: str | Path, data_path: str | Path, *, limits: ReadLimits | None = None) -> list[str]:
+    """Why scores of ``artifact_dir`` on ``data_path`` overstate the model, as sentences (empty: no reason):
+    the file is the training file (its SHA-256 is the manifest's fingerprint) or shares users with the
+    training log (``TRAIN_USERS_FILE``; artifacts older than it are checked by the file hash only)."""
+    from dkt_core.data.fingerprint import file_sha256
+    from dkt_core.data.io import read_raw  # every row's user, valid or not: a user is a user
+    from dkt_core.training.artifact import MANIFEST
+
+    artifact_dir = Path(artifact_dir)
+    manifest = json.loads((artifact_dir / MANIFEST).read_text())
+    warnings = []
+    if file_sha256(data_path) == (manifest.get("fingerprint") or {}).get("sha256"):
+        warnings.append(f"{data_path} is the file this model was trained on: these numbers are training-set "
+                        "scores, not an evaluation; evaluate on users the model has not seen")
+    stored = artifact_dir / TRAIN_USERS_FILE
+    if stored.is_file():
+        trained = set(stored.read_text().split())
+        users = user_hashes(read_raw(data_path, limits).frame[USER].str.strip())
+        shared = len(users & trained)
+        if shared:
+            warnings.append(f"{shared} of the {len(users)} users in {data_path} ({shared / len(users):.0%}) were "
+                            "in the training data: their scores overstate the model on new students")
+    return warnings
 
 
 def train(data_path: str | Path, out_dir: str | Path, config: TrainConfig, *, progress: bool = True,
@@ -93,6 +127,9 @@ def train_frame(frame: pd.DataFrame, out_dir: str | Path, config: TrainConfig, *
         "n_train_users": int(train_df[USER].nunique()),
         "n_valid_users": int(valid_df[USER].nunique()),
     }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / TRAIN_USERS_FILE).write_text("\n".join(sorted(user_hashes(frame[USER]))) + "\n")
+    manifest["train_users"] = {"file": TRAIN_USERS_FILE, "n": fp["users"], "hash": f"sha256[:{USER_HASH_HEX}]"}
     write_artifact(out_dir, manifest=manifest, config_dict=config.to_dict(), pipeline=pipeline, models=models,
                    ensemble=ensemble, metrics=metrics)
     ens = metrics["validation"]["ensemble"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -95,3 +96,146 @@ def test_train_evaluate_predict_read_within_the_configured_caps(tiny_log_csv, tm
         assert main(argv) == 2
         assert "DKT_INGEST_MAX_OBJECT_BYTES" in capsys.readouterr().err
     assert not (tmp_path / "b").exists() and not (tmp_path / "p.csv").exists()
+
+
+def _commands() -> dict[str, list[str]]:
+    """Every command path (e.g. ['api-key', 'create']) from the real parser."""
+    import argparse
+
+    from dkt_core.cli import build_parser
+
+    out: dict[str, list[str]] = {}
+
+    def walk(path: list[str], parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    out[" ".join([*path, name])] = [*path, name]
+                    walk([*path, name], child)
+
+    walk([], build_parser())
+    return out
+
+
+def test_every_command_has_a_description_and_every_option_help_with_its_default():
+    """`dkt X --help` through the console script: a description, help on every option, defaults shown."""
+    import argparse
+
+    from dkt_core.cli import build_parser
+
+    commands = _commands()
+    assert {"train", "evaluate", "predict", "validate", "simulate", "seed", "api-key create"} <= set(commands)
+    parser = build_parser()
+    for words in commands.values():
+        node = parser
+        for word in words:
+            node = next(a for a in node._actions if isinstance(a, argparse._SubParsersAction)).choices[word]
+        assert node.description, f"dkt {' '.join(words)} has no description"
+        for action in node._actions:
+            if not isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
+                assert action.help, f"dkt {' '.join(words)} {action.option_strings or action.dest} has no help"
+    r = run("train", "--help")
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())  # argparse wraps lines
+    assert "--valid-frac VALID_FRAC fraction of users held out" in text and "(default: 0.2)" in text
+    assert "(default: lgbm)" in text and "--force" in text and "(default: None)" not in text
+    assert "(default: 100)" in " ".join(run("evaluate", "--help").stdout.split())
+
+
+def test_train_refuses_an_existing_artifact_without_force(tiny_log_csv, tmp_path):
+    out = tmp_path / "art"
+    args = ("train", "--data", str(tiny_log_csv), "--models", "lgbm", "--out", str(out),
+            "--option", "lgbm.num_boost_round=5", "--quiet")
+    assert run(*args).returncode == 0
+    before = (out / "manifest.json").read_text()
+    r = run(*args)
+    assert r.returncode == 2 and "already holds a trained artifact" in r.stderr and "--force" in r.stderr
+    assert (out / "manifest.json").read_text() == before  # untouched
+    (out / "stale.txt").write_text("from the old artifact")
+    r = run(*args, "--force")
+    assert r.returncode == 0, r.stderr
+    assert (out / "manifest.json").read_text() != before and not (out / "stale.txt").exists()
+    # --force never deletes a directory the trainer did not write
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    r = run("train", "--data", str(tiny_log_csv), "--out", str(other), "--force", "--quiet")
+    assert r.returncode == 2 and "not an artifact directory" in r.stderr and (other / "keep.txt").exists()
+
+
+def test_evaluate_warns_on_the_training_file_and_on_shared_users(tmp_path):
+    import pandas as pd
+
+    log, unseen = tmp_path / "log.csv", tmp_path / "unseen.csv"
+    assert run("simulate", "--users", "40", "--seed", "1", "--out", str(log)).returncode == 0
+    assert run("simulate", "--users", "12", "--seed", "2", "--out", str(unseen)).returncode == 0
+    frame = pd.read_csv(unseen)
+    frame["userID"] = "new-" + frame["userID"].astype(str)  # the simulator numbers users from 0: rename them
+    frame.to_csv(unseen, index=False)
+    assert run("train", "--data", str(log), "--models", "lgbm", "--out", str(tmp_path / "art"),
+               "--option", "lgbm.num_boost_round=10", "--quiet").returncode == 0
+
+    r = run("evaluate", "--model", str(tmp_path / "art"), "--data", str(log), "--json", "--bootstrap", "5")
+    assert r.returncode == 0, r.stderr
+    warnings = json.loads(r.stdout)["warnings"]
+    assert any("is the file this model was trained on" in w for w in warnings), warnings
+    assert any("40 of the 40 users" in w for w in warnings), warnings
+    assert "warning:" in r.stderr and "trained on" in r.stderr
+
+    mixed = tmp_path / "mixed.csv"
+    old = pd.read_csv(log)
+    pd.concat([frame, old[old["userID"].isin(sorted(old["userID"].unique())[:3])]]).to_csv(mixed, index=False)
+    r = run("evaluate", "--model", str(tmp_path / "art"), "--data", str(mixed), "--json", "--bootstrap", "5")
+    assert json.loads(r.stdout)["warnings"] == [
+        f"3 of the 15 users in {mixed} (20%) were in the training data: their scores overstate the model on "
+        "new students"]
+
+    r = run("evaluate", "--model", str(tmp_path / "art"), "--data", str(unseen), "--bootstrap", "5")
+    assert r.returncode == 0 and "warning" not in r.stderr
+    # for people: four decimals; --json keeps full precision
+    assert re.search(r"ensemble: auc_all=0\.\d{4} auc_last=\S+ acc_last=\S+ on 12 users, \d+ rows \(95% CI of "
+                     r"auc_all: 0\.\d{4} to [01]\.\d{4}\)", r.stdout), r.stdout
+    full = json.loads(run("evaluate", "--model", str(tmp_path / "art"), "--data", str(unseen), "--json",
+                          "--bootstrap", "5").stdout)
+    assert full["warnings"] == [] and len(repr(full["auc_all"])) > 6
+
+
+def test_predict_output_keeps_the_input_line_and_timestamp_of_repeated_items(tmp_path):
+    import pandas as pd
+
+    log = tmp_path / "log.csv"
+    assert run("simulate", "--users", "30", "--seed", "3", "--out", str(log)).returncode == 0
+    assert run("train", "--data", str(log), "--models", "lgbm", "--out", str(tmp_path / "art"),
+               "--option", "lgbm.num_boost_round=10", "--quiet").returncode == 0
+    rows = ["userID,assessmentItemID,testId,answerCode,Timestamp,KnowledgeTag",
+            "s1,A010001001,A010000001,1,2020-03-01 10:00:00,7",
+            "s1,A010001002,A010000001,-1,2020-03-01 10:01:00,7",
+            "s1,A010001001,A010000001,-1,2020-03-01 10:02:00,7",  # the same item again, later
+            "s1,A010001001,A010000001,-1,2020-03-01 10:03:00,7"]
+    data = tmp_path / "ask.csv"
+    data.write_text("\n".join(rows) + "\n")
+    r = run("predict", "--model", str(tmp_path / "art"), "--data", str(data), "--out", str(tmp_path / "p.csv"))
+    assert r.returncode == 0, r.stderr
+    pred = pd.read_csv(tmp_path / "p.csv", dtype={"line": int})
+    assert list(pred.columns) == ["line", "userID", "assessmentItemID", "Timestamp", "prediction"]
+    assert pred[["line", "assessmentItemID", "Timestamp"]].values.tolist() == [
+        [3, "A010001002", "2020-03-01 10:01:00"], [4, "A010001001", "2020-03-01 10:02:00"],
+        [5, "A010001001", "2020-03-01 10:03:00"]]
+
+
+def test_train_logs_one_summary_line_per_epoch(tiny_log_csv, tmp_path):
+    r = run("train", "--data", str(tiny_log_csv), "--models", "lstm", "--out", str(tmp_path / "art"),
+            "--option", "lstm.max_epochs=2", "--option", "lstm.hidden=8", "--option", "lstm.patience=5")
+    assert r.returncode == 0, r.stderr
+    lines = re.findall(r"lstm epoch (\d)/2: train loss \d+\.\d{4}, valid AUC (?:\d\.\d{4}|nan)", r.stderr)
+    assert lines == ["1", "2"], r.stderr[-3000:]
+
+
+def test_make_help_shows_values_not_variable_names():
+    make = shutil.which("make")
+    if not make:
+        pytest.skip("make is not installed")
+    repo = Path(__file__).resolve().parents[2]
+    r = subprocess.run([make, "-s", "help"], cwd=repo, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "$(" not in r.stdout and "help" in r.stdout

@@ -69,7 +69,7 @@ def test_predict_uses_only_rows_before_each_target(artifact, tiny_log, tmp_path)
     import pandas as pd
 
     pred = pd.read_csv(out, dtype={"userID": str})
-    assert list(pred.columns) == ["userID", "assessmentItemID", "prediction"]
+    assert list(pred.columns) == ["line", "userID", "assessmentItemID", "Timestamp", "prediction"]
     # the served value for a target equals the full-history prediction of that row (label never read)
     full = Predictor.load(artifact).predict_frame(log)
     np.testing.assert_allclose(pred["prediction"].to_numpy(), np.round(full[targets], 6))

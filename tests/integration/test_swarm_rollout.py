@@ -181,7 +181,7 @@ def test_web_client_container_sends_answers_to_s3(stack, monkeypatch):
     wait_healthy(http, url, 60)
     bank = QuestionBank.load(stack.bank)
     test_id, items = next(iter(bank.tests.items()))
-    answer_items(http, url, "s1", test_id, items)
+    user_id = answer_items(http, url, "s1", test_id, items)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # moto's (the same the stack was given)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     settings = S3Settings(endpoint_url=stack.s3.endpoint_url, bucket=CLIENT_BUCKET, region="us-east-1")
@@ -203,4 +203,7 @@ def test_web_client_container_sends_answers_to_s3(stack, monkeypatch):
     rows = uploaded()
     assert sorted((r["assessmentItemID"], r["answerCode"]) for r in rows) == \
         sorted((i, str(int(bank.items[i].answer == "A"))) for i in items)
-    assert {r["userID"] for r in rows} == {"s1"} and {r["testId"] for r in rows} == {test_id}
+    # one account answered: every row carries its userID (issue 12: from the session, never the form)
+    users = {r["userID"] for r in rows}
+    assert len(users) == 1 and user_id in (None, *users), (users, user_id)
+    assert {r["testId"] for r in rows} == {test_id}

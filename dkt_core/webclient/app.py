@@ -56,6 +56,7 @@ from dkt_core.webclient.spool import Spool, SpoolWriteError
 
 log = logging.getLogger(__name__)
 MAX_CHART_TAGS = 12  # the weakest skills on the quiz page (the page says "N of M")
+MAX_PROGRESS_POINTS = 8  # mastery points over time the progress page fills in (one /knowledge_state each, once)
 MAX_CLASS_STATES = 40  # /knowledge_state calls per class page (one per student); the page says when it stops
 SESSION_COOKIE = "dkt_session"
 REASON_HEADER = "X-Error-Reason"  # short reason of an error reply, logged on its access line
@@ -470,9 +471,25 @@ def create_app(settings: ClientSettings | None = None, *, start_flusher: bool = 
                                rule=FALLBACK_RULE if any(p["rule"] == "fallback" for p in done) else None)
 
     # --- progress -----------------------------------------------------------------------------------------
+    def backfill_mastery(user: str, history: list[dict]) -> None:
+        """Snapshots at up to MAX_PROGRESS_POINTS answer counts the pages did not ask about (practice pages
+        make only their one /predict call): one /knowledge_state per missing point, each kept, so a point is
+        asked once. Stops at the first failure."""
+        total, have = store.count(user), {n for n, _, _ in store.mastery(user)}
+        offset = total - len(history)  # history holds the latest rows only
+        for n in pages.checkpoints(len(history), MAX_PROGRESS_POINTS):
+            if offset + n in have:
+                continue
+            outcome = inference.knowledge_state(user, history[:n])
+            if not isinstance(outcome.value, dict):
+                return
+            store.save_mastery(user, offset + n, history[n - 1]["Timestamp"], outcome.value)
+
     def progress_context(user: str) -> dict:
         history = store.history(user)
         knowledge = knowledge_now(user, history) if history else Outcome(None, error="no answers yet")
+        if isinstance(knowledge.value, dict):
+            backfill_mastery(user, history)
         snapshots = store.mastery(user)
         current = knowledge.value if isinstance(knowledge.value, dict) else (snapshots[-1][2] if snapshots else {})
         ctx = pages.progress(bank, history, snapshots, current)

@@ -85,6 +85,13 @@ def progress(bank: QuestionBank, history: Sequence[Mapping], snapshots: Sequence
             "accuracy": (sum(int(h["answerCode"]) for h in history) / len(history)) if history else None}
 
 
+def checkpoints(n: int, k: int) -> list[int]:
+    """Up to ``k`` answer counts in 1..n, evenly spread, always including n."""
+    if n <= 0:
+        return []
+    return sorted({max(1, round(n * (i + 1) / k)) for i in range(k)} | {n})
+
+
 def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 

@@ -107,6 +107,7 @@ def test_report_served_under_airflow_auth_with_note_assets_and_extra_link(dagbag
     page = api.get("/dkt-reports/", headers=auth)
     assert page.status_code == 200 and version in page.text and "PROMOTE" in page.text and "(champion)" in page.text
     assert run.run_id in page.text
+    assert api.get("/dkt-reports/", headers=token(api, "nobody")).status_code == 200  # a viewer may read runs
 
     # the report task's extra link, as the UI asks for it, leads to the run's report and its ROC plot
     links = api.get(f"/api/v2/dags/dkt_retrain/dagRuns/{run.run_id}/taskInstances/report/links", headers=auth)

@@ -1,0 +1,131 @@
+"""An engineer logs into Airflow and opens the latest run's report from the UI (issue 13 item 5's proof).
+
+One dag.test() run of dkt_retrain writes a report to a real moto S3; then a real ``airflow api-server`` on a
+free loopback port serves the UI, and headless Chromium: asks for the report without a session (sent to
+Airflow's login page), logs in as the simple auth manager's user, opens "Browse → DKT run reports" in
+Airflow's navigation, follows "open the latest" inside the embedded page and finds the report's ROC plot
+loaded. Screenshots: docs/screenshots/airflow-run-reports.png (the list) and airflow-run-report.png."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from dagutil import TINY, states, upload
+
+from devtools.ports import free_port
+from tests.conftest import skip_missing
+
+pytestmark = [pytest.mark.airflow, pytest.mark.browser]
+
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+PASSWORD = "browser-test-password"
+
+
+@pytest.fixture
+def api_server(env, airflow_home, tmp_path):
+    """`airflow api-server` on 127.0.0.1:<free port>, the test's S3 connection, one admin user."""
+    passwords = tmp_path / "passwords.json"
+    passwords.write_text(json.dumps({"engineer": PASSWORD}))
+    port = free_port()
+    server_env = {**os.environ, "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "engineer:admin",
+                  "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+                  "AIRFLOW__API_AUTH__JWT_SECRET": os.urandom(16).hex(),
+                  "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}", "AIRFLOW__API__HOST": "127.0.0.1",
+                  "AIRFLOW__API__PORT": str(port)}
+    log = tmp_path / "api-server.log"
+    exe = Path(sys.executable).parent / "airflow"
+    proc = subprocess.Popen([str(exe), "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                            env=server_env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                if requests.get(f"{url}/api/v2/monitor/health", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, f"the API server did not answer on {url}:\n{log.read_text()[-3000:]}"
+            time.sleep(0.5)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # the server and its workers
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if not (Path(CHROMEDRIVER).exists() and shutil.which("chromium")):
+        skip_missing("Debian chromium/chromium-driver are missing: run `make browser-deps`")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'chrome-profile'}"):
+        opts.add_argument(arg)
+    opts.binary_location = shutil.which("chromium")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def test_engineer_logs_in_and_opens_the_latest_report_with_its_roc_plot(dagbag, env, s3_env, logs, api_server,
+                                                                       browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    client, bucket = env, s3_env.bucket
+    upload(client, bucket, "interactions/date=2020-01-01/initial.csv", logs[0])
+    run = dagbag.dags["dkt_retrain"].test(run_conf={"models": ["lgbm"], "model_options": TINY})
+    assert str(run.state) == "success", states(run)
+    version = json.loads(client.get_object(Bucket=bucket, Key="models/champion.json")["Body"].read())["model_version"]
+
+    wait = WebDriverWait(browser, 60)
+    # no session: the report sends the browser to Airflow's login page
+    browser.get(f"{api_server}/dkt-reports/latest")
+    wait.until(lambda d: "/auth/login" in d.current_url)
+    wait.until(ec.presence_of_element_located((By.NAME, "username"))).send_keys("engineer")
+    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(lambda d: "/auth/login" not in d.current_url)
+
+    # Airflow's navigation: Browse → DKT run reports (the plugin's external view, embedded in the UI)
+    browser.get(f"{api_server}/")
+    wait.until(ec.element_to_be_clickable((By.XPATH, "//button[normalize-space()='Browse']"))).click()
+    wait.until(ec.element_to_be_clickable((By.XPATH, "//*[normalize-space()='DKT run reports']"))).click()
+    wait.until(lambda d: d.current_url.rstrip("/").endswith("/plugin/dkt-reports"))
+    wait.until(ec.frame_to_be_available_and_switch_to_it((By.TAG_NAME, "iframe")))
+    wait.until(ec.presence_of_element_located((By.LINK_TEXT, version)))
+    assert "PROMOTE" in browser.find_element(By.TAG_NAME, "body").text
+    browser.switch_to.default_content()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SHOTS / "airflow-run-reports.png"))
+    browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
+    browser.find_element(By.LINK_TEXT, "open the latest").click()
+
+    roc = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "img[alt=ROC]")))
+    wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", roc))
+    assert browser.execute_script("return arguments[0].naturalWidth", roc) > 100  # the PNG decoded
+    assert browser.execute_script("return location.pathname") == f"/dkt-reports/models/{version}/report.html"
+    browser.execute_script("arguments[0].scrollIntoView()", roc)  # the plot in the screenshot
+    browser.switch_to.default_content()
+    browser.save_screenshot(str(SHOTS / "airflow-run-report.png"))

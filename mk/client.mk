@@ -7,6 +7,8 @@ CLIENT_BANK ?= $(DKT_HOME)/client/bank.json
 # Items come from seed-format data; the default is the simulated initial log made by `make s3-seed`.
 CLIENT_DATA ?= $(DKT_HOME)/seed/initial-u$(SEED_USERS)-s$(SEED_SEED).csv
 CLIENT_ITEMS_PER_TEST ?= 10
+# A real bank file (CSV or JSON, docs/client.md "Importing a bank"); empty: generated questions
+CLIENT_IMPORT ?=
 CLIENT_ENV = DKT_CLIENT_PORT=$(DKT_CLIENT_PORT) DKT_CLIENT_BANK=$(CLIENT_BANK) \
 	$(if $(findstring 127.0.0.1,$(DKT_S3_ENDPOINT_URL)),AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-testing} AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-testing})
 CHROMIUM_PKGS := chromium chromium-driver
@@ -18,13 +20,15 @@ client: setup s3-up client-bank
 	@echo "client: http://127.0.0.1:$(DKT_CLIENT_PORT)  (inference: $${DKT_API_URL:-http://127.0.0.1:3000})"
 	$(CLIENT_ENV) exec $(BIN)/gunicorn -c python:dkt_core.webclient.gunicorn_conf dkt_core.webclient.wsgi:app
 
-## client-bank: build the question bank $(CLIENT_BANK) from CLIENT_DATA (once; rm it to rebuild)
+## client-bank: build the question bank $(CLIENT_BANK) from CLIENT_DATA with generated questions (once; rm it to rebuild; CLIENT_IMPORT=FILE imports a real bank instead)
 client-bank: setup
-	@if [ -f "$(CLIENT_BANK)" ]; then echo "client: bank $(CLIENT_BANK) exists"; else \
+	@if [ -f "$(CLIENT_BANK)" ]; then echo "client: bank $(CLIENT_BANK) exists"; \
+	elif [ -n "$(CLIENT_IMPORT)" ]; then \
+	  $(BIN)/python -m dkt_core.webclient build-bank --import "$(CLIENT_IMPORT)" --out "$(CLIENT_BANK)"; else \
 	  [ -f "$(CLIENT_DATA)" ] || $(MAKE) --no-print-directory s3-seed; \
 	  [ -f "$(CLIENT_DATA)" ] || { echo "no seed data at $(CLIENT_DATA): set CLIENT_DATA=PATH (seed-format CSV/Parquet)" >&2; exit 1; }; \
 	  $(BIN)/python -m dkt_core.webclient build-bank --data "$(CLIENT_DATA)" --out "$(CLIENT_BANK)" \
-	    --max-items-per-test $(CLIENT_ITEMS_PER_TEST); fi
+	    --max-items-per-test $(CLIENT_ITEMS_PER_TEST) --generate; fi
 
 ## client-flush: put every sealed spool batch to S3 now (the workers also do it every few seconds)
 client-flush: setup
@@ -40,4 +44,4 @@ browser-deps:
 	elif [ "$$(id -u)" != 0 ]; then echo "chromium is missing: run as root 'apt-get install -y $(CHROMIUM_PKGS)'" >&2; exit 1; \
 	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CHROMIUM_PKGS); fi
 
-.PHONY: client client-bank client-flush client-test browser-deps
+.PHONY: client client-bank client-flush client-test client-screenshots browser-deps

@@ -93,11 +93,12 @@ def dkt_retrain():
         p = ctx["params"]
         if p["force_deploy"] and p["skip_deploy"]:
             raise ValueError("params force_deploy and skip_deploy are both true: choose one")
-        from dkt_core.models import MODELS
+        from dkt_core.models import get_model_class
 
-        unknown = [m for m in p["models"] if m not in MODELS]
-        if unknown or not p["models"]:  # before anything is ingested: a bad name fails here, not in train
-            raise ValueError(f"param models: unknown model name(s) {unknown}; choose from {', '.join(MODELS)}")
+        if not p["models"]:
+            raise ValueError("param models is empty: choose at least one model")
+        for name in p["models"]:  # before anything is ingested: a bad name fails here, not in train
+            get_model_class(name)  # ValueError "unknown model 'x'; choose from lgbm, lstm, ..."
         return {
             "run_id": ctx["run_id"],
             "models": list(p["models"]),

@@ -345,6 +345,8 @@ for _name, _default, _doc, _reader in [
     ("DKT_SHARED_DATA", "../shared/data", "real data sets for realdata tests", "tests"),
     ("DKT_TEST_DEVICE", "cpu", "torch device of the model tests", "tests"),
     ("DKT_TEST_INFERENCE_URL", "(empty)", "live service for the browser test's live case", "tests"),
+    ("DKT_SCREENSHOT_DIR", "(the test's tmp dir)", "where the browser tests save page PNGs (`make client-screenshots`: "
+     "docs/screenshots)", "tests"),
     ("DKT_TEST_API_PORT", "(free port)", "proxy port of the Swarm test stack", "tests"),
     ("DKT_TESTSVC_NEVER_READY", "(empty)", "test image: never report ready", "tests"),
     ("DKT_TESTSVC_PREDICT_FAILS", "(empty)", "test image: /predict answers 500", "tests"),

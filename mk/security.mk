@@ -12,8 +12,12 @@ api-key-revoke: setup
 	@test -n "$(NAME)" || { echo "usage: make api-key-revoke NAME=<name>" >&2; exit 2; }
 	@$(BIN)/dkt api-key revoke "$(NAME)"
 
+## api-key-rollout: roll the key file out to the running stack again (after a failed update)
+api-key-rollout: setup
+	@$(BIN)/dkt api-key rollout
+
 ## api-keys: list API key names with creation and revocation times (never the keys)
 api-keys: setup
 	@$(BIN)/dkt api-key list
 
-.PHONY: api-key api-key-revoke api-keys
+.PHONY: api-key api-key-revoke api-key-rollout api-keys

@@ -5,7 +5,7 @@ The key-hash file is ``DKT_API_KEYS_FILE`` (default ``$DKT_HOME/secrets/api_keys
 A change is rolled out to a running Swarm stack at once (a new content-named Docker secret, start-first
 rolling update: zero failed requests); without a stack only the file changes, and the command says so.
 `create` prints the new key on its last line, once: it is stored nowhere (``--out FILE`` also writes it to a
-0600 file).
+0600 file). `rollout` rolls the file out again (after an update that failed or could not be followed).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = actions.add_parser("revoke", help="revoke the key NAME (it gets 401 once rolled out)")
     r.add_argument("name", help="name of the key to revoke")
     actions.add_parser("list", help="names, creation and revocation times (never keys)")
+    actions.add_parser("rollout", help="roll the key file out to the running stack again (after a failed update)")
     for q in (c, r):
         q.add_argument("--no-rollout", action="store_true", help="only update the file, even if a stack runs")
     p.set_defaults(func=cmd_api_key)
@@ -45,17 +46,17 @@ def cmd_api_key(args: argparse.Namespace) -> int:
         print(json.dumps({n: {"created_at": r.created_at, "revoked_at": r.revoked_at} for n, r in records.items()},
                          indent=2))
         return 0
+    key = None
     if args.action == "create":
         key = create_key(keys_file, args.name)
         if args.out:
             write_private(args.out, (key + "\n").encode())
         _say(f"created API key {args.name!r} (its hash is in {keys_file}); the key is shown once, below")
-    else:
+    elif args.action == "revoke":
         rec = revoke_key(keys_file, args.name)
-        key = None
         _say(f"revoked API key {args.name!r} at {rec.revoked_at} in {keys_file}")
     ok = True
-    if not args.no_rollout:
+    if not getattr(args, "no_rollout", False):
         from dkt_core.deploy.apikeys import roll_out_keys
 
         deploy = load(DeploySettings)

@@ -114,10 +114,15 @@ def roll_out_keys(keys_file: Path, service: str, stack: str, timeout_s: float = 
     refs = [SecretReference(r["SecretID"], r["SecretName"], r["File"]["Name"], r["File"].get("UID", "0"),
                             r["File"].get("GID", "0"), r["File"].get("Mode", 0o444)) for r in others]
     refs.append(SecretReference(secret.id, name, KEYS_SECRET, "0", "0", 0o444))
-    svc.reload()  # a stale version index makes the daemon answer "update out of sequence"
-    before = (svc.attrs.get("UpdateStatus") or {}).get("StartedAt")
-    svc.update(secrets=refs)
-    state, states = wait_update(svc, before, timeout_s)
+    try:
+        svc.reload()  # a stale version index makes the daemon answer "update out of sequence"
+        before = (svc.attrs.get("UpdateStatus") or {}).get("StartedAt")
+        svc.update(secrets=refs)
+        state, states = wait_update(svc, before, timeout_s)
+    except docker.errors.DockerException as exc:  # the daemon or the swarm went away mid-update
+        return KeyRollout(False, True, None, f"the key-set update of {service} could not be followed "
+                          f"({type(exc).__name__}: {str(exc)[:300]}); the key file is updated: roll it out again "
+                          "with `make api-key-rollout`", [])
     if state != "completed":
         return KeyRollout(False, True, old and old.get("SecretName"), f"the key-set update of {service} ended "
                           f"in {state!r} (states {states}); Swarm keeps the previous key set", states)

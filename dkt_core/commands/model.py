@@ -79,7 +79,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                          "to replace it")
     if args.out.exists() and not is_artifact and (not args.out.is_dir() or any(args.out.iterdir())):
         # --force replaces an artifact only: never delete a directory the trainer did not write
-        raise ValueError(f"{args.out} exists and is not an artifact directory; choose another --out")
+        raise ValueError(f"{args.out} exists and is not an artifact directory; choose another --out "
+                         "(or remove it yourself)")
     config = TrainConfig(models=[m.strip() for m in args.models.split(",") if m.strip()], seed=args.seed,
                          valid_frac=args.valid_frac, model_options=parse_options(args.option),
                          data_version=args.data_version)

@@ -152,7 +152,8 @@ def test_small_batch_stops_early_with_the_reason_in_the_note_and_retrain_anyway_
     first = dag.test(run_conf={"models": ["lgbm"], "model_options": TINY})
     assert str(first.state) == "success", states(first)
     note = _note(first)  # the gate's decision, its numbers and reason are the note
-    assert note.startswith("[dkt] PROMOTE: challenger AUC ") and note.endswith("no champion yet: the first model is promoted"), note
+    assert note.startswith("[dkt] PROMOTE: challenger AUC "), note
+    assert note.endswith("no champion yet: the first model is promoted"), note
     champion = get_json(client, bucket, "models/champion.json")
     assert get_json(client, bucket, "models/last_trained.json")["data_version"] == "v=000001"
     assert len(champion["artifact_sha256"]) == 64  # recorded at upload, checked at every load

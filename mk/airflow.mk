@@ -1,10 +1,17 @@
-# Airflow 3 standalone (scheduler, API server/UI, DAG processor, triggerer) from the project venv,
-# with this repo's dags/ and plugins/. State lives under $(DKT_HOME)/airflow.
+# Airflow 3 (scheduler, API server/UI, DAG processor, triggerer: what `airflow standalone` runs) from the project
+# venv, with this repo's dags/ and plugins/. State lives under $(DKT_HOME)/airflow, created with umask 077
+# (airflow.db, logs, passwords: 0600/0700).
+# Listeners (docs/security.md): the API server binds AIRFLOW_HOST (= DKT_BIND_HOST, 127.0.0.1). The scheduler's
+# and triggerer's log servers (8793/8794) have no host setting in Airflow 3 (they bind every interface), so they
+# are not started (--skip-serve-logs): every component runs on this machine and the UI reads the task log files.
+# That is why the components are started here and not by `airflow standalone` (which also forces the
+# SimpleAuthManager; here AIRFLOW_AUTH_MANAGER chooses, README "Airflow auth").
 
 AIRFLOW_HOME ?= $(DKT_HOME)/airflow
 AIRFLOW_PORT ?= 8080
-# The API server/UI listens on loopback only; set AIRFLOW_HOST=0.0.0.0 deliberately to expose it.
-AIRFLOW_HOST ?= 127.0.0.1
+# The API server/UI listens on DKT_BIND_HOST (loopback); AIRFLOW_HOST overrides it for Airflow alone.
+AIRFLOW_HOST ?= $(or $(DKT_BIND_HOST),127.0.0.1)
+AIRFLOW_AUTH_MANAGER ?= airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager
 AIRFLOW_PIDFILE := $(AIRFLOW_HOME)/standalone.pid
 AIRFLOW_LOG := $(DKT_HOME)/logs/airflow-standalone.log
 AIRFLOW_PASSWORDS := $(AIRFLOW_HOME)/passwords.json
@@ -28,10 +35,12 @@ AIRFLOW_ENV := env $(AIRFLOW_S3_UNSET) AIRFLOW_HOME=$(AIRFLOW_HOME) \
 	AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
 	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$(AIRFLOW_PASSWORDS) \
+	AIRFLOW__CORE__AUTH_MANAGER=$(AIRFLOW_AUTH_MANAGER) \
+	AIRFLOW__CORE__EXECUTOR=LocalExecutor \
 	DKT_AWS_CONN_ID=$(DKT_AWS_CONN_ID) \
 	PATH=$(CURDIR)/$(BIN):$$PATH
 
-## airflow: start Airflow standalone on $(AIRFLOW_HOST):$(AIRFLOW_PORT) (+ embedded S3), print the admin credentials
+## airflow: start Airflow (scheduler, triggerer, DAG processor, API server) on $(AIRFLOW_HOST):$(AIRFLOW_PORT) (+ embedded S3), print the admin credentials
 airflow: setup s3-up
 	@mkdir -p $(AIRFLOW_HOME) $(DKT_HOME)/logs
 	@test -s $(AIRFLOW_PASSWORDS) || { umask 077; $(BIN)/python -c "import json,secrets; \
@@ -39,7 +48,10 @@ airflow: setup s3-up
 	@if [ -f $(AIRFLOW_PIDFILE) ] && kill -0 $$(cat $(AIRFLOW_PIDFILE)) 2>/dev/null; then \
 	  echo "Airflow already running (pid $$(cat $(AIRFLOW_PIDFILE)))"; \
 	else $(MAKE) --no-print-directory airflow-connection || exit 1; \
-	  $(AIRFLOW_ENV) setsid $(BIN)/airflow standalone >>$(AIRFLOW_LOG) 2>&1 < /dev/null & echo $$! > $(AIRFLOW_PIDFILE); \
+	  chmod -R go-rwx $(AIRFLOW_HOME); umask 077; \
+	  $(AIRFLOW_ENV) setsid bash -c '$(BIN)/airflow scheduler --skip-serve-logs & $(BIN)/airflow triggerer --skip-serve-logs & \
+	    $(BIN)/airflow dag-processor & $(BIN)/airflow api-server & wait' >>$(AIRFLOW_LOG) 2>&1 < /dev/null & \
+	  echo $$! > $(AIRFLOW_PIDFILE); \
 	  echo "Airflow starting (pid $$(cat $(AIRFLOW_PIDFILE)), log $(AIRFLOW_LOG)) ..."; fi
 	@for i in $$(seq 1 120); do \
 	  curl -fsS http://127.0.0.1:$(AIRFLOW_PORT)/api/v2/monitor/health >/dev/null 2>&1 && break; sleep 1; done; \
@@ -52,7 +64,7 @@ airflow: setup s3-up
 ## airflow-connection: create the DAGs' S3 connection from DKT_S3_* unless stored (AIRFLOW_CONN_RESET=1: re-create)
 airflow-connection: setup
 	@mkdir -p $(AIRFLOW_HOME) $(DKT_HOME)/logs
-	@$(AIRFLOW_ENV) $(BIN)/airflow db migrate >>$(AIRFLOW_LOG) 2>&1 || { \
+	@umask 077; $(AIRFLOW_ENV) $(BIN)/airflow db migrate >>$(AIRFLOW_LOG) 2>&1 || { \
 	  echo "airflow db migrate failed; see $(AIRFLOW_LOG)" >&2; exit 1; }
 	@var=AIRFLOW_CONN_$$(echo '$(DKT_AWS_CONN_ID)' | tr 'a-z-' 'A-Z_'); conn='$(DKT_AWS_CONN_ID)'; \
 	if [ -n "$${!var:-}" ]; then echo "S3 connection $$conn: from $$var in your environment"; exit 0; fi; \
@@ -70,7 +82,7 @@ airflow-unpause: setup
 	@$(AIRFLOW_ENV) $(BIN)/airflow dags unpause dkt_retrain >/dev/null && \
 	 $(AIRFLOW_ENV) $(BIN)/airflow dags unpause dkt_ingest_sensor >/dev/null && echo "unpaused dkt_retrain, dkt_ingest_sensor"
 
-## airflow-stop: stop Airflow standalone (its whole process group)
+## airflow-stop: stop Airflow (its whole process group)
 airflow-stop:
 	@if [ -f $(AIRFLOW_PIDFILE) ]; then pid=$$(cat $(AIRFLOW_PIDFILE)); \
 	  kill -TERM -- -$$pid 2>/dev/null || true; \

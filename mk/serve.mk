@@ -3,7 +3,7 @@
 # `bentoml serve` on 127.0.0.1:$(DKT_SERVE_PORT). The model store is BENTOML_HOME (default ~/bentoml).
 
 DKT_SERVE_PORT ?= 3000
-DKT_SERVE_HOST ?= 127.0.0.1
+DKT_SERVE_HOST ?= $(DKT_BIND_HOST)
 # one worker per core: on 2 cores, 2 workers give ~1.6x the throughput of one (docs/serving.md)
 DKT_SERVE_WORKERS ?= 2
 DKT_MODEL_TAG ?=

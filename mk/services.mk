@@ -1,4 +1,4 @@
-# Embedded S3 (moto_server) on loopback for development, tests and the demo.
+# Embedded S3 (moto_server) on DKT_BIND_HOST (loopback) for development, tests and the demo.
 # moto keeps objects in memory: `make s3-down` (or a reboot) forgets them; `make s3-seed` recreates the
 # bucket and the simulated initial log. Pid and log live under $(DKT_HOME).
 
@@ -12,11 +12,11 @@ S3_LOCAL_CREDS := AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-testing} AWS_SECRET_AC
 
 port_open = $(BIN)/python -c "import socket,sys; s=socket.socket(); s.settimeout(0.5); sys.exit(s.connect_ex(('127.0.0.1', $(1))))"
 
-## s3-up: start the embedded S3 (moto_server) on 127.0.0.1:$(DKT_S3_PORT) unless something listens
+## s3-up: start the embedded S3 (moto_server) on $(DKT_BIND_HOST):$(DKT_S3_PORT) unless something listens
 s3-up: setup
 	@mkdir -p $(DKT_HOME)/run $(DKT_HOME)/logs
 	@if $(call port_open,$(DKT_S3_PORT)); then echo "S3: something already listens on 127.0.0.1:$(DKT_S3_PORT)"; \
-	else setsid $(BIN)/moto_server -H 127.0.0.1 -p $(DKT_S3_PORT) >>$(S3_LOG) 2>&1 < /dev/null & echo $$! > $(S3_PIDFILE); \
+	else setsid $(BIN)/moto_server -H $(DKT_BIND_HOST) -p $(DKT_S3_PORT) >>$(S3_LOG) 2>&1 < /dev/null & echo $$! > $(S3_PIDFILE); \
 	  for i in $$(seq 1 100); do $(call port_open,$(DKT_S3_PORT)) && break; sleep 0.1; done; \
 	  $(call port_open,$(DKT_S3_PORT)) || { echo "moto_server did not start; see $(S3_LOG)" >&2; exit 1; }; \
 	  echo "S3: moto_server on http://127.0.0.1:$(DKT_S3_PORT) (pid $$(cat $(S3_PIDFILE)), log $(S3_LOG))"; fi

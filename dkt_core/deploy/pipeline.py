@@ -17,6 +17,7 @@ from dkt_core.deploy.apikeys import roll_out_keys, smoke_key, stack_key_env
 from dkt_core.deploy.images import ImageError, push_image
 from dkt_core.deploy.inference import ServiceSpec, build_inference_image, model_dir
 from dkt_core.deploy.rollout import UNCHANGED, RolloutResult, rollout, smoke_test
+from dkt_core.deploy.s3access import client_s3_env, registry_login
 from dkt_core.deploy.settings import DeploySettings
 from dkt_core.deploy.stack import build_proxy_image, client_env, deploy_stack, remove_stack, wait_converged
 from dkt_core.settings import bentoml_home
@@ -95,6 +96,8 @@ def deploy(tag: str | None = None, settings: DeploySettings | None = None, spec:
           + (f" from the artifact {model}" if model else ""))
     built = build_inference_image(spec or ServiceSpec(), home, target.tag, mv, dv, settings)
     _step(f"built {built.image} in {built.build.seconds:.1f}s ({built.build.size_bytes / 1e6:.0f} MB)")
+    if registry_login(settings):  # the registry takes no anonymous push (password on stdin only)
+        _step(f"logged in to {settings.registry} as {settings.registry_user}")
     digest = push_image(built.image)
     _step(f"pushed {built.image}@{digest}")
     client = docker.from_env(timeout=300)
@@ -117,12 +120,19 @@ def deploy(tag: str | None = None, settings: DeploySettings | None = None, spec:
         return DeployOutcome(result.ok, built.image, result.served_version, result, result.message)
 
     proxy, _ = build_proxy_image(settings)
-    _step(f"push {proxy}: {push_image(proxy)}")
-    env = {"DKT_INFERENCE_IMAGE": f"{built.image}@{digest}", "DKT_PROXY_IMAGE": proxy}
+    proxy_digest = push_image(proxy)
+    _step(f"push {proxy}: {proxy_digest}")
+    # every image pinned by digest: a re-pushed tag cannot change what runs
+    env = {"DKT_INFERENCE_IMAGE": f"{built.image}@{digest}", "DKT_PROXY_IMAGE": f"{proxy}@{proxy_digest}"}
     client_image = settings.client_image
     bank = settings.client_bank or settings.home / "client" / "bank.json"
     if client_image and bank.is_file():
         env.update(client_env(client_image, bank))
+        s3_env = client_s3_env(settings.client_s3_credentials)  # its own PutObject-only key, as a secret
+        env.update(s3_env)
+        if not s3_env:
+            _step(f"web client has no S3 credentials ({settings.client_s3_credentials} missing: make "
+                  "client-s3-credentials); its answers stay in its spool until they come")
     else:
         env["DKT_CLIENT_REPLICAS"] = "0"
         _step("web client scaled to 0: " + (f"no question bank at {bank} (make client-bank)" if client_image else

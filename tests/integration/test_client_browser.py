@@ -13,7 +13,6 @@ import io
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ import requests
 
 from dkt_core.storage.s3 import ensure_bucket, list_keys, s3_client
 from dkt_core.webclient.bank import CHOICES, SEED_COLUMNS, build_bank
-from tests.conftest import skip_missing
+from tests.conftest import free_port, skip_missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -34,16 +33,10 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 TEST_ID = "T1"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def inference_url() -> str:
     """The inference service as the client sees it; here: a loopback port nothing listens on (down)."""
-    return f"http://127.0.0.1:{_free_port()}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture
@@ -61,7 +54,7 @@ def start_client(tmp_path, s3_env, bank):
     ensure_bucket(s3_client(s3_env), s3_env.bucket)
 
     def start(api_url: str, api_key_file: Path | None = None, bank_path: Path | None = None, **extra: str) -> str:
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, **extra, "DKT_HOME": str(tmp_path), "DKT_CLIENT_PORT": str(port), "DKT_CLIENT_WORKERS": "2",
                "DKT_CLIENT_BANK": str(bank_path or bank[1]), "DKT_CLIENT_SPOOL_DIR": str(tmp_path / "spool"),
                "DKT_CLIENT_STATE_DB": str(tmp_path / "state.sqlite"), "DKT_API_URL": api_url,
@@ -233,8 +226,26 @@ def test_three_answers_show_prediction_and_knowledge_chart(browser, start_client
     url = start_client(inference_server_url, inference_server.key_file,  # the client's own API key (issue 12)
                        DKT_CLIENT_SHOW_PREDICTION="1")  # the chance before answering is shown only when set
     user_id, done = _answer_three(browser, url, bank[0], "student-2")
-    p = float(browser.find_element(By.ID, "prediction").get_attribute("data-probability"))
+    shown = browser.find_element(By.ID, "prediction").get_attribute("data-probability")
+    p = float(shown)
     assert 0.0 <= p <= 1.0
+    # The shown chance is the service's answer for this student: question 4 given the 3 answers, asked here
+    # directly. Its Timestamp is the second the page was made, between the last answer and now: one of
+    # those seconds must give exactly the shown value.
+    item = bank[0].items[browser.find_element(By.ID, "question-text").get_attribute("data-item")]
+    rows = {r["assessmentItemID"]: r for r in _s3_interactions(s3_env, want=3)}
+    history = [{"assessmentItemID": i, "testId": TEST_ID, "KnowledgeTag": rows[i]["KnowledgeTag"],
+                "Timestamp": rows[i]["Timestamp"], "answerCode": code} for i, code in done]
+    last = datetime.strptime(history[-1]["Timestamp"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    direct = set()
+    for s in range(int((datetime.now(UTC) - last).total_seconds()) + 2):
+        target = {"assessmentItemID": item.item_id, "testId": item.test_id, "KnowledgeTag": item.tag,
+                  "Timestamp": (last + timedelta(seconds=s)).strftime("%Y-%m-%d %H:%M:%S")}
+        r = inference_server.api.post(f"{inference_server_url}/predict", timeout=10, json={
+            "students": [{"userID": user_id, "history": history, "targets": [target]}]})
+        assert r.status_code == 200, r.text
+        direct.add(f"{r.json()['results'][0]['probabilities'][0]:.4f}")
+    assert shown in direct, (shown, sorted(direct))
     bars = browser.find_elements(By.CSS_SELECTOR, "#knowledge-chart g.bar")
     assert bars and all(0.0 <= float(b.get_attribute("data-p")) <= 1.0 for b in bars)
     assert browser.find_element(By.ID, "knowledge-chart").is_displayed()

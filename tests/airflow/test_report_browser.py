@@ -4,7 +4,8 @@ One dag.test() run of dkt_retrain writes a report to a real moto S3; then a real
 free loopback port serves the UI, and headless Chromium: asks for the report without a session (sent to
 Airflow's login page), logs in as the simple auth manager's user, opens "Browse → DKT run reports" in
 Airflow's navigation, follows "open the latest" inside the embedded page and finds the report's ROC plot
-loaded. Screenshots: docs/screenshots/airflow-run-reports.png (the list) and airflow-run-report.png."""
+loaded; the Assets view lists the curated data and the champion. Screenshots: docs/screenshots/
+airflow-run-reports.png (the list), airflow-run-report.png (the report) and airflow-assets.png."""
 
 from __future__ import annotations
 
@@ -129,3 +130,9 @@ def test_engineer_logs_in_and_opens_the_latest_report_with_its_roc_plot(dagbag, 
     browser.execute_script("arguments[0].scrollIntoView()", roc)  # the plot in the screenshot
     browser.switch_to.default_content()
     browser.save_screenshot(str(SHOTS / "airflow-run-report.png"))
+
+    # the Assets view lists what the run produced: the curated data and the champion (task outlets)
+    browser.get(f"{api_server}/assets")
+    for name in ("dkt_curated", "dkt_champion"):
+        wait.until(ec.presence_of_element_located((By.XPATH, f"//*[normalize-space()='{name}']")))
+    browser.save_screenshot(str(SHOTS / "airflow-assets.png"))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dkt_core.deploy.images import build_image, push_image
+from dkt_core.deploy.s3access import client_s3_env, registry_login, write_credentials
 from dkt_core.deploy.settings import DeploySettings
 from dkt_core.deploy.stack import (
     build_client_image,
@@ -24,6 +25,8 @@ from tests.conftest import MotoServer, free_port
 from tests.docker.fixtures import HERE, build_test_image, make_bank
 
 CLIENT_BUCKET = "dkt-client-test"
+# the client's S3 secret key in the test stack (moto accepts any): the tests look for it where it must not be
+CLIENT_SECRET_MARKER = "client-secret-" + secrets.token_hex(8)
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")  # pip in the client build behind a TLS proxy (harmless else)
 
 
@@ -67,11 +70,19 @@ def start_test_stack(tmp: Path) -> SwarmStack:
     ca = os.environ.get("DKT_BUILD_CA_BUNDLE") or (str(HOST_CA) if HOST_CA.is_file() else None)
     images["client"], built_client = build_client_image(settings, Path(ca) if ca else None)
     timings["build_client_s"] = built_client.seconds
+    registry_login(settings)  # the registry takes no anonymous push (make docker-up made the password file)
     for image in [*images.values(), proxy]:
         push_image(image)
     gateway = client.networks.get("docker_gwbridge").attrs["IPAM"]["Config"][0]["Gateway"]
     s3 = MotoServer(free_port(gateway), host=gateway)
     s3.start()
+    # the client may not create the bucket (its key only puts objects): the deployer's side makes it
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_bucket(Bucket=CLIENT_BUCKET)
+    # the client's own credentials travel as a file (Docker secret), never in its environment
+    creds = write_credentials(tmp / "client-s3-credentials", "testing", CLIENT_SECRET_MARKER)
     bank = make_bank(tmp / "bank.json")
     remove_stack(client, settings)
     deploy_stack(settings, {
@@ -80,7 +91,7 @@ def start_test_stack(tmp: Path) -> SwarmStack:
         # monitor 12s >= start_period 6s + interval 2s x retries 3.
         "DKT_HEALTH_START_PERIOD": "6s", "DKT_UPDATE_MONITOR": "12s",
         **client_env(images["client"], bank), "DKT_CLIENT_S3_ENDPOINT_URL": s3.endpoint_url,
-        "DKT_S3_BUCKET": CLIENT_BUCKET, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "DKT_S3_BUCKET": CLIENT_BUCKET, **client_s3_env(creds),
         # small batches, sealed by size or after 2 s (answers may land on either gunicorn worker)
         "DKT_SPOOL_MAX_ROWS": "3", "DKT_SPOOL_MAX_AGE_S": "2", "DKT_FLUSH_INTERVAL_S": "1",
     })

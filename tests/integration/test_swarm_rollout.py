@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 
 import pytest
@@ -25,7 +26,14 @@ from dkt_core.deploy.stack import running_healthy, wait_converged
 from dkt_core.storage.s3 import S3Settings, list_keys, s3_client
 from dkt_core.webclient.bank import QuestionBank
 from tests.docker.fixtures import require_swarm
-from tests.docker.stackfix import CLIENT_BUCKET, SwarmStack, start_test_stack, stop_test_stack
+from tests.docker.stackfix import (
+    CLIENT_BUCKET,
+    CLIENT_SECRET_MARKER,
+    SwarmStack,
+    start_test_stack,
+    stop_test_stack,
+)
+from tests.listeners import listeners, on_port
 from tests.webclient_http import answer_items, wait_healthy
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -203,7 +211,51 @@ def test_web_client_container_sends_answers_to_s3(stack, monkeypatch):
     rows = uploaded()
     assert sorted((r["assessmentItemID"], r["answerCode"]) for r in rows) == \
         sorted((i, str(int(bank.items[i].answer == "A"))) for i in items)
-    # one account answered: every row carries its userID (issue 12: from the session, never the form)
-    users = {r["userID"] for r in rows}
-    assert len(users) == 1 and user_id in (None, *users), (users, user_id)
+    # one account answered: every row carries exactly its userID (issue 12: from the session, never the form)
+    assert user_id and user_id.startswith("web-"), user_id
+    assert {r["userID"] for r in rows} == {user_id}
     assert {r["testId"] for r in rows} == {test_id}
+
+
+# --- issue 12: the stack's doors ---------------------------------------------------------------------------------
+
+def _containers(stack: SwarmStack, service: str) -> list:
+    return stack.client.containers.list(filters={"label": f"com.docker.swarm.service.name={stack.settings.stack}_{service}"})
+
+
+def test_stack_listeners_are_on_loopback(stack):
+    """The published ports of the proxy and the client, Swarm's control plane and gossip ports and the registry
+    listen on 127.0.0.1 only (docker_gwbridge's host binding and swarm init --listen-addr: make docker-up)."""
+    wait_converged(stack.client, f"{stack.settings.stack}_client", 1)
+    for port in (stack.settings.api_port, stack.settings.client_port, 2377, 7946, 5000):
+        socks = on_port(port)
+        assert socks, f"nothing listens on {port}"
+        assert all(s.loopback for s in socks), socks
+    platform = {"dockerd", "docker-proxy", "docker-registry", "nginx", "gunicorn", "bentoml"}
+    exposed = [s for s in listeners() if not s.loopback and platform & set(s.processes)]
+    assert exposed == [], exposed
+
+
+def test_client_container_has_no_aws_secret_in_its_environment(stack):
+    """The client's S3 key reaches it as a Docker secret file (AWS_SHARED_CREDENTIALS_FILE), never as env."""
+    (container,) = _containers(stack, "client")
+    env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
+    assert not {"AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN"} & set(env), env.keys()
+    assert CLIENT_SECRET_MARKER not in json.dumps(container.attrs)  # nowhere in the container's spec
+    live = container.exec_run(["env"]).output.decode()
+    assert CLIENT_SECRET_MARKER not in live and "AWS_SECRET_ACCESS_KEY" not in live
+    assert env["AWS_SHARED_CREDENTIALS_FILE"] == "/run/secrets/dkt_client_s3"
+    assert CLIENT_SECRET_MARKER in container.exec_run(["cat", "/run/secrets/dkt_client_s3"]).output.decode()
+
+
+@pytest.mark.parametrize("service", ["inference", "proxy", "client"])
+def test_containers_drop_capabilities_read_only_no_new_privileges(stack, service):
+    for c in _containers(stack, service):
+        host = c.attrs["HostConfig"]
+        assert host["CapDrop"] and "ALL" in [x.upper() for x in host["CapDrop"]], host["CapDrop"]
+        assert host["ReadonlyRootfs"] is (service != "inference")  # bentoml writes under its home at start
+        status = c.exec_run(["cat", "/proc/1/status"]).output.decode()
+        assert re.search(r"^NoNewPrivs:\s+1$", status, re.M), "dockerd runs without --no-new-privileges"
+        assert re.search(r"^CapEff:\s+0+$", status, re.M), status
+        # read-only root (and for inference: its non-root user cannot write /etc)
+        assert c.exec_run(["touch", "/etc/dkt-write-test"]).exit_code != 0

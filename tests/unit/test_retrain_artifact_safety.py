@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dkt_core.retrain.champion import champion_dir, read_champion
 from dkt_core.ingest.layout import CHAMPION_KEY
 from dkt_core.retrain.artifacts import ArtifactIntegrityError, fetch_artifact, upload_artifact
+from dkt_core.retrain.champion import champion_dir, read_champion
 from dkt_core.storage.paths import UnsafePath, safe_join
 from dkt_core.training.versions import check_model_version
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from dkt_core.retrain.batch import check_batch, last_training, record_training
 from dkt_core.ingest.layout import CHAMPION_KEY, LAST_TRAINED_KEY
+from dkt_core.retrain.batch import check_batch, last_training, record_training
 from dkt_core.retrain.settings import RetrainSettings
 
 V1, V2 = "20250101-120000-0123abcd", "20250102-120000-89abcdef"

@@ -38,6 +38,10 @@ client-flush: setup
 client-test: setup browser-deps
 	$(BIN)/python -m pytest -q -m client $(PYTEST_ARGS)
 
+## client-screenshots: run the browser tests (client and Airflow report) saving their page PNGs to docs/screenshots
+client-screenshots: setup browser-deps
+	DKT_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q -m browser $(PYTEST_ARGS)
+
 ## browser-deps: install Debian's chromium + chromium-driver when missing (root; CI on a fresh machine)
 browser-deps:
 	@if command -v chromium >/dev/null && [ -x /usr/bin/chromedriver ]; then echo "browser: chromium present"; \

@@ -4,7 +4,7 @@ One dag.test() run of dkt_retrain writes a report to a real moto S3; then a real
 free loopback port serves the UI, and headless Chromium: asks for the report without a session (sent to
 Airflow's login page), logs in as the simple auth manager's user, opens "Browse → DKT run reports" in
 Airflow's navigation, follows "open the latest" inside the embedded page and finds the report's ROC plot
-loaded; the Assets view lists the curated data and the champion. Screenshots: docs/screenshots/
+loaded; the Assets view lists the curated data and the champion. Screenshots: $DKT_SCREENSHOT_DIR (docs/screenshots/ via make client-screenshots)
 airflow-run-reports.png (the list), airflow-run-report.png (the report) and airflow-assets.png."""
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from tests.conftest import skip_missing
 pytestmark = [pytest.mark.airflow, pytest.mark.browser]
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 PASSWORD = "browser-test-password"
 
 
@@ -89,7 +88,7 @@ def browser(tmp_path):
 
 
 def test_engineer_logs_in_and_opens_the_latest_report_with_its_roc_plot(dagbag, env, s3_env, logs, api_server,
-                                                                       browser):
+                                                                       browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -118,8 +117,11 @@ def test_engineer_logs_in_and_opens_the_latest_report_with_its_roc_plot(dagbag, 
     wait.until(ec.presence_of_element_located((By.LINK_TEXT, version)))
     assert "PROMOTE" in browser.find_element(By.TAG_NAME, "body").text
     browser.switch_to.default_content()
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(SHOTS / "airflow-run-reports.png"))
+    # like the client's browser test: $DKT_SCREENSHOT_DIR (make client-screenshots: docs/screenshots), else the
+    # test's tmp dir, so a test run never rewrites tracked files
+    shots = Path(os.environ.get("DKT_SCREENSHOT_DIR") or tmp_path / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(shots / "airflow-run-reports.png"))
     browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
     browser.find_element(By.LINK_TEXT, "open the latest").click()
 
@@ -129,10 +131,10 @@ def test_engineer_logs_in_and_opens_the_latest_report_with_its_roc_plot(dagbag, 
     assert browser.execute_script("return location.pathname") == f"/dkt-reports/models/{version}/report.html"
     browser.execute_script("arguments[0].scrollIntoView()", roc)  # the plot in the screenshot
     browser.switch_to.default_content()
-    browser.save_screenshot(str(SHOTS / "airflow-run-report.png"))
+    browser.save_screenshot(str(shots / "airflow-run-report.png"))
 
     # the Assets view lists what the run produced: the curated data and the champion (task outlets)
     browser.get(f"{api_server}/assets")
     for name in ("dkt_curated", "dkt_champion"):
         wait.until(ec.presence_of_element_located((By.XPATH, f"//*[normalize-space()='{name}']")))
-    browser.save_screenshot(str(SHOTS / "airflow-assets.png"))
+    browser.save_screenshot(str(shots / "airflow-assets.png"))

@@ -129,16 +129,35 @@ class PredictResponse(BaseModel):
 
 
 class KnowledgeStateRequest(BaseModel):
+    """The /knowledge_state body (the service's input model mirrors it; unknown fields are refused)."""
+
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
     userID: str = Field(min_length=1, max_length=ID_MAX_LEN)
     history: History = Field(min_length=1)
 
 
+class TagState(BaseModel):
+    """One KnowledgeTag of a knowledge state."""
+
+    tag: str = Field(description="the KnowledgeTag")
+    attempts: int = Field(description="answered items of this tag in the history sent (all rows, not only the "
+                                      "model's window)")
+    correct: int = Field(description="of those, answered correctly")
+    mastery: float = Field(description="P(correct) on a typical unseen item of this tag (same as tags[tag])")
+    seen_in_training: bool = Field(description="false: the model never saw this tag in training, so its mastery "
+                                               "rests on the student's other answers and the population prior")
+
+
 class KnowledgeStateResponse(BaseModel):
     model_version: str
     userID: str
     tags: dict[str, float] = Field(description="KnowledgeTag -> P(correct) on a typical item of that tag")
+    tag_states: list[TagState] = Field(default_factory=list,
+                                       description="per tag (sorted by tag): attempts, correct, mastery and "
+                                                   "whether the model saw the tag in training")
+    unseen_tags: list[str] = Field(default_factory=list,
+                                   description="tags of the history the model never saw in training (sorted)")
 
 
 class VersionResponse(BaseModel):

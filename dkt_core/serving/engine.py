@@ -22,6 +22,7 @@ from dkt_core.api import (
     PredictResponse,
     StudentPrediction,
     StudentRequest,
+    TagState,
     Target,
     VersionResponse,
 )
@@ -46,6 +47,9 @@ class InferenceEngine:
         self.predictor = predictor
         self.metadata = metadata
         self.window = window
+        # The tags the model saw in training: the tag encoder's vocabulary (any other tag maps to its
+        # unknown class). Built once; /knowledge_state flags tags outside it.
+        self.trained_tags = frozenset(predictor.artifact.pipeline.encoders["tag"].vocab)
 
     @classmethod
     def from_artifact(cls, artifact_dir: str | Path, metadata: dict | None = None,
@@ -83,6 +87,9 @@ class InferenceEngine:
         (seed ids keep their head+mid prefix with tail 000, so grade/chapter features stay; the item itself
         maps to the unknown class and the population prior). Each tag is scored independently (its own
         copy of the history), so one tag's probe never counts as an attempt for another.
+
+        Each tag also carries its attempts and correct answers in the whole history sent, and whether the
+        model saw the tag in training (its tag encoder's vocabulary).
         """
         if not history:
             raise ValueError("history must hold at least one interaction")
@@ -91,14 +98,23 @@ class InferenceEngine:
         latest: dict[str, Interaction] = {}
         for h in recent:  # sorted by time: the last one wins
             latest[h["KnowledgeTag"].strip()] = h
+        attempts: dict[str, list[int]] = {}
+        for h in history:
+            counts = attempts.setdefault(h["KnowledgeTag"].strip(), [0, 0])
+            counts[0] += 1
+            counts[1] += h["answerCode"]
         probes = []
         for tag, h in sorted(latest.items()):
             target = Target(assessmentItemID=typical_item(h["assessmentItemID"].strip()),
                             testId=h["testId"], KnowledgeTag=tag, Timestamp=last_ts)
             probes.append(StudentRequest.model_construct(userID=tag, history=recent, targets=[target]))
         results = self.predict_students(probes)
-        return KnowledgeStateResponse(model_version=self.model_version, userID=user_id,
-                                      tags={r.userID: r.probabilities[0] for r in results})
+        mastery = {r.userID: r.probabilities[0] for r in results}
+        states = [TagState(tag=tag, attempts=attempts[tag][0], correct=attempts[tag][1], mastery=p,
+                           seen_in_training=tag in self.trained_tags) for tag, p in mastery.items()]
+        return KnowledgeStateResponse(model_version=self.model_version, userID=user_id, tags=mastery,
+                                      tag_states=states,
+                                      unseen_tags=[s.tag for s in states if not s.seen_in_training])
 
     def version(self) -> VersionResponse:
         m = self.metadata

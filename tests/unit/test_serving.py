@@ -127,6 +127,28 @@ def test_knowledge_state_scores_every_tag_of_the_history(engine, tiny):
         engine.knowledge_state("u", [])
 
 
+def test_knowledge_state_counts_attempts_and_flags_unseen_tags(engine, tiny):
+    """issue 13 item 6: attempts and correct answers per tag over the whole history sent, and a tag the
+    model never saw in training (outside its tag encoder's vocabulary) flagged."""
+    log = tiny[1]
+    g = log[log["userID"] == log["userID"].iloc[0]].head(20)
+    s = _student("u", g, g.loc[[g["Timestamp"].idxmax()]])
+    last = s.history[-1]
+    new_tag = "tag-never-trained"
+    assert new_tag not in set(log["KnowledgeTag"])
+    history = [*s.history, Interaction(**{**last, "KnowledgeTag": new_tag, "answerCode": 0}),
+               Interaction(**{**last, "KnowledgeTag": new_tag, "answerCode": 1})]
+    ks = engine.knowledge_state("u", history)
+    states = {t.tag: t for t in ks.tag_states}
+    assert list(states) == sorted(states) and set(states) == set(ks.tags)
+    expected = g.groupby("KnowledgeTag")["answerCode"].agg(["size", "sum"])
+    for tag, row in expected.iterrows():
+        assert (states[tag].attempts, states[tag].correct) == (row["size"], row["sum"]), tag
+        assert states[tag].seen_in_training and states[tag].mastery == ks.tags[tag]
+    assert (states[new_tag].attempts, states[new_tag].correct, states[new_tag].seen_in_training) == (2, 1, False)
+    assert ks.unseen_tags == [new_tag]
+
+
 def test_typical_item():
     assert typical_item("A060001007") == "A060001000"
     assert typical_item("12345") == "12345#typical"

@@ -11,9 +11,12 @@ is enforced by the request models: a violation is HTTP 400 naming the value, log
   /knowledge_state    {"userID", "history"} -> KnowledgeStateResponse (P per KnowledgeTag).
   /version            GET (and POST) -> VersionResponse of the loaded model.
   /livez /readyz /metrics  BentoML's; /readyz is 200 only once the model is loaded and warmed up.
+  /  /docs.json       Swagger UI and the OpenAPI document (dkt_core.serving.openapi: the project's title,
+                      version and every route's description, GET /version included, the Bearer key scheme).
+Every route refuses a field it does not take (400 naming it).
 Every route but /livez and /readyz needs ``Authorization: Bearer <key>`` (dkt_core.serving.auth): a missing,
 malformed, unknown or revoked key is 401 with a JSON reason; /metrics counts requests per key name
-(dkt_api_requests_total). Keys: `make api-key NAME=...` (docs/security.md).
+and served model version (dkt_api_requests_total{key_name,route,status,model_version}). The docs are open. Keys: `make api-key NAME=...` (docs/security.md).
 
 Settings (``ServingSettings`` of dkt_core/settings.py, loaded once at startup): DKT_MODEL_TAG (default:
 dkt-model:latest), DKT_SERVE_WORKERS (1), DKT_BATCH_MAX_STUDENTS (256), DKT_BATCH_MAX_LATENCY_MS (10000),
@@ -54,6 +57,7 @@ with bentoml.importing():
     from dkt_core.serving.auth import ApiKeyAuth, load_keys
     from dkt_core.serving.batched import BatchedPrediction
     from dkt_core.serving.keepalive import MaxRequestsPerConnection
+    from dkt_core.serving.openapi import OpenApiDocs, forbid_unknown_fields
     from dkt_core.serving.patches import patch_timeout_middleware, quiet_client_errors
     from dkt_core.settings import ServingSettings, load
 
@@ -76,7 +80,15 @@ API_KEYS = load_keys(SETTINGS.api_auth, SETTINGS.api_keys_file)
 _instance: DKTService | None = None  # for the GET /version route mounted below (same worker process)
 
 
+def _model_version() -> str:
+    """The served model's version ("" until the service instance exists): /metrics labels and the docs."""
+    return _instance.model_version if _instance is not None else ""
+
+
 async def _get_version(request):
+    if request.query_params:
+        return JSONResponse({"error": f"unknown query parameter(s) {sorted(request.query_params)}: "
+                                      "GET /version takes none"}, status_code=400)
     if _instance is None or not _instance.loader.ready:
         failed = _instance is not None and _instance.loader.error
         return JSONResponse({"error": f"model failed to load: {failed}" if failed else
@@ -103,6 +115,7 @@ class DKTService:
         global _instance
         stored = self.model  # on an instance the BentoModel attribute is the resolved store Model
         meta, artifact = dict(stored.info.metadata), stored.path_of("artifact")
+        self.model_version = str(meta.get("model_version") or stored.tag.version)
         self.loader = ModelLoader(lambda: InferenceEngine.from_artifact(
             artifact, meta, window=SETTINGS.history_window, torch_threads=SETTINGS.torch_threads)).start()
         _instance = self
@@ -119,11 +132,16 @@ class DKTService:
 
     @bentoml.api(route="/predict")
     def predict(self, students: Students) -> PredictResponse:
+        """P(correct) of each target item of each student (1-256 students, 1-64 targets each, history up to
+        10,000 rows, the model reads its last DKT_HISTORY_WINDOW), given the student's answered history. All
+        students of one request go through the model as one batch. 400 names any bad or unknown field."""
         return self._engine().predict(students)
 
     @bentoml.api(route="/predict_batched", batchable=True, max_batch_size=BATCH_MAX_STUDENTS,
                  max_latency_ms=BATCH_MAX_LATENCY_MS)
     def predict_batched(self, students: Students) -> BatchedReply:
+        """Same body and limits as /predict; requests arriving together are batched by the server (adaptive
+        batching). Replies one prediction per student, each with the model version."""
         engine = self._engine()
         version = engine.model_version
         return [BatchedPrediction(model_version=version, **p.model_dump())
@@ -131,6 +149,9 @@ class DKTService:
 
     @bentoml.api(route="/knowledge_state")
     def knowledge_state(self, userID: UserID, history: NonEmptyHistory) -> KnowledgeStateResponse:
+        """A student's mastery per KnowledgeTag of the history: P(correct) on a typical unseen item of the
+        tag (`tags`), and per tag (`tag_states`) the attempts and correct answers in the history and whether
+        the model saw the tag in training (`unseen_tags` lists those it never saw)."""
         try:
             return self._engine().knowledge_state(userID.strip(), history)
         except ValueError as exc:
@@ -138,7 +159,12 @@ class DKTService:
 
     @bentoml.api(route="/version")
     def version(self) -> VersionResponse:
+        """The loaded model: its version, the data version it was trained on, when, and its members (GET
+        /version answers the same)."""
         return self._engine().version()
+
+
+forbid_unknown_fields(DKTService)  # a field a route does not take is a 400 naming it, on every route
 
 
 class LoadFailureReply:
@@ -163,5 +189,6 @@ class LoadFailureReply:
 # valid key learns nothing past the 401 (not even a load failure).
 if KEEPALIVE_REQUESTS > 0:
     DKTService.add_asgi_middleware(MaxRequestsPerConnection, max_requests=KEEPALIVE_REQUESTS)
-DKTService.add_asgi_middleware(ApiKeyAuth, keys=API_KEYS)
+DKTService.add_asgi_middleware(ApiKeyAuth, keys=API_KEYS, model_version=_model_version)
+DKTService.add_asgi_middleware(OpenApiDocs, service=DKTService, model_version=_model_version)
 DKTService.add_asgi_middleware(LoadFailureReply)

@@ -6,11 +6,16 @@ added later is protected without anyone remembering to list it. A missing, malfo
 key gets 401 with ``{"error": "<reason>"}`` and ``WWW-Authenticate: Bearer`` (RFC 6750); the key itself is
 never logged, echoed or used as a metric label.
 
-``dkt_api_requests_total{key_name, route, status}`` counts every request that reached the middleware
+``dkt_api_requests_total{key_name, route, status, model_version}`` counts every request that reached the middleware
 (refused ones under ``key_name="(none)"`` / ``"(unknown)"``, a revoked key under its name). ``route`` is the
-path of a known route or ``other``, so random paths cannot grow the label set. The Prometheus counter is
+path of a known route or ``other``, ``model_version`` the served model's version (``(loading)`` before it is
+known), so random paths cannot grow the label set. The Prometheus counter is
 created on the first request: BentoML's workers set up Prometheus' multiprocess directory after importing
 the service, and a metric made before that would never reach ``/metrics``.
+
+The API documentation (GET ``/``, ``/docs.json`` and Swagger UI's ``/static_content/`` files) is open too: a
+browser cannot send a Bearer key when it loads the page; the document holds no data, and every call made
+from it needs a key (Swagger UI's "Authorize").
 """
 
 from __future__ import annotations
@@ -29,8 +34,12 @@ Message = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/livez", "/readyz"})
+DOCS_PATHS = frozenset({"/", "/docs.json"})  # GET only
+DOCS_PREFIX = "/static_content/"
+LABELS = ("key_name", "route", "status", "model_version")
 ROUTES = frozenset({"/predict", "/predict_batched", "/knowledge_state", "/version", "/metrics"})
 METRIC = "dkt_api_requests_total"
+HELP = "API requests by key name, route, status and served model version"
 NO_KEY, UNKNOWN_KEY, AUTH_OFF = "(none)", "(unknown)", "(auth off)"  # not valid key names: never collide
 
 
@@ -48,16 +57,15 @@ class RequestCounter:
 
         if self._registry is None:
             if RequestCounter._default is None:
-                RequestCounter._default = Counter(METRIC, "API requests by key name, route and status",
-                                                  ("key_name", "route", "status"), registry=REGISTRY)
+                RequestCounter._default = Counter(METRIC, HELP, LABELS, registry=REGISTRY)
             return RequestCounter._default
-        return Counter(METRIC, "API requests by key name, route and status", ("key_name", "route", "status"),
-                       registry=self._registry)
+        return Counter(METRIC, HELP, LABELS, registry=self._registry)
 
-    def inc(self, key_name: str, route: str, status: int) -> None:
+    def inc(self, key_name: str, route: str, status: int, model_version: str = "") -> None:
         if self._counter is None:
             self._counter = self._make()
-        self._counter.labels(key_name=key_name, route=route, status=str(status)).inc()
+        self._counter.labels(key_name=key_name, route=route, status=str(status),
+                             model_version=model_version or "(loading)").inc()
 
 
 def bearer_token(scope: Scope) -> tuple[str | None, str | None]:
@@ -80,7 +88,7 @@ def bearer_token(scope: Scope) -> tuple[str | None, str | None]:
 
 
 def route_label(path: str) -> str:
-    return path if path in ROUTES or path in OPEN_PATHS else "other"
+    return path if path in ROUTES or path in OPEN_PATHS or path in DOCS_PATHS else "other"
 
 
 class ApiKeyAuth:
@@ -88,11 +96,12 @@ class ApiKeyAuth:
     counted."""
 
     def __init__(self, app: ASGIApp, keys: KeySet | None, counter: RequestCounter | None = None,
-                 open_paths: frozenset[str] = OPEN_PATHS):
+                 open_paths: frozenset[str] = OPEN_PATHS, model_version: Callable[[], str] = str):
         self.app = app
         self.keys = keys
         self.counter = counter or RequestCounter()
         self.open_paths = open_paths
+        self.model_version = model_version  # the served model's version, for the counter's label
 
     async def __call__(self, scope: Scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -102,6 +111,9 @@ class ApiKeyAuth:
         route = route_label(path)
         if path in self.open_paths:
             await self.app(scope, receive, send)  # health checks: open, and not counted (polled every 2 s)
+            return
+        if scope.get("method") == "GET" and (path in DOCS_PATHS or path.startswith(DOCS_PREFIX) and ".." not in path):
+            await self.app(scope, receive, send)  # the API documentation: open, not counted
             return
         if self.keys is None:
             name, error = AUTH_OFF, None
@@ -113,7 +125,7 @@ class ApiKeyAuth:
                 name, error = verdict.name or UNKNOWN_KEY, verdict.error
         if error is not None:
             log.warning("401 %s %s: %s (key name %s)", scope.get("method", "?"), path[:200], error, name)
-            self.counter.inc(name, route, 401)
+            self.counter.inc(name, route, 401, self.model_version())
             await _unauthorized(send, error)
             return
         status = 500  # the app raised before it answered
@@ -127,7 +139,7 @@ class ApiKeyAuth:
         try:
             await self.app(scope, receive, counting_send)
         finally:
-            self.counter.inc(name, route, status)
+            self.counter.inc(name, route, status, self.model_version())
 
 
 async def _unauthorized(send, reason: str) -> None:

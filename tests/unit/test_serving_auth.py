@@ -15,7 +15,7 @@ from dkt_core.serving.apikeys import KeySet, create_key, revoke_key
 from dkt_core.serving.auth import ApiKeyAuth, RequestCounter, load_keys
 
 
-def _app(keys: KeySet | None, registry: CollectorRegistry) -> TestClient:
+def _app(keys: KeySet | None, registry: CollectorRegistry, model_version: str = "v1") -> TestClient:
     async def ok(request):
         return JSONResponse({"ok": True})
 
@@ -26,9 +26,10 @@ def _app(keys: KeySet | None, registry: CollectorRegistry) -> TestClient:
         return PlainTextResponse(generate_latest(registry).decode())
 
     routes = [Route(p, ok, methods=["GET", "POST"]) for p in ("/predict", "/predict_batched", "/knowledge_state",
-                                                              "/version", "/livez", "/readyz", "/docs")]
+                                                              "/version", "/livez", "/readyz", "/docs",
+                                                              "/", "/docs.json", "/static_content/x.js")]
     app = Starlette(routes=[*routes, Route("/bad", boom, methods=["POST"]), Route("/metrics", metrics)])
-    return TestClient(ApiKeyAuth(app, keys, RequestCounter(registry)))
+    return TestClient(ApiKeyAuth(app, keys, RequestCounter(registry), model_version=lambda: model_version))
 
 
 @pytest.fixture
@@ -95,8 +96,8 @@ def test_requests_are_counted_per_key_name_never_by_key(keyed):
     text = client.get("/metrics", headers=_auth(good)).text
     assert good not in text and old not in text and "dkt_guess" not in text
 
-    def count(**labels) -> float | None:
-        return registry.get_sample_value("dkt_api_requests_total", labels)
+    def count(**labels) -> float | None:  # every count carries the served model's version (issue 13 item 6)
+        return registry.get_sample_value("dkt_api_requests_total", {**labels, "model_version": "v1"})
 
     assert count(key_name="webclient", route="/predict", status="200") == 3
     assert count(key_name="webclient", route="other", status="400") == 1
@@ -111,7 +112,23 @@ def test_auth_off_lets_everything_through_and_still_counts(tmp_path):
     client = _app(load_keys(False, tmp_path / "absent.json"), registry)
     assert client.post("/predict", json={}).status_code == 200
     assert registry.get_sample_value("dkt_api_requests_total",
-                                     {"key_name": "(auth off)", "route": "/predict", "status": "200"}) == 1
+                                     {"key_name": "(auth off)", "route": "/predict", "status": "200",
+                                      "model_version": "v1"}) == 1
+    before_load = CollectorRegistry()
+    loading = _app(None, before_load, model_version="")
+    assert loading.post("/predict", json={}).status_code == 200
+    assert before_load.get_sample_value("dkt_api_requests_total", {"key_name": "(auth off)", "route": "/predict",
+                                                                "status": "200", "model_version": "(loading)"}) == 1
+
+
+def test_the_api_documentation_is_open_for_get_only(keyed):
+    """Swagger UI (/), its document and its files load without a key (a browser cannot send one); a POST
+    there, or a path escaping the files' folder, still needs a key."""
+    client, *_ = keyed
+    for path in ("/", "/docs.json", "/static_content/x.js"):
+        assert client.get(path).status_code == 200, path
+    assert client.post("/docs.json", json={}).status_code == 401
+    assert client.get("/static_content/../predict").status_code == 401
 
 
 def test_auth_on_without_a_key_file_refuses_to_start(tmp_path):

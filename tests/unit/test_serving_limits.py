@@ -194,3 +194,48 @@ def test_server_errors_keep_their_traceback(caplog):
     (record,) = caplog.records
     assert record.levelno == logging.ERROR and record.exc_info is not None
     assert "Traceback" in caplog.text and "a real bug" in caplog.text
+
+
+UNKNOWN_FIELD = {  # issue 13 item 6: a field a route does not take is refused, naming it, at every level
+    "predict": {"students": [_student()], "studnets": []},
+    "predict_batched": {"students": [_student()], "extra_flag": True},
+    "knowledge_state": {"userID": "u", "history": [{**ROW, "answerCode": 1}], "histroy": []},
+    "version": {"verbose": 1},
+}
+
+
+@pytest.mark.parametrize("route", list(UNKNOWN_FIELD))
+def test_unknown_top_level_fields_are_refused_on_every_route(service_module, route):
+    body = UNKNOWN_FIELD[route]
+    (field,) = [k for k in body if k not in ("students", "userID", "history")]
+    text = _reject(service_module, route, body)
+    assert "extra_forbidden" in text and f'"loc": ["{field}"]' in text, text
+
+
+@pytest.mark.parametrize(("route", "body", "loc"), [
+    ("predict", {"students": [_student(nickname="x")]}, '["students", 0, "nickname"]'),
+    ("predict", {"students": [{**_student(), "targets": [{**ROW, "difficulty": 3}]}]},
+     '["students", 0, "targets", 0, "difficulty"]'),
+    ("knowledge_state", {"userID": "u", "history": [{**ROW, "answerCode": 1, "seconds": 4}]},
+     '["history", 0, "seconds"]'),
+])
+def test_unknown_nested_fields_are_refused(service_module, route, body, loc):
+    text = _reject(service_module, route, body)
+    assert "extra_forbidden" in text and f'"loc": {loc}' in text, text
+
+
+def test_openapi_document_has_the_project_info_every_route_and_the_key_scheme(service_module):
+    from dkt_core import __version__
+    from dkt_core.serving.openapi import TITLE, document
+
+    doc = document(service_module.DKTService.openapi_spec.asdict(), "v123")
+    assert doc["info"]["title"] == TITLE and doc["info"]["version"] == __version__
+    assert "`v123`" in doc["info"]["description"] and "Authorize" in doc["info"]["description"]
+    ops = {(path, method): op for path, item in doc["paths"].items() for method, op in item.items()}
+    for route in ("/predict", "/predict_batched", "/knowledge_state", "/version"):
+        assert ops[(route, "post")]["description"].strip(), route
+    assert ops[("/version", "get")]["description"] and "VersionResponse" in json.dumps(ops[("/version", "get")])
+    assert "VersionResponse" in doc["components"]["schemas"]
+    assert doc["components"]["securitySchemes"]["apiKey"] == {**doc["components"]["securitySchemes"]["apiKey"],
+                                                              "type": "http", "scheme": "bearer"}
+    assert doc["security"] == [{"apiKey": []}] and ops[("/livez", "get")]["security"] == []

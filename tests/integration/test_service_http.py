@@ -74,6 +74,21 @@ def test_knowledge_state_and_version(inference_server):
     assert r.status_code == 200, r.text
     tags = r.json()["tags"]
     assert set(tags) == {h["KnowledgeTag"] for h in students[0]["history"]}
+    # issue 13 item 6: attempts per tag, and a tag the tiny model never saw is flagged
+    history = students[0]["history"]
+    unseen = {**history[-1], "KnowledgeTag": "tag-the-model-never-saw", "answerCode": 0}
+    r = inference_server.api.post(inference_server.url + "/knowledge_state",
+                                  json={"userID": "u1", "history": [*history, unseen, unseen]}, timeout=30)
+    assert r.status_code == 200, r.text
+    states = {t["tag"]: t for t in r.json()["tag_states"]}
+    assert set(states) == set(r.json()["tags"])
+    for tag in {h["KnowledgeTag"] for h in history}:
+        rows = [h for h in history if h["KnowledgeTag"] == tag]
+        assert states[tag]["attempts"] == len(rows) and states[tag]["correct"] == sum(h["answerCode"] for h in rows)
+        assert states[tag]["seen_in_training"] is True and states[tag]["mastery"] == r.json()["tags"][tag]
+    assert states["tag-the-model-never-saw"] == {**states["tag-the-model-never-saw"], "attempts": 2, "correct": 0,
+                                                 "seen_in_training": False}
+    assert r.json()["unseen_tags"] == ["tag-the-model-never-saw"]
     v = inference_server.api.get(inference_server.url + "/version", timeout=5)
     assert v.status_code == 200
     assert v.json()["model_version"] == inference_server.tag.split(":")[1]
@@ -150,6 +165,17 @@ def _bad_requests():
                              f"at most {MAX_HISTORY_PER_STUDENT} items"),
         "history too long, knowledge state": ("/knowledge_state", {"userID": "u", "history": [
             {**ok_row, "answerCode": 1}] * (MAX_HISTORY_PER_STUDENT + 1)}, f"at most {MAX_HISTORY_PER_STUDENT} items"),
+        # issue 13 item 6: a field a route does not take is refused, naming it, on every route and level
+        "unknown field, predict": ("/predict", {"students": [student], "studnets": []}, "studnets"),
+        "unknown field, batched": ("/predict_batched", {"students": [student], "extra_flag": 1}, "extra_flag"),
+        "unknown field, knowledge state": ("/knowledge_state", {"userID": "u", "history": [
+            {**ok_row, "answerCode": 1}], "histroy": []}, "histroy"),
+        "unknown field, version": ("/version", {"verbose": 1}, "verbose"),
+        "unknown student field": ("/predict", {"students": [{**student, "nickname": "x"}]}, "nickname"),
+        "unknown target field": ("/predict_batched", {"students": [{**student, "targets": [
+            {**ok_row, "difficulty": 3}]}]}, "difficulty"),
+        "unknown history field": ("/knowledge_state", {"userID": "u", "history": [
+            {**ok_row, "answerCode": 1, "seconds": 4}]}, "seconds"),
     }
 
 
@@ -161,6 +187,35 @@ def test_bad_input_is_4xx_with_a_reason(inference_server, case):
     r = inference_server.api.post(inference_server.url + path, timeout=10, **kwargs)
     assert 400 <= r.status_code < 500, (r.status_code, r.text)
     assert reason in r.text
+    if case.startswith("unknown"):
+        assert r.status_code == 400 and "Extra inputs are not permitted" in r.text, r.text
+
+
+def test_get_version_refuses_unknown_query_parameters(inference_server):
+    r = inference_server.api.get(inference_server.url + "/version", params={"verbose": "1"}, timeout=5)
+    assert r.status_code == 400 and "verbose" in r.json()["error"], r.text
+
+
+def test_openapi_document_and_swagger_ui(inference_server):
+    """issue 13 item 6: Swagger UI at / and its document at /docs.json load without a key; the document has
+    the project's title and version, a description of every route (GET /version included) and the Bearer
+    scheme Swagger UI's Authorize button uses."""
+    from dkt_core import __version__
+
+    ui = requests.get(inference_server.url + "/", timeout=10)
+    assert ui.status_code == 200 and "swagger" in ui.text.lower()
+    r = requests.get(inference_server.url + "/docs.json", timeout=10)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["info"]["title"] == "DKT inference API (dkt-platform)" and doc["info"]["version"] == __version__
+    assert inference_server.tag.split(":")[1] in doc["info"]["description"]
+    for path, method in [("/predict", "post"), ("/predict_batched", "post"), ("/knowledge_state", "post"),
+                         ("/version", "post"), ("/version", "get")]:
+        assert doc["paths"][path][method]["description"].strip(), (path, method)
+    assert doc["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    assert doc["security"] == [{"apiKey": []}]
+    # the document is open, the API it describes is not
+    assert requests.post(inference_server.url + "/predict", json=BODY, timeout=10).status_code == 401
 
 
 def test_a_400_is_one_log_line_without_traceback(inference_server):
@@ -270,6 +325,9 @@ def test_health_checks_stay_open_and_metrics_count_per_key_name(inference_server
     ours = [v for labels, v in counts.items()
             if 'key_name="devtools"' in labels and 'route="/predict"' in labels and 'status="200"' in labels]
     assert ours and ours[0] >= 3, text[-3000:]
+    # issue 13 item 6: every count carries the served model's version
+    version = inference_server.tag.split(":")[1]
+    assert counts and all(f'model_version="{version}"' in labels for labels in counts), counts
     assert any('key_name="revoked"' in labels and 'status="401"' in labels for labels in counts), counts
     assert inference_server.key not in text and inference_server.revoked_key not in text
 

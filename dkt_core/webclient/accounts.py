@@ -25,7 +25,7 @@ from pathlib import Path
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from dkt_core.data.schema import ID_PATTERN
-from dkt_core.webclient.history import connect, open_private_db
+from dkt_core.webclient.history import connect, open_private_db, write_transaction
 
 USERNAME_RE = re.compile(r"^[a-z0-9_.\-]{2,32}$")
 MIN_PASSWORD, MAX_PASSWORD = 8, 128
@@ -119,9 +119,7 @@ class AccountStore:
         if role == "teacher" and class_code:
             raise SignUpError("A teacher gets a new class at sign-up; leave the class code empty.")
         pw_hash = generate_password_hash(password)  # before the transaction: it takes ~0.1-0.2 s
-        db = connect(self.path)
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with write_transaction(self.path) as db:
             if db.execute("SELECT 1 FROM accounts WHERE username=?", (username,)).fetchone():
                 raise SignUpError(f"The username {username!r} is taken; pick another one.")
             if class_code and not (CLASS_CODE_RE.match(class_code) and
@@ -141,12 +139,6 @@ class AccountStore:
                 db.execute("INSERT INTO classes (code, teacher) VALUES (?, ?)", (code, account_id))
                 db.execute("UPDATE accounts SET class_code=? WHERE id=?", (code, account_id))
             db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        finally:
-            db.close()
         account = self._by("id", account_id)
         assert account is not None
         return account

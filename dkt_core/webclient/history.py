@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from dkt_core.private_files import ensure_private, touch_private
@@ -65,6 +65,21 @@ def connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=15, isolation_level=None)
     db.row_factory = sqlite3.Row
     return db
+
+
+@contextmanager
+def write_transaction(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection holding a write transaction (BEGIN IMMEDIATE serialises the writers of all workers).
+    The caller COMMITs when it chooses (answers: inside the spool append); whatever is left uncommitted, by
+    an exception or an early return, is rolled back, and the connection is closed."""
+    db = connect(path)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        yield db
+    finally:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        db.close()
 
 
 class StaleAnswer(Exception):
@@ -116,9 +131,7 @@ class StateStore:
         entered inside the transaction and the COMMIT runs inside it: a failed spool write records nothing
         here, and a failed COMMIT (a full disk under SQLite) makes it take the spooled row back. Both or
         neither, so a refused answer is nowhere and a retry is not a duplicate."""
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")  # serialises answers of all workers
+        with write_transaction(self.path) as db:
             n = db.execute(
                 "SELECT COUNT(*) FROM interactions WHERE userID=? AND testId=? AND practice IS NULL",
                 (row["userID"], row["testId"])).fetchone()[0]
@@ -129,12 +142,6 @@ class StateStore:
             self._insert(db, row)
             with durable():
                 db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        finally:
-            db.close()
 
     def has_row(self, row: Sequence[str]) -> bool:
         """Is this seed-format row (as text, e.g. read back from a spool batch) a committed interaction?"""
@@ -207,9 +214,7 @@ class StateStore:
     def add_pick(self, session: int, item: str, test: str, tag: str, p: float | None, rule: str) -> dict:
         """Make ``item`` the session's pending question, unless one is pending already (another tab picked
         first): returns the pending pick either way."""
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with write_transaction(self.path) as db:
             last = db.execute("SELECT * FROM practice_picks WHERE session=? ORDER BY seq DESC LIMIT 1",
                               (session,)).fetchone()
             if last is not None and last["answerCode"] is None:
@@ -221,17 +226,11 @@ class StateStore:
             db.execute("COMMIT")
             return {"session": session, "seq": seq, "item": item, "testId": test, "tag": tag, "p": p, "rule": rule,
                     "answerCode": None, "choice": None}
-        finally:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            db.close()
 
     def record_practice(self, row: dict, session: int, durable: Callable[[], AbstractContextManager]) -> None:
         """Store a practice answer if its item is the session's pending pick; spool and commit together
         (as ``record``)."""
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with write_transaction(self.path) as db:
             pending = db.execute("SELECT seq, item FROM practice_picks WHERE session=? AND answerCode IS NULL "
                                  "ORDER BY seq DESC LIMIT 1", (session,)).fetchone()
             if pending is None or pending["item"] != row["assessmentItemID"]:
@@ -242,12 +241,6 @@ class StateStore:
                        (row["answerCode"], row.get("choice"), session, pending["seq"]))
             with durable():
                 db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        finally:
-            db.close()
 
     # --- mastery over time --------------------------------------------------------------------------------
     def save_mastery(self, user: str, n: int, at: str, tags: dict[str, float]) -> None:

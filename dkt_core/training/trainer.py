@@ -1,5 +1,9 @@
 """Training: validated log -> user split -> features -> each registered model -> ensemble -> artifact.
 
+Three steps, each usable on its own: ``prepare`` (split + features, once), ``train_member`` (one model;
+members are independent, so they may train in separate processes or machines) and ``assemble`` (ensemble
+weights + artifact). ``train_frame`` runs them in one process; the retraining DAG runs them as tasks.
+
 The trainer knows nothing model-specific: it talks to models only through the ``DKTModel`` surface
 and picks them only through the ``MODELS`` registry.
 """
@@ -10,9 +14,11 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from dkt_core.data.columns import LABEL, USER
@@ -22,7 +28,7 @@ from dkt_core.data.split import split_users
 from dkt_core.data.validate import validate_file
 from dkt_core.evaluation.metrics import evaluate_predictions
 from dkt_core.features.pipeline import FeaturePipeline
-from dkt_core.models import MODELS
+from dkt_core.models import MODELS, DKTModel, get_model_class
 from dkt_core.training.artifact import git_sha, write_artifact
 from dkt_core.training.config import TrainConfig
 from dkt_core.training.ensemble import SoftVoteEnsemble
@@ -32,6 +38,8 @@ log = logging.getLogger("dkt.train")
 # an evaluation file's users overlap them. 12 hex digits: a chance collision among 10^5 users is ~2e-5.
 TRAIN_USERS_FILE = "train_users.txt"
 USER_HASH_HEX = 12
+PREPARED_FILE = "prepared.json"  # in a saved Prepared: written last
+MEMBER_FILE = "member.json"  # in a saved Member: written last
 
 
 def user_hashes(users) -> set[str]:
@@ -79,9 +87,90 @@ def train_frame(frame: pd.DataFrame, out_dir: str | Path, config: TrainConfig, *
                 source: str | Path | None = None) -> Path:
     """Train ``config.models`` on ``frame`` (interactions already validated and normalised: a validation's
     valid rows or a curated version) and write a self-contained artifact to ``out_dir``. ``source``: the
-    file the frame was read from (the fingerprint hashes it); None hashes the frame's rows."""
+    file the frame was read from (the fingerprint hashes it); None hashes the frame's rows.
+
+    One process running the three steps the retraining DAG runs as separate tasks: ``prepare`` once, then
+    ``train_member`` per model (in any order, anywhere), then ``assemble``."""
+    prepared = prepare(frame, config, source=source)
+    members = [train_member(name, prepared, progress=progress, position=(i, len(config.models)))
+               for i, name in enumerate(config.models, 1)]
+    return assemble(prepared, members, out_dir)
+
+
+@dataclass
+class Prepared:
+    """The split and the fitted features, computed once and shared by every member (step 1)."""
+
+    config: TrainConfig
+    fingerprint: dict
+    pipeline: FeaturePipeline
+    train: pd.DataFrame  # feature frames of the train / validation users
+    valid: pd.DataFrame
+    n_train_users: int
+    n_valid_users: int
+    train_user_hashes: list[str]  # sorted; every user of the frame (TRAIN_USERS_FILE)
+    seconds: float
+
+    def save(self, directory: str | Path) -> Path:
+        """Write to ``directory`` (JSON + parquet only: read back, nothing in it is executed)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.pipeline.save(directory / "features")
+        self.train.to_parquet(directory / "train.parquet")
+        self.valid.to_parquet(directory / "valid.parquet")
+        (directory / TRAIN_USERS_FILE).write_text("\n".join(self.train_user_hashes) + "\n")
+        meta = {"config": self.config.to_dict(), "fingerprint": self.fingerprint, "seconds": self.seconds,
+                "n_train_users": self.n_train_users, "n_valid_users": self.n_valid_users}
+        (directory / PREPARED_FILE).write_text(json.dumps(meta, indent=2))  # last: marks a complete copy
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Prepared:
+        directory = Path(directory)
+        if not (directory / PREPARED_FILE).is_file():
+            raise FileNotFoundError(f"{directory} holds no {PREPARED_FILE}: not a prepared training set")
+        meta = json.loads((directory / PREPARED_FILE).read_text())
+        return cls(config=TrainConfig(**meta["config"]), fingerprint=meta["fingerprint"],
+                   pipeline=FeaturePipeline.load(directory / "features"),
+                   train=pd.read_parquet(directory / "train.parquet"), valid=pd.read_parquet(directory / "valid.parquet"),
+                   n_train_users=int(meta["n_train_users"]), n_valid_users=int(meta["n_valid_users"]),
+                   train_user_hashes=(directory / TRAIN_USERS_FILE).read_text().split(), seconds=float(meta["seconds"]))
+
+
+@dataclass
+class Member:
+    """One trained member and its validation predictions (step 2's result)."""
+
+    name: str
+    model: DKTModel
+    valid_pred: np.ndarray  # P(correct) per row of Prepared.valid
+    info: dict  # train_seconds, best_iteration, n_parameters, history (metrics.json)
+    seconds: float  # the whole step (fit + validation predictions)
+
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save(directory / "model")
+        np.save(directory / "valid_pred.npy", np.asarray(self.valid_pred, dtype=np.float64))
+        (directory / MEMBER_FILE).write_text(json.dumps({"name": self.name, "info": self.info, "seconds": self.seconds}))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Member:
+        directory = Path(directory)
+        if not (directory / MEMBER_FILE).is_file():
+            raise FileNotFoundError(f"{directory} holds no {MEMBER_FILE}: not a trained member")
+        meta = json.loads((directory / MEMBER_FILE).read_text())
+        name = meta["name"]
+        model = get_model_class(name).load(directory / "model")
+        pred = np.load(directory / "valid_pred.npy", allow_pickle=False)  # plain floats, never objects
+        return cls(name, model, pred, meta["info"], float(meta["seconds"]))
+
+
+def prepare(frame: pd.DataFrame, config: TrainConfig, *, source: str | Path | None = None) -> Prepared:
+    """Step 1: labelled rows -> user split (seeded) -> features fit on the train users. Deterministic given
+    the frame and the config."""
     t0 = time.perf_counter()
-    out_dir = Path(out_dir)
     frame = frame[frame[LABEL] >= 0].reset_index(drop=True)  # rows to predict carry no label to learn
     fp = fingerprint(source, frame)
     log.info("data: %d rows, %d users (%s)", fp["rows"], fp["users"], fp["data_version"])
@@ -94,47 +183,79 @@ def train_frame(frame: pd.DataFrame, out_dir: str | Path, config: TrainConfig, *
     f_train = pipeline.fit_transform(train_df)
     f_valid = pipeline.transform(valid_df)
     log.info("features: %d columns in %.1fs", f_train.shape[1], time.perf_counter() - t)
+    return Prepared(config=config, fingerprint=fp, pipeline=pipeline, train=f_train, valid=f_valid,
+                    n_train_users=int(train_df[USER].nunique()), n_valid_users=int(valid_df[USER].nunique()),
+                    train_user_hashes=sorted(user_hashes(frame[USER])), seconds=time.perf_counter() - t0)
 
-    models, valid_pred, member_info = {}, {}, {}
-    for i, name in enumerate(config.models, 1):
-        log.info("[%d/%d] training %s", i, len(config.models), name)
-        model = MODELS[name](config.model_config(name))
-        fit = model.fit(f_train, f_valid, pipeline.spec, seed=config.seed, progress=progress)
-        valid_pred[name] = model.predict_proba(f_valid)
-        models[name] = model
-        member_info[name] = {"train_seconds": round(fit.seconds, 2), "best_iteration": fit.best_iteration,
-                             "n_parameters": model.n_parameters(), "history": fit.history}
-        log.info("[%d/%d] %s done in %.1fs", i, len(config.models), name, fit.seconds)
 
+def train_member(name: str, prepared: Prepared, *, progress: bool = True,
+                 position: tuple[int, int] | None = None) -> Member:
+    """Step 2: fit one model of ``prepared.config.models`` and predict the validation users."""
+    if name not in prepared.config.models:
+        raise ValueError(f"model {name!r} is not one of this training's models {prepared.config.models}")
+    where = f"[{position[0]}/{position[1]}] " if position else ""
+    log.info("%straining %s", where, name)
+    t0 = time.perf_counter()
+    model = MODELS[name](prepared.config.model_config(name))
+    fit = model.fit(prepared.train, prepared.valid, prepared.pipeline.spec, seed=prepared.config.seed,
+                    progress=progress)
+    pred = model.predict_proba(prepared.valid)
+    info = {"train_seconds": round(fit.seconds, 2), "best_iteration": fit.best_iteration,
+            "n_parameters": model.n_parameters(), "history": fit.history}
+    log.info("%s%s done in %.1fs", where, name, fit.seconds)
+    return Member(name, model, pred, info, time.perf_counter() - t0)
+
+
+def assemble(prepared: Prepared, members: list[Member], out_dir: str | Path) -> Path:
+    """Step 3: fit the soft-vote weights on the members' validation predictions and write the artifact.
+
+    ``members`` may be any non-empty subset of ``prepared.config.models`` in any order: the artifact lists
+    them in the config's order, and its config names exactly them (so the model version says what it holds)."""
+    t0 = time.perf_counter()
+    by_name = {m.name: m for m in members}
+    if not by_name:
+        raise ValueError("no member was trained: nothing to assemble (see the members' errors)")
+    unknown = sorted(set(by_name) - set(prepared.config.models))
+    if unknown:
+        raise ValueError(f"member(s) {unknown} are not among this training's models {prepared.config.models}")
+    names = [n for n in prepared.config.models if n in by_name]
+    config = replace(prepared.config, models=names)
+    f_valid = prepared.valid
+    valid_pred = {n: by_name[n].valid_pred for n in names}
+    for n, p in valid_pred.items():
+        if len(p) != len(f_valid):
+            raise ValueError(f"member {n!r} has {len(p)} validation predictions for {len(f_valid)} rows: "
+                             "it was trained on another prepared set; retrain it")
     ensemble = SoftVoteEnsemble.fit(valid_pred, f_valid[LABEL].to_numpy())
     users, labels = f_valid[USER].to_numpy(), f_valid[LABEL].to_numpy()
-    metrics = {"validation": {name: {**evaluate_predictions(users, labels, p, n_boot=0), **member_info[name]}
-                              for name, p in valid_pred.items()}}
+    metrics = {"validation": {n: {**evaluate_predictions(users, labels, p, n_boot=0), **by_name[n].info}
+                              for n, p in valid_pred.items()}}
     metrics["validation"]["ensemble"] = evaluate_predictions(users, labels, ensemble.predict(valid_pred))
     metrics["ensemble_weights"] = ensemble.weights
 
+    fp = prepared.fingerprint
     trained_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     data_version = config.data_version or fp["data_version"]
     digest = hashlib.sha256(json.dumps([fp["sha256"], config.to_dict()], sort_keys=True).encode()).hexdigest()[:8]
+    seconds = prepared.seconds + sum(by_name[n].seconds for n in names) + time.perf_counter() - t0
     manifest = {
         "model_version": f"{trained_at[:19].replace('-', '').replace(':', '').replace('T', '-')}-{digest}",
         "data_version": data_version,
         "trained_at": trained_at,
-        "members": list(models),
+        "members": names,
         "git_sha": git_sha(),
         "fingerprint": fp,
-        "train_seconds": round(time.perf_counter() - t0, 1),
-        "n_train_users": int(train_df[USER].nunique()),
-        "n_valid_users": int(valid_df[USER].nunique()),
+        "train_seconds": round(seconds, 1),  # the steps' own time (members trained apart: their sum)
+        "n_train_users": prepared.n_train_users,
+        "n_valid_users": prepared.n_valid_users,
     }
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / TRAIN_USERS_FILE).write_text("\n".join(sorted(user_hashes(frame[USER]))) + "\n")
+    (out_dir / TRAIN_USERS_FILE).write_text("\n".join(prepared.train_user_hashes) + "\n")
     manifest["train_users"] = {"file": TRAIN_USERS_FILE, "n": fp["users"], "hash": f"sha256[:{USER_HASH_HEX}]"}
-    write_artifact(out_dir, manifest=manifest, config_dict=config.to_dict(), pipeline=pipeline, models=models,
-                   ensemble=ensemble, metrics=metrics)
+    write_artifact(out_dir, manifest=manifest, config_dict=config.to_dict(), pipeline=prepared.pipeline,
+                   models={n: by_name[n].model for n in names}, ensemble=ensemble, metrics=metrics)
     ens = metrics["validation"]["ensemble"]
     log.info("artifact %s (%s): validation auc_all=%s auc_last=%s in %.0fs", out_dir, manifest["model_version"],
              ens["auc_all"], ens["auc_last"], manifest["train_seconds"])
     return out_dir
-
-

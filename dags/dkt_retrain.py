@@ -16,7 +16,10 @@ once per task from the Airflow connection; XCom carries only ids, URIs and small
 5. `live_eval` — *before* the new rows train anything, the serving champion is scored on the rows
    since the last training (each from its own past) → `reports/live_auc.json` (n, interval, "too few
    to judge" below the judge thresholds).
-6. `train` — the selected models (one ensemble artifact) → `models/<model_version>/artifact.tar.gz`.
+6. `prepare` → `train_member` (one mapped task per model: members train in parallel, on any worker; the
+   grid labels each with its model, validation AUC and time) → `ensemble` (soft-vote weights from the
+   members' validation predictions, the one artifact → `models/<model_version>/artifact.tar.gz`). A member
+   is retried once; if it keeps failing, `ensemble` assembles the members that finished (at least one).
 7. `evaluate` — challenger **and** champion on the same hold-out users; paired difference with interval.
 8. `report` — `models/<model_version>/report.html`: metrics, ROC + calibration, data quality, drift,
    live-AUC trend. Open it from the task's extra link "Run report", the run's "Run report" tab or the
@@ -164,16 +167,48 @@ def dkt_retrain():
         return live_evaluate(batch["data_version"], batch["parent_version"], new_rows_uri=batch.get("new_rows_uri"),
                              ws=workspace())
 
-    @task(task_id="train", retries=1)
-    def train(run_plan: dict, batch: dict, split: dict) -> dict:
-        """Train the selected models on the train users; upload the artifact (a retry reuses it)."""
+    @task(task_id="prepare", **cfg.S3_RETRY)
+    def prepare(run_plan: dict, batch: dict, split: dict) -> list[dict]:
+        """Fit the split and features once for the run (stored under runs/<run>/train/); one job per model."""
         from dkt_airflow.s3env import workspace
 
-        from dkt_core.retrain.training import train_challenger
+        from dkt_core.retrain.training import prepare_training
 
-        return train_challenger(run_plan["run_id"], batch["data_version"], split["train_uri"],
-                                run_plan["models"], model_options=run_plan["model_options"],
+        return prepare_training(run_plan["run_id"], batch["data_version"], split["train_uri"], run_plan["models"],
+                                model_options=run_plan["model_options"],
                                 training_window_days=run_plan["training_window_days"], ws=workspace())
+
+    # One mapped task instance per model, labelled in the grid with the model, its validation AUC and time.
+    @task(task_id="train_member", retries=1, map_index_template="{{ dkt_member }}",
+          doc_md="Train one member on the prepared set (any worker); a retry reuses a finished member.")
+    def train_member(job: dict) -> dict:
+        """Train one member on the prepared set (any worker); a retry reuses a finished member."""
+        import logging
+
+        from airflow.sdk import get_current_context
+        from dkt_airflow.s3env import workspace
+
+        from dkt_core.retrain.training import train_run_member
+
+        ctx = get_current_context()
+        ctx["dkt_member"] = job["model"]  # the label even if training fails
+        out = train_run_member(job["run_id"], job["model"], ws=workspace())
+        if "valid_auc" in out:
+            ctx["dkt_member"] = (f"{job['model']}: AUC {out['valid_auc']:.3f} (n={out['n_valid_rows']}), "
+                                 f"{out['train_seconds']:.0f} s")
+        logging.getLogger(__name__).warning("MEMBER %s", ctx["dkt_member"])
+        return out
+
+    # all_done_min_one_success: the ensemble is assembled from the members that finished, once every member
+    # is done (a member's task that failed after its retries is left out; none finished: this task fails).
+    @task(task_id="ensemble", trigger_rule="all_done_min_one_success", **cfg.S3_RETRY)
+    def ensemble(run_plan: dict) -> dict:
+        """Fit the soft-vote weights on the members' validation predictions; upload the one artifact."""
+        from dkt_airflow.s3env import workspace
+
+        from dkt_core.retrain.training import assemble_challenger
+
+        return assemble_challenger(run_plan["run_id"], run_plan["models"], ws=workspace())
 
     @task(task_id="evaluate", **cfg.S3_RETRY)
     def evaluate(trained: dict, split: dict) -> dict:
@@ -276,8 +311,11 @@ def dkt_retrain():
     batch = has_new_data(run_plan, ingested)  # the batch to train on, or the run stops here
     split = split_holdout(batch)
     live = live_eval(batch)
-    trained = train(run_plan, batch, split)
-    live >> trained  # live evaluation sees the new rows before any model trains on them
+    jobs = prepare(run_plan, batch, split)
+    live >> jobs  # live evaluation sees the new rows before any model trains on them
+    members = train_member.expand(job=jobs)
+    trained = ensemble(run_plan)
+    members >> trained
     evaluated = evaluate(trained, split)
     reported = report(run_plan, batch, evaluated, live)
     decision = gate(reported)

@@ -53,7 +53,7 @@ def test_dag_policies(dagbag):
     for t in retrain.tasks:
         assert t.doc_md, f"dkt_retrain.{t.task_id} has no task doc"
     # live evaluation happens before any training on the new rows; promotion only behind the gate
-    assert "live_eval" in retrain.get_task("train").upstream_task_ids
+    assert "live_eval" in retrain.get_task("prepare").upstream_task_ids
     assert retrain.get_task("gate").downstream_task_ids == {"package", "keep_champion"}
     assert retrain.get_task("set_champion").upstream_task_ids >= {"deploy"}
     sensor = dagbag.dags["dkt_ingest_sensor"].get_task("wait_for_new_objects")

@@ -23,10 +23,10 @@ def test_first_run_promotes_rerun_skips_worse_challenger_is_rejected(dagbag, env
     first = dag.test(run_conf={"models": ["lgbm"], "model_options": TINY})
     st = states(first)
     assert str(first.state) == "success", st
-    assert all(st[t] == "success" for t in ["split_holdout", "live_eval", "train", "evaluate", "report", "gate",
-                                              *PROMOTE_PATH]), st
+    assert all(st[t] == "success" for t in ["split_holdout", "live_eval", "prepare", "train_member", "ensemble",
+                                              "evaluate", "report", "gate", *PROMOTE_PATH]), st
     assert st["keep_champion"] == "skipped"
-    trained = xcom(first, "train")
+    trained = xcom(first, "ensemble")
     champion = get_json(client, bucket, "models/champion.json")
     assert champion["model_version"] == trained["model_version"]
     assert champion["artifact_uri"] == f"s3://{bucket}/models/{trained['model_version']}/artifact.tar.gz"
@@ -45,7 +45,8 @@ def test_first_run_promotes_rerun_skips_worse_challenger_is_rejected(dagbag, env
     second = dag.test(run_conf={"models": ["lgbm"], "model_options": TINY})
     st = states(second)
     assert str(second.state) == "success", st
-    assert all(st[t] == "skipped" for t in ["split_holdout", "live_eval", "train", "gate", *PROMOTE_PATH]), st
+    assert all(st[t] == "skipped" for t in ["split_holdout", "live_eval", "prepare", "ensemble", "gate",
+                                              *PROMOTE_PATH]), st
 
     # (3) new data + a deliberately worse challenger (one boosting round on a 2-leaf tree)
     upload(client, bucket, "interactions/date=2020-02-01/later.csv", later)
@@ -53,7 +54,7 @@ def test_first_run_promotes_rerun_skips_worse_challenger_is_rejected(dagbag, env
     third = dag.test(run_conf={"models": ["lgbm"], "model_options": STUMP})
     st = states(third)
     assert str(third.state) == "success", st
-    assert st["train"] == "success" and st["keep_champion"] == "success", st
+    assert st["ensemble"] == "success" and st["keep_champion"] == "success", st
     assert all(st[t] == "skipped" for t in PROMOTE_PATH), st
     decision = xcom(third, "gate", key="decision")
     assert decision["promote"] is False and "champion kept" in decision["reason"]
@@ -64,7 +65,7 @@ def test_first_run_promotes_rerun_skips_worse_challenger_is_rejected(dagbag, env
     assert [e["data_version"] for e in live] == ["v=000002"]
     assert live[0]["model_version"] == champion["model_version"]
     assert live[0]["n_new_rows"] == len(later) and live[0]["auc"] > 0.6
-    challenger = xcom(third, "train")["model_version"]
+    challenger = xcom(third, "ensemble")["model_version"]
     report = get_json(client, bucket, f"models/{challenger}/report.json")
     assert report["evaluation"]["champion_version"] == champion["model_version"]
     assert report["drift"]["new_rows"]["rows"] == len(later) and set(report["drift"]["psi"]) == {
@@ -88,8 +89,8 @@ def test_malformed_rows_are_quarantined_and_the_run_succeeds(dagbag, env, s3_env
     rejected = pd.read_csv(io.BytesIO(client.get_object(Bucket=bucket, Key=rejected_key)["Body"].read()))
     assert len(rejected) == 3 and rejected["reason"].notna().all()
     assert len(curated_rows(client, bucket, "v=000001")) == len(initial)
-    assert get_json(client, bucket, "models/champion.json")["model_version"] == xcom(run, "train")["model_version"]
-    quality = get_json(client, bucket, f"models/{xcom(run, 'train')['model_version']}/report.json")["quality"]
+    assert get_json(client, bucket, "models/champion.json")["model_version"] == xcom(run, "ensemble")["model_version"]
+    quality = get_json(client, bucket, f"models/{xcom(run, 'ensemble')['model_version']}/report.json")["quality"]
     assert quality["rows_rejected"] == 3 and quality["rows_valid"] == len(initial)
 
 
@@ -166,7 +167,8 @@ def test_small_batch_stops_early_with_the_reason_in_the_note_and_retrain_anyway_
     st = states(stopped)
     assert str(stopped.state) == "success", st
     assert xcom(stopped, "ingest")["status"] == "ingested" and st["has_new_data"] == "success"
-    assert all(st[t] == "skipped" for t in ["split_holdout", "live_eval", "train", "gate", *PROMOTE_PATH]), st
+    assert all(st[t] == "skipped" for t in ["split_holdout", "live_eval", "prepare", "ensemble", "gate",
+                                              *PROMOTE_PATH]), st
     note = _note(stopped)
     assert note.startswith("[dkt] not retraining: 9 new answered row(s) from 3 user(s) since the last training "
                            "(on v=000001"), note
@@ -180,8 +182,8 @@ def test_small_batch_stops_early_with_the_reason_in_the_note_and_retrain_anyway_
     st = states(forced)
     assert str(forced.state) == "success", st
     assert xcom(forced, "ingest")["status"] != "ingested"
-    assert st["train"] == "success" and st["gate"] == "success", st
-    trained = xcom(forced, "train")
+    assert st["ensemble"] == "success" and st["gate"] == "success", st
+    trained = xcom(forced, "ensemble")
     assert trained["data_version"] == "v=000002"
     live = xcom(forced, "live_eval")
     assert (live["n_scored"], live["n_users"], live["judged"]) == (9, 3, False)

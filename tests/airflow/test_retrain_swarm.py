@@ -75,7 +75,7 @@ def test_promotion_deploys_rolls_out_then_a_failed_deploy_keeps_the_champion(dag
     upload(client, bucket, "interactions/date=2020-01-01/initial.csv", initial)
     first = dag.test(run_conf={"models": ["lgbm"], "model_options": TINY})
     assert str(first.state) == "success", states(first)
-    v1 = xcom(first, "train")["model_version"]
+    v1 = xcom(first, "ensemble")["model_version"]
     deployed = xcom(first, "deploy")
     assert deployed["status"] == "deployed" and deployed.get("first_deployment") and v1 in deployed["image"]
     assert served_version(swarm.proxy_url) == v1
@@ -84,7 +84,7 @@ def test_promotion_deploys_rolls_out_then_a_failed_deploy_keeps_the_champion(dag
     upload(client, bucket, "interactions/date=2020-02-01/later.csv", later)
     second = dag.test(run_conf={"models": ["lgbm"], "model_options": TINY, "force_deploy": True})
     assert str(second.state) == "success", states(second)
-    v2 = xcom(second, "train")["model_version"]
+    v2 = xcom(second, "ensemble")["model_version"]
     rolled = xcom(second, "deploy")
     # Swarm pins the running image by digest: "<image>@sha256:..."
     assert rolled["previous_image"].split("@")[0] == deployed["image"] and rolled["served_version"] == v2
@@ -104,7 +104,7 @@ def test_promotion_deploys_rolls_out_then_a_failed_deploy_keeps_the_champion(dag
     st = states(third)
     assert str(third.state) == "failed", st
     assert st["deploy"] == "failed" and st["set_champion"] == "upstream_failed", st
-    v3 = xcom(third, "train")["model_version"]
+    v3 = xcom(third, "ensemble")["model_version"]
     assert v3 not in (v1, v2)
     assert get_json(client, bucket, "models/champion.json") == champion  # unchanged, byte for byte
     assert served_version(swarm.proxy_url) == v2

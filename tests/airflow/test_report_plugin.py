@@ -107,7 +107,7 @@ def test_report_served_under_airflow_auth_with_note_assets_and_extra_link(dagbag
     assert links.status_code == 200, links.text
     link = links.json()["extra_links"]["Run report"]
     assert link.startswith("/dkt-reports/runs/")
-    assert api.get(f"/api/v2/dags/dkt_retrain/dagRuns/{run.run_id}/taskInstances/train/links",
+    assert api.get(f"/api/v2/dags/dkt_retrain/dagRuns/{run.run_id}/taskInstances/ensemble/links",
                    headers=auth).json()["extra_links"].get("Run report") is None
     report = api.get(link, headers=auth)
     assert report.status_code == 200 and str(report.url).endswith(f"/dkt-reports/models/{version}/report.html")

@@ -204,11 +204,15 @@ def dkt_retrain():
     @task(task_id="ensemble", trigger_rule="all_done_min_one_success", **cfg.S3_RETRY)
     def ensemble(run_plan: dict) -> dict:
         """Fit the soft-vote weights on the members' validation predictions; upload the one artifact."""
+        from airflow.sdk.exceptions import AirflowFailException
         from dkt_airflow.s3env import workspace
 
-        from dkt_core.retrain.training import assemble_challenger
+        from dkt_core.retrain.training import NoMemberTrained, assemble_challenger
 
-        return assemble_challenger(run_plan["run_id"], run_plan["models"], ws=workspace())
+        try:
+            return assemble_challenger(run_plan["run_id"], run_plan["models"], ws=workspace())
+        except NoMemberTrained as err:  # every member failed after its retries: retrying here changes nothing
+            raise AirflowFailException(str(err)) from err
 
     @task(task_id="evaluate", **cfg.S3_RETRY)
     def evaluate(trained: dict, split: dict) -> dict:

@@ -43,6 +43,10 @@ from dkt_core.training.versions import check_model_version
 log = logging.getLogger(__name__)
 
 
+class NoMemberTrained(ValueError):
+    """Every member's task failed: nothing to assemble (a retry of the ensemble cannot change that)."""
+
+
 def window(frame: pd.DataFrame, days: int | None) -> pd.DataFrame:
     """Rows of the last ``days`` days before the newest timestamp (all rows when None)."""
     if not days:
@@ -141,7 +145,7 @@ def train_run_member(run_id: str, model: str, *, settings: RetrainSettings | Non
 def assemble_challenger(run_id: str, models: list[str], *, settings: RetrainSettings | None = None,
                         s3: S3Settings | None = None, ws: Workspace | None = None) -> dict[str, Any]:
     """Step 3: the one artifact from the members of ``models`` that finished (those whose record exists);
-    ValueError when none did. Returns what ``train_challenger`` returns, plus ``members_failed``."""
+    NoMemberTrained when none did. Returns what ``train_challenger`` returns, plus ``members_failed``."""
     from dkt_core.training.trainer import Member, Prepared, assemble
 
     ws = task_workspace(ws, s3=s3, settings=settings)
@@ -157,7 +161,7 @@ def assemble_challenger(run_id: str, models: list[str], *, settings: RetrainSett
     records = {m: read_json(ws.client, ws.bucket, _member_key(run_id, m, ".json")) for m in models}
     failed = [m for m, r in records.items() if r is None]
     if len(failed) == len(models):
-        raise ValueError(f"no member of {models} finished training in run {run_id}: nothing to assemble "
+        raise NoMemberTrained(f"no member of {models} finished training in run {run_id}: nothing to assemble "
                          "(see the train_member tasks' logs)")
     if failed:
         log.warning("member(s) %s did not finish (their tasks failed after their retries): the challenger is "

@@ -62,5 +62,7 @@ def test_no_member_finishing_fails_the_run_with_nothing_promoted(dagbag, env, s3
     st = states(run)
     assert str(run.state) == "failed", st
     assert st["train_member"] == "failed" and st["ensemble"] == "failed", st
+    ensemble_ti = next(ti for ti in run.get_task_instances() if ti.task_id == "ensemble")
+    assert ensemble_ti.try_number == 1  # not retried: no member finished, a retry could not change that
     assert all(st[t] in ("upstream_failed", "skipped") for t in ["evaluate", "gate", *PROMOTE_PATH]), st
     assert keys(client, bucket, "models/champion.json") == []

@@ -93,7 +93,7 @@ class FlushWorker:
     """Background thread of one worker: seal aged/orphaned batches and flush sealed ones periodically."""
 
     def __init__(self, spool: Spool, *, interval_s: float, settings: S3Settings | None = None,
-                 create_bucket: bool = True, committed: Callable[[list[str]], bool] | None = None):
+                 create_bucket: bool = True, committed: Callable[[list[str], str], bool] | None = None):
         self.spool = spool
         self.committed = committed  # judges an orphan's last row (Spool.seal_orphans)
         self.interval_s = interval_s

@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS mastery (
 );
 """
 # Columns added to ``interactions`` after its first release (added to an older database at start).
-_EXTRA_COLUMNS = {"practice": "INTEGER", "choice": "TEXT"}
+# batch: the spool batch file that holds the row (an orphaned batch's last row is kept only if committed there)
+_EXTRA_COLUMNS = {"practice": "INTEGER", "choice": "TEXT", "batch": "TEXT"}
 
 
 def open_private_db(path: Path) -> None:
@@ -139,16 +140,20 @@ class StateStore:
             if row["assessmentItemID"] != due:
                 raise StaleAnswer(f"item {row['assessmentItemID']} is not the question due (answered already, or "
                                   f"skipped ahead); the next item is {due}")
-            self._insert(db, row)
-            with durable():
+            rowid = self._insert(db, row)
+            with durable() as batch:
+                db.execute("UPDATE interactions SET batch=? WHERE id=?", (batch, rowid))
                 db.execute("COMMIT")
 
-    def has_row(self, row: Sequence[str]) -> bool:
-        """Is this seed-format row (as text, e.g. read back from a spool batch) a committed interaction?"""
+    def has_row(self, row: Sequence[str], batch: str | None = None) -> bool:
+        """Is this seed-format row (as text, e.g. read back from a spool batch) a committed interaction
+        (stored in spool batch ``batch`` when given: an identical retry in another batch does not count)?"""
         if len(row) != len(SEED_COLUMNS) or not str(row[3]).lstrip("-").isdigit():
             return False
         values = [*row[:3], int(row[3]), *row[4:]]
         where = " AND ".join(f"{c}=?" for c in SEED_COLUMNS)
+        if batch is not None:
+            where, values = f"{where} AND batch=?", [*values, batch]
         with self._connect() as db:
             return db.execute(f"SELECT 1 FROM interactions WHERE {where} LIMIT 1", values).fetchone() is not None
 
@@ -163,9 +168,9 @@ class StateStore:
         return [dict(r) for r in reversed(rows)]
 
     @staticmethod
-    def _insert(db: sqlite3.Connection, row: dict, practice: int | None = None) -> None:
-        db.execute(f"INSERT INTO interactions ({', '.join(SEED_COLUMNS)}, practice, choice) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [*(row[c] for c in SEED_COLUMNS), practice, row.get("choice")])
+    def _insert(db: sqlite3.Connection, row: dict, practice: int | None = None) -> int:
+        return db.execute(f"INSERT INTO interactions ({', '.join(SEED_COLUMNS)}, practice, choice) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [*(row[c] for c in SEED_COLUMNS), practice, row.get("choice")]).lastrowid
 
     # --- tests: sittings and explicit retakes ----------------------------------------------------------
     def test_rows(self, user: str) -> list[dict]:
@@ -236,10 +241,11 @@ class StateStore:
             if pending is None or pending["item"] != row["assessmentItemID"]:
                 raise StaleAnswer(f"item {row['assessmentItemID']} is not the practice question due (answered "
                                   "already, or another tab moved on)")
-            self._insert(db, row, practice=session)
+            rowid = self._insert(db, row, practice=session)
             db.execute("UPDATE practice_picks SET answerCode=?, choice=? WHERE session=? AND seq=?",
                        (row["answerCode"], row.get("choice"), session, pending["seq"]))
-            with durable():
+            with durable() as batch:
+                db.execute("UPDATE interactions SET batch=? WHERE id=?", (batch, rowid))
                 db.execute("COMMIT")
 
     # --- mastery over time --------------------------------------------------------------------------------

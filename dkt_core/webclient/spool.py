@@ -146,12 +146,12 @@ class Spool:
             pass
 
     @contextmanager
-    def appending(self, rows: Sequence[Sequence[object]]) -> Iterator[None]:
-        """Write ``rows`` durably, then run the caller's block (e.g. its database commit); if the block
-        raises, the rows are cut out of the batch again, so they are stored exactly when the caller's
-        block succeeded. The spool's lock is held throughout (appends of this process wait)."""
+    def appending(self, rows: Sequence[Sequence[object]]) -> Iterator[str | None]:
+        """Write ``rows`` durably, then run the caller's block (e.g. its database commit) with the name of
+        the batch that holds them; if the block raises, the rows are cut out of the batch again, so they
+        are stored exactly when the caller's block succeeded. The spool's lock is held throughout."""
         if not rows:
-            yield
+            yield None
             return
         data = encode_rows(rows)
         with self._lock:
@@ -169,7 +169,7 @@ class Spool:
                 raise SpoolWriteError(exc.errno, f"the answer could not be stored ({exc.strerror or exc}); "
                                                  "nothing of it was kept") from exc
             try:
-                yield
+                yield self._path.name if self._path else None
             except BaseException as exc:
                 self._cut_back_locked(start, f"caller failed after the append: {type(exc).__name__}: {exc}")
                 raise
@@ -225,13 +225,14 @@ class Spool:
     def current(self) -> Path | None:
         return self._path
 
-    def seal_orphans(self, committed: Callable[[list[str]], bool] | None = None) -> list[Path]:
+    def seal_orphans(self, committed: Callable[[list[str], str], bool] | None = None) -> list[Path]:
         """Seal batches whose owner process is gone (their flock is free); header-only ones are removed.
 
-        A torn last line is dropped. ``committed(row)`` (the client's state database) judges the last
-        complete row: a writer killed between its spool write and its own commit never acknowledged that
-        row (its transaction rolled back), so the row is dropped too and the student's retry is the only
-        copy. Only the last row can be in that state: appends are serialised and a failed one is cut back."""
+        A torn last line is dropped. ``committed(row, batch_name)`` (the client's state database) judges the
+        last complete row: a writer killed between its spool write and its own commit never acknowledged
+        that row (its transaction rolled back), so the row is dropped too and the student's retry is the
+        only copy. The batch name matters: a retry within the same second is an identical row, committed
+        in another batch. Only the last row can be in that state: appends are serialised and a failed one is cut back."""
         sealed: list[Path] = []
         for path in sorted(self.active_dir.glob("*.csv")):
             if path == self._path:
@@ -251,7 +252,7 @@ class Spool:
                 last = body.rfind(b"\n", 0, keep - 1) + 1
                 if committed is not None and keep > len(HEADER) and last >= len(HEADER):
                     row = next(csv.reader([body[last:keep].decode("utf-8", "replace")]), [])
-                    if not committed(row):
+                    if not committed(row, path.name):
                         log.warning("orphan %s: its last row was never committed (the writer died before "
                                     "answering); dropped (%d bytes): %s", path.name, keep - last, row)
                         keep = last

@@ -283,7 +283,7 @@ def test_an_orphans_uncommitted_last_row_is_dropped(tmp_path, caplog):
     p = CTX.Process(target=_write_and_die, args=(tmp_path, rows, b""))
     p.start(), p.join()
     committed = {tuple(map(str, r)) for r in rows[:2]}  # the state database holds the first two only
-    (sealed,) = Spool(tmp_path).seal_orphans(lambda row: tuple(row) in committed)
+    (sealed,) = Spool(tmp_path).seal_orphans(lambda row, batch: tuple(row) in committed)
     assert sealed.read_bytes() == HEADER + encode_rows(rows[:2])
     assert "never committed" in caplog.text
 
@@ -297,3 +297,24 @@ def test_state_store_knows_its_committed_rows(tmp_path):
     assert store.has_row(["u", "i0", "T1", "1", "2020-01-01 00:00:00", "7224"])
     assert not store.has_row(["u", "i0", "T1", "1", "2020-01-01 00:00:00", "722"])
     assert not store.has_row(["u", "i0", "T1", "x", "2020-01-01 00:00:00", "7224"]) and not store.has_row(["u"])
+    batch = spool.current.name
+    assert store.has_row(["u", "i0", "T1", "1", "2020-01-01 00:00:00", "7224"], batch)
+    assert not store.has_row(["u", "i0", "T1", "1", "2020-01-01 00:00:00", "7224"], "2020-01-01_other.csv")
+
+
+def test_an_orphans_last_row_is_judged_in_its_own_batch(tmp_path):
+    """A worker killed between its spool write and its commit; the student's retry lands on another worker
+    within the same second, so it is the identical row, committed there. The orphan's copy was never
+    acknowledged: it is dropped, and the row reaches S3 once (it did twice when only the row was compared)."""
+    from dkt_core.webclient.history import StateStore
+
+    store = StateStore(tmp_path / "state.sqlite")
+    row = dict(zip(SEED_COLUMNS, ["u", "i0", "T1", 1, "2020-01-01 00:00:00", "7224"], strict=True))
+    p = CTX.Process(target=_write_and_die, args=(tmp_path / "spool", [[row[c] for c in SEED_COLUMNS]], b""))
+    p.start(), p.join()  # the dead worker's batch holds the row; its transaction never committed
+    retry = Spool(tmp_path / "spool")
+    store.record(row, ["i0"], lambda: retry.appending([[row[c] for c in SEED_COLUMNS]]))
+    assert retry.seal_orphans(store.has_row) == []  # the orphan held only that row: nothing left to seal
+    retry.seal()
+    (batch,) = retry.sealed_batches()
+    assert batch.read_bytes() == HEADER + encode_rows([[row[c] for c in SEED_COLUMNS]])

@@ -155,3 +155,25 @@ def tiny_log_csv(tiny_log, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("logs") / "tiny.csv"
     write_log(tiny_log, str(path))
     return path
+
+
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def headless_chromium(profile: Path, *args: str, page_load_timeout: float = 30):
+    """Debian's Chromium, headless, driven by its chromedriver (a missing browser is a missing prerequisite:
+    ``make browser-deps``); the caller quits it."""
+    if not (Path(CHROMEDRIVER).exists() and shutil.which("chromium")):
+        skip_missing("Debian chromium/chromium-driver are missing: run `make browser-deps`")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={profile}", *args):
+        opts.add_argument(arg)
+    opts.binary_location = shutil.which("chromium")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(page_load_timeout)
+    return driver

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,11 +22,10 @@ import requests
 from dagutil import TINY, states, upload
 
 from devtools.ports import free_port
-from tests.conftest import skip_missing
+from tests.conftest import headless_chromium
 
 pytestmark = [pytest.mark.airflow, pytest.mark.browser]
 
-CHROMEDRIVER = "/usr/bin/chromedriver"
 PASSWORD = "browser-test-password"
 
 
@@ -70,19 +68,7 @@ def api_server(env, airflow_home, tmp_path):
 
 @pytest.fixture
 def browser(tmp_path):
-    if not (Path(CHROMEDRIVER).exists() and shutil.which("chromium")):
-        skip_missing("Debian chromium/chromium-driver are missing: run `make browser-deps`")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'chrome-profile'}"):
-        opts.add_argument(arg)
-    opts.binary_location = shutil.which("chromium")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(60)
+    driver = headless_chromium(tmp_path / "chrome-profile", "--window-size=1400,1000", page_load_timeout=60)
     yield driver
     driver.quit()
 

@@ -25,11 +25,10 @@ import requests
 
 from dkt_core.storage.s3 import ensure_bucket, list_keys, s3_client
 from dkt_core.webclient.bank import CHOICES, SEED_COLUMNS, build_bank
-from tests.conftest import free_port, skip_missing
+from tests.conftest import free_port, headless_chromium
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-CHROMEDRIVER = "/usr/bin/chromedriver"
 TEST_ID = "T1"
 
 
@@ -85,19 +84,7 @@ def start_client(tmp_path, s3_env, bank):
 
 @pytest.fixture
 def browser(tmp_path):
-    if not (Path(CHROMEDRIVER).exists() and shutil.which("chromium")):
-        skip_missing("Debian chromium/chromium-driver are missing: run `make browser-deps`")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={tmp_path / 'chrome-profile'}"):
-        opts.add_argument(arg)
-    opts.binary_location = shutil.which("chromium")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(30)
+    driver = headless_chromium(tmp_path / "chrome-profile", page_load_timeout=30)
     yield driver
     driver.quit()
 

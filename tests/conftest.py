@@ -110,6 +110,20 @@ class MotoServer:
         urllib.request.urlopen(urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def api_keys_file(tmp_path_factory) -> Path:
+    """Every test reads its API keys from a session-private key-hash file (one key, "tests"), never from the
+    developer's .dkt/secrets: a fresh clone (CI) has no key file, and a test must not depend on one. A test
+    that needs its own keys points DKT_API_KEYS_FILE elsewhere with monkeypatch."""
+    from dkt_core.serving.apikeys import create_key
+
+    path = tmp_path_factory.mktemp("secrets") / "api_keys.json"
+    create_key(path, "tests")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DKT_API_KEYS_FILE", str(path))
+        yield path
+
+
 @pytest.fixture(scope="session")
 def moto_server():
     server = MotoServer(free_port())

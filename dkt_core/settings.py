@@ -156,9 +156,21 @@ _UNSET: Any = object()
 
 
 def setting(var: Var, *, default: Any = _UNSET) -> Any:
-    """A dataclass field read from ``var``; a direct construction gets ``var``'s default unless the area
-    gives its own (``load`` always reads ``var``)."""
-    return field(default=var.default if default is _UNSET else default, metadata={"var": var})
+    """A dataclass field read from ``var``; a direct construction gets ``var``'s default (a path declared under
+    ``DKT_HOME`` follows the one HOME rule: :func:`home` of an empty environment) unless the area gives its own
+    (``load`` always reads ``var``)."""
+    return field(default=_direct_default(var) if default is _UNSET else default, metadata={"var": var})
+
+
+def _direct_default(var: Var) -> Any:
+    """``var``'s value in a direct construction. ``DKT_HOME`` and the paths under it are made absolute here, the
+    way :func:`home` does for an unset ``DKT_HOME``; a path whose declared default is None stays None (its area
+    derives it from another field, e.g. the session key beside the state database)."""
+    if var is HOME:
+        return Path(HOME.default).resolve()
+    if var.under_home is not None and var.default is not None:
+        return Path(HOME.default).resolve() / var.under_home
+    return var.default
 
 
 # --- the variables ------------------------------------------------------------------------------------------------
@@ -509,7 +521,7 @@ class ServingSettings(_Checked):
     torch_threads: int = setting(TORCH_THREADS)
     history_window: int = setting(HISTORY_WINDOW)
     api_auth: bool = setting(API_AUTH)
-    api_keys_file: Path = setting(API_KEYS_FILE, default=Path(".dkt").resolve() / "secrets" / "api_keys.json")
+    api_keys_file: Path = setting(API_KEYS_FILE)
 
 
 @dataclass(frozen=True)
@@ -557,8 +569,7 @@ class ClientSettings(_Checked):
     create_bucket: bool = setting(S3_CREATE_BUCKET)
     secret_key_file: Path | None = setting(CLIENT_SECRET_KEY_FILE)  # None: beside the state database
     answer_key_file: Path | None = setting(CLIENT_ANSWER_KEY_FILE)  # None: beside the bank
-    api_key_file: Path | None = setting(CLIENT_API_KEY_FILE, default=None)  # a file, never the env; None: no key
-    api_key_file: Path = setting(CLIENT_API_KEY_FILE, default=Path(".dkt").resolve() / "secrets" / "webclient.key")
+    api_key_file: Path = setting(CLIENT_API_KEY_FILE)  # a file, never the env
     cookie_secure: bool = setting(CLIENT_COOKIE_SECURE)
     session_hours: float = setting(CLIENT_SESSION_HOURS)
     answer_limit: str = setting(CLIENT_ANSWER_LIMIT)
@@ -594,7 +605,7 @@ class DeploySettings(_Checked):
     api_port: int = setting(API_PORT)
     client_port: int = setting(CLIENT_PORT)
     base_image: str = setting(BASE_IMAGE)
-    home: Path = setting(HOME, default=Path(".dkt").absolute())
+    home: Path = setting(HOME)
     # How long a rolling update may take to settle before it counts as failed (and is rolled back), and
     # how long the smoke test through the proxy may wait for the new version.
     rollout_timeout_s: float = setting(ROLLOUT_TIMEOUT_S)
@@ -603,9 +614,8 @@ class DeploySettings(_Checked):
     client_bank: Path | None = setting(CLIENT_BANK, default=None)  # None: home / client / bank.json
     build_ca_bundle: Path | None = setting(BUILD_CA_BUNDLE)
     registry_user: str = setting(REGISTRY_USER)
-    registry_password_file: Path = setting(REGISTRY_PASSWORD_FILE, default=Path(".dkt").absolute() / "registry" / "password")
-    client_s3_credentials: Path = setting(CLIENT_S3_CREDENTIALS_FILE,
-                                          default=Path(".dkt").absolute() / "secrets" / "client-s3-credentials")
+    registry_password_file: Path = setting(REGISTRY_PASSWORD_FILE)
+    client_s3_credentials: Path = setting(CLIENT_S3_CREDENTIALS_FILE)
     git_sha: str = setting(GIT_SHA)  # only when git cannot tell
 
     def __post_init__(self) -> None:

@@ -32,18 +32,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_package(args: argparse.Namespace) -> int:
-    from dkt_core.packaging import list_packaged, package_artifact
+    from dkt_core.packaging import artifact_models, list_packaged, package_artifact
 
     if args.list:
         models = list_packaged()
         if args.json:
             print(json.dumps([{"tag": m.tag, **{k: m.metadata.get(k) for k in
-                                                ("model_version", "data_version", "trained_at", "members")}}
+                                                ("model_version", "data_version", "trained_at", "models")}}
                               for m in models]))
         else:
             for m in models:
                 print(f"{m.tag}  data={m.metadata.get('data_version')}  trained_at={m.metadata.get('trained_at')}"
-                      f"  members={','.join(m.metadata.get('members', []))}")
+                      f"  models={','.join(artifact_models(m.metadata))}")
         return 0
     if args.model is None:
         raise ValueError("give --model DIR (an artifact from `dkt train`) or --list")

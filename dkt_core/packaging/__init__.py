@@ -4,6 +4,7 @@ from dkt_core.packaging.store import (
     MODEL_NAME,
     PackagedModel,
     PackagingError,
+    artifact_models,
     latest_tag,
     list_packaged,
     load_packaged,
@@ -12,5 +13,5 @@ from dkt_core.packaging.store import (
     resolve_tag,
 )
 
-__all__ = ["MODEL_NAME", "PackagedModel", "PackagingError", "latest_tag", "list_packaged", "load_packaged",
+__all__ = ["MODEL_NAME", "PackagedModel", "PackagingError", "artifact_models", "latest_tag", "list_packaged", "load_packaged",
            "model_store", "package_artifact", "resolve_tag"]

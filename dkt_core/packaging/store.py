@@ -4,7 +4,10 @@ The whole artifact (encoders, feature statistics, member weights, ensemble weigh
 copied into the model's folder under ``artifact/``, so a Bento or image that carries the model carries
 everything serving needs; nothing is read from the source tree or the training output afterwards.
 Labels (strings, for ``bentoml models list``) and metadata (for ``/version``, the deploy tooling and the
-rollout checks) record model version, data version, training time, members and validation metrics.
+rollout checks) record model version, data version, training time, models and validation metrics.
+
+The member list has one name, ``models`` (manifest, labels, metadata). Artifacts written before that rename
+call it ``members``: ``artifact_models`` reads ``members`` when ``models`` is absent; nothing writes ``members``.
 
 Every function takes an optional ``home`` (a BENTOML_HOME): BentoML binds its default store at import
 time, so tests and tools that need a private store pass it explicitly instead of changing the env.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,24 +53,36 @@ def model_store(home: str | Path | None = None):
     return ModelStore(str(path))
 
 
+def artifact_models(manifest: Mapping) -> list[str]:
+    """The models an artifact holds (its manifest's or packaged metadata's ``models``).
+
+    The one rule for artifacts written before the rename: their list is ``members``, read when ``models`` is
+    absent. A mapping with neither is not an artifact's manifest: KeyError naming both keys."""
+    if "models" in manifest:
+        return list(manifest["models"])
+    if "members" in manifest:  # written before issue 14 renamed the key
+        return list(manifest["members"])
+    raise KeyError("the manifest lists no models (neither 'models' nor, before the rename, 'members')")
+
+
 def _metadata(artifact_dir: Path) -> dict:
     manifest_path = artifact_dir / "manifest.json"
     if not manifest_path.is_file():
         raise PackagingError(f"{artifact_dir} is not a trained model artifact (no manifest.json); "
                              "run `dkt train --out DIR` first")
     manifest = json.loads(manifest_path.read_text())
-    missing = [k for k in ("model_version", "data_version", "trained_at", "members") if k not in manifest]
+    missing = [k for k in ("model_version", "data_version", "trained_at") if k not in manifest]
+    if "models" not in manifest and "members" not in manifest:
+        missing.append("models")
     if missing:
         raise PackagingError(f"{manifest_path} lacks {missing}: re-train the artifact with this dkt version")
     metrics_path = artifact_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    members = list(manifest["members"])
     return {
         "model_version": str(manifest["model_version"]),
         "data_version": str(manifest["data_version"]),
         "trained_at": str(manifest["trained_at"]),
-        "members": members,
-        "models": members,  # the key the deploy tooling and VersionResponse use
+        "models": artifact_models(manifest),  # the key /version, the deploy tooling and `dkt package --list` read
         "git_sha": str(manifest.get("git_sha", "unknown")),
         "metrics": _without_none(metrics.get("validation", metrics)),
     }
@@ -98,7 +114,7 @@ def package_artifact(artifact_dir: str | Path, home: str | Path | None = None) -
             raise PackagingError(f"{tag} already exists with another data version; versions are immutable")
         return _packaged(existing)
     labels = {"model_version": meta["model_version"], "data_version": meta["data_version"],
-              "members": ",".join(meta["members"]), "framework": "dkt_core"}
+              "models": ",".join(meta["models"]), "framework": "dkt_core"}
     with bentoml.models.create(tag, labels=labels, metadata=meta, module="dkt_core.packaging",
                                _model_store=store) as model:
         shutil.copytree(artifact_dir, model.path_of(ARTIFACT_SUBDIR),

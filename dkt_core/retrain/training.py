@@ -31,6 +31,7 @@ import pandas as pd
 
 from dkt_core.data.columns import LABEL, USER
 from dkt_core.ingest.layout import ARTIFACT_FILE, challenger_record_key, model_key, run_slug
+from dkt_core.packaging.store import artifact_models
 from dkt_core.retrain.artifacts import cache_local_artifact, upload_artifact, verify_sha256
 from dkt_core.retrain.batch import record_training
 from dkt_core.retrain.settings import RetrainSettings
@@ -213,7 +214,7 @@ def _publish(run_id: str, data_version: str, artifact: Path, ws: Workspace) -> d
         "data_version": data_version,
         "artifact_uri": uri,
         "artifact_sha256": sha256,  # checked before every later load of the artifact
-        "models": list(manifest["members"]),
+        "models": artifact_models(manifest),
         "validation": metrics["validation"]["ensemble"],
         "ensemble_weights": metrics["ensemble_weights"],
         "train_seconds": manifest.get("train_seconds"),

@@ -26,6 +26,7 @@ from dkt_core.api import (
     Target,
     VersionResponse,
 )
+from dkt_core.packaging.store import artifact_models
 from dkt_core.predict import Predictor
 from dkt_core.serving.frames import HISTORY_WINDOW, build_frame
 
@@ -58,7 +59,7 @@ class InferenceEngine:
         predictor = Predictor.load(artifact_dir)
         manifest = predictor.artifact.manifest
         meta = metadata or {"model_version": manifest["model_version"], "data_version": manifest["data_version"],
-                            "trained_at": manifest["trained_at"], "members": list(manifest["members"])}
+                            "trained_at": manifest["trained_at"], "models": artifact_models(manifest)}
         return cls(predictor, meta, window)
 
     @property
@@ -119,7 +120,7 @@ class InferenceEngine:
     def version(self) -> VersionResponse:
         m = self.metadata
         return VersionResponse(model_version=m["model_version"], data_version=m["data_version"],
-                               trained_at=m["trained_at"], models=list(m.get("members", m.get("models", []))))
+                               trained_at=m["trained_at"], models=artifact_models(m))
 
 
 def typical_item(item: str) -> str:

@@ -242,7 +242,7 @@ def assemble(prepared: Prepared, members: list[Member], out_dir: str | Path) -> 
         "model_version": f"{trained_at[:19].replace('-', '').replace(':', '').replace('T', '-')}-{digest}",
         "data_version": data_version,
         "trained_at": trained_at,
-        "members": names,
+        "models": names,
         "git_sha": git_sha(),
         "fingerprint": fp,
         "train_seconds": round(seconds, 1),  # the steps' own time (members trained apart: their sum)

@@ -105,7 +105,7 @@ def models(tmp_path_factory) -> Models:
             cmd += ["--option", opt]
         subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
         arts[name] = root / name
-    assert _manifest(arts["v2"])["members"] == ["lgbm", "lstm"]
+    assert _manifest(arts["v2"])["models"] == ["lgbm", "lstm"]
     home = root / "bentoml"
     tags = {name: package_model(arts[name], home) for name in ("v1", "v2")}  # v2, the newer, packaged last
     return Models(data, arts["v1"], arts["v2"], home, tags)

@@ -26,7 +26,7 @@ def test_artifact_is_self_contained(artifact):
                  "features/feature_state.json", "models/lgbm/model.json", "models/lgbm/model.txt"):
         assert (artifact / name).exists(), name
     manifest = json.loads((artifact / "manifest.json").read_text())
-    assert manifest["members"] == ["lgbm"] and len(manifest["fingerprint"]["sha256"]) == 64
+    assert manifest["models"] == ["lgbm"] and len(manifest["fingerprint"]["sha256"]) == 64
     metrics = json.loads((artifact / "metrics.json").read_text())["validation"]
     assert metrics["lgbm"]["auc_all"] > 0.65  # the simulated students are learnable
     assert TrainConfig.load(artifact / "config.json").seed == 3

@@ -48,7 +48,7 @@ def test_steps_apart_in_reverse_order_equal_one_process(one_process, tiny_log, t
     assert one["ensemble_weights"] == two["ensemble_weights"]
     assert _strip_seconds(one["validation"]) == _strip_seconds(two["validation"])
     m1, m2 = (json.loads((a / "manifest.json").read_text()) for a in (one_process, fanned))
-    assert m1["members"] == m2["members"] == ["lgbm", "lstm"]  # the config's order, not the training order
+    assert m1["models"] == m2["models"] == ["lgbm", "lstm"]  # the config's order, not the training order
     assert m1["model_version"][-8:] == m2["model_version"][-8:]  # the same data + config digest
     assert m1["fingerprint"] == m2["fingerprint"]
     assert (one_process / "config.json").read_text() == (fanned / "config.json").read_text()
@@ -62,7 +62,7 @@ def test_a_subset_of_members_makes_an_artifact_of_exactly_them(tiny_log, tmp_pat
     prepared = prepare(tiny_log, _config())
     art = assemble(prepared, [train_member("lgbm", prepared, progress=False)], tmp_path / "partial")
     manifest = json.loads((art / "manifest.json").read_text())
-    assert manifest["members"] == ["lgbm"]
+    assert manifest["models"] == ["lgbm"]
     assert TrainConfig.load(art / "config.json").models == ["lgbm"]
     assert json.loads((art / "ensemble.json").read_text())["weights"] == {"lgbm": 1.0}
     assert Predictor.load(art).predict_frame(tiny_log).shape == (len(tiny_log),)

@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--users", type=int, default=1000, help="number of simulated students")
     s.add_argument("--seed", type=int, default=0, help="random seed of the simulation (same seed, same log)")
     s.add_argument("--out", type=Path, required=True, help=".csv, .csv.gz or .parquet")
+    s.add_argument("--format", choices=("auto", "csv", "parquet"), default="auto",
+                   help="auto: from the --out suffix; parquet: written block by block (a few GB of memory "
+                        "whatever --users, e.g. --users 300000 for ~95 M rows); csv: the whole log in memory")
     s.set_defaults(func=cmd_simulate)
 
     from dkt_core.commands import seed
@@ -55,12 +58,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from dkt_core.data.simulate import SimulationConfig, simulate, write_log
+    from dkt_core.data.simulate import SimulationConfig, simulate, write_log, write_log_chunked
 
     if args.users < 1:
         raise ValueError("--users must be at least 1")
-    frame = simulate(SimulationConfig(users=args.users, seed=args.seed))
+    fmt = args.format
+    if fmt == "auto":
+        fmt = "parquet" if args.out.name.endswith(".parquet") else "csv"
+    elif fmt == "parquet" and not args.out.name.endswith(".parquet"):
+        raise ValueError(f"--format parquet writes Parquet: name --out with a .parquet suffix, not {args.out.name}")
+    elif fmt == "csv" and args.out.name.endswith(".parquet"):
+        raise ValueError(f"--format csv writes CSV: name --out .csv or .csv.gz, not {args.out.name}")
+    config = SimulationConfig(users=args.users, seed=args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_log(frame, str(args.out))
-    print(f"wrote {len(frame)} interactions of {args.users} users to {args.out}", file=sys.stderr)
+    if fmt == "parquet":
+        rows = write_log_chunked(config, args.out)
+    else:
+        frame = simulate(config)
+        write_log(frame, str(args.out))
+        rows = len(frame)
+    print(f"wrote {rows} interactions of {args.users} users to {args.out}", file=sys.stderr)
     return 0

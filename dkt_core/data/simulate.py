@@ -9,13 +9,19 @@ items and long gaps between sittings, and occasional retakes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from dkt_core.data.columns import TIMESTAMP_FORMAT
 from dkt_core.data.groupops import Grouping, combine_codes
+
+BLOCK_USERS = 20_000  # students per generated block (~6 M rows at the seed's density)
 
 
 @dataclass(frozen=True)
@@ -31,7 +37,31 @@ class SimulationConfig:
 
 def simulate(cfg: SimulationConfig) -> pd.DataFrame:
     """Return a typed interaction log (seed columns), sorted per user by time."""
+    blocks = list(simulate_blocks(cfg))
+    return blocks[0] if len(blocks) == 1 else pd.concat(blocks, ignore_index=True)
+
+
+def simulate_blocks(cfg: SimulationConfig) -> Iterator[pd.DataFrame]:
+    """The log of ``simulate(cfg)`` as consecutive blocks of at most ``BLOCK_USERS`` whole students."""
     rng = np.random.default_rng(cfg.seed)
+    bank = _item_bank(cfg, rng)
+    for first in range(0, cfg.users, BLOCK_USERS):
+        block_rng = rng if first == 0 else np.random.default_rng([cfg.seed, first // BLOCK_USERS])
+        yield _students(cfg, bank, block_rng, first, min(BLOCK_USERS, cfg.users - first))
+
+
+@dataclass(frozen=True)
+class _Bank:
+    test_head: np.ndarray
+    test_mid: np.ndarray
+    test_len: np.ndarray
+    test_diff: np.ndarray
+    head_start: np.ndarray
+    head_count: np.ndarray
+    test_tag0: np.ndarray
+
+
+def _item_bank(cfg: SimulationConfig, rng: np.random.Generator) -> _Bank:
     # --- the item bank: tests belong to a head (grade); each test has 3..13 items and 1..3 tags.
     test_head = np.sort(rng.integers(1, 10, cfg.tests))
     test_mid = np.arange(cfg.tests) % 198 + 1
@@ -40,15 +70,21 @@ def simulate(cfg: SimulationConfig) -> pd.DataFrame:
     head_start = np.searchsorted(test_head, np.arange(1, 10))
     head_count = np.bincount(test_head, minlength=10)[1:]
     test_tag0 = rng.integers(0, cfg.tags, cfg.tests)
+    return _Bank(test_head, test_mid, test_len, test_diff, head_start, head_count, test_tag0)
 
+
+def _students(cfg: SimulationConfig, bank: _Bank, rng: np.random.Generator, first: int, users: int) -> pd.DataFrame:
+    """Rows of students ``first .. first + users - 1`` (their ids), drawn from ``rng``."""
+    test_head, test_mid, test_len, test_diff = bank.test_head, bank.test_mid, bank.test_len, bank.test_diff
+    head_start, head_count, test_tag0 = bank.head_start, bank.head_count, bank.test_tag0
     # --- students: ability, learning speed, grade, number of test sittings.
-    ability = rng.normal(0.0, 1.0, cfg.users)
-    learn = rng.gamma(2.0, 0.12, cfg.users)
-    grade = rng.integers(1, 10, cfg.users)
-    n_tests = np.maximum(1, rng.poisson(cfg.mean_tests_per_user * rng.lognormal(0, 0.5, cfg.users) / 1.13))
+    ability = rng.normal(0.0, 1.0, users)
+    learn = rng.gamma(2.0, 0.12, users)
+    grade = rng.integers(1, 10, users)
+    n_tests = np.maximum(1, rng.poisson(cfg.mean_tests_per_user * rng.lognormal(0, 0.5, users) / 1.13))
 
     # --- sittings: mostly tests of the student's grade, sometimes a neighbour grade; some retakes.
-    s_user = np.repeat(np.arange(cfg.users), n_tests)
+    s_user = np.repeat(np.arange(users), n_tests)
     head = np.clip(grade[s_user] + rng.choice([-1, 0, 0, 0, 0, 1], len(s_user)), 1, 9)
     s_test = head_start[head - 1] + (rng.random(len(s_user)) * head_count[head - 1]).astype(np.int64)
     retake = rng.random(len(s_user)) < cfg.retake_prob
@@ -73,7 +109,7 @@ def simulate(cfg: SimulationConfig) -> pd.DataFrame:
     first_in_sitting = np.r_[True, r_sitting[1:] != r_sitting[:-1]]
     gap = np.where(first_in_sitting, rng.exponential(36 * 3600, len(r_user)), rng.lognormal(3.5, 0.8, len(r_user)))
     gap = np.minimum(gap, 30 * 86400).astype(np.int64)
-    user_start = rng.integers(0, 180 * 86400, cfg.users)
+    user_start = rng.integers(0, 180 * 86400, users)
     seconds = user_start[r_user] + Grouping(r_user).sum_before(gap).astype(np.int64) + gap
     ts = pd.Timestamp(cfg.start) + pd.to_timedelta(seconds, unit="s")
 
@@ -88,7 +124,7 @@ def simulate(cfg: SimulationConfig) -> pd.DataFrame:
     tag_ids = (np.arange(cfg.tags) + 1000).astype(str)
     return pd.DataFrame(
         {
-            "userID": _gather(np.arange(cfg.users).astype(str), r_user),
+            "userID": _gather(np.arange(first, first + users).astype(str), r_user),
             "assessmentItemID": _gather(item_ids, item_inv),
             "testId": _gather(test_ids, item_inv),
             "answerCode": answer,
@@ -100,6 +136,31 @@ def simulate(cfg: SimulationConfig) -> pd.DataFrame:
 
 def _gather(values: np.ndarray, index: np.ndarray) -> pd.Series:
     return pd.Series(values.astype(object)[index], dtype="str")
+
+
+def write_log_chunked(cfg: SimulationConfig, path: str | Path, row_group_rows: int = 1 << 20) -> int:
+    """Simulate ``cfg`` straight into a Parquet file, one block at a time (memory: one block, whatever
+    ``cfg.users``); the file holds exactly the rows of ``simulate(cfg)``. Returns the number of rows."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    rows = 0
+    writer: pq.ParquetWriter | None = None
+    try:
+        for block in simulate_blocks(cfg):
+            table = pa.Table.from_pandas(block, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table, row_group_size=row_group_rows)
+            rows += len(block)
+        if writer is not None:
+            writer.close()
+            writer = None
+        tmp.replace(path)  # whole file or nothing: a killed run leaves no half log under the name
+    finally:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+    return rows
 
 
 def write_log(frame: pd.DataFrame, path: str) -> None:

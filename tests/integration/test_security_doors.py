@@ -8,8 +8,6 @@ from __future__ import annotations
 import configparser
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import boto3
 import botocore.exceptions
@@ -17,8 +15,8 @@ import pytest
 
 from dkt_core.deploy.s3access import make_client_credentials, policy
 from dkt_core.deploy.settings import DeploySettings
-from tests.conftest import free_port, wait_for_port
 from tests.docker.fixtures import require_swarm
+from tests.iam_moto import iam_moto_server
 
 pytestmark = [pytest.mark.docker]
 BUCKET = "dkt-iam-test"
@@ -26,25 +24,9 @@ BUCKET = "dkt-iam-test"
 
 @pytest.fixture
 def iam_moto():
-    """moto_server enforcing IAM after its first 3 (unauthenticated) calls, which make the admin user."""
-    port = free_port()
-    exe = str(Path(sys.executable).parent / "moto_server")
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"})
-    try:
-        wait_for_port(port)
-        url = f"http://127.0.0.1:{port}"
-        iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id="x",
-                           aws_secret_access_key="x")
-        iam.create_user(UserName="deployer")
-        iam.put_user_policy(UserName="deployer", PolicyName="admin", PolicyDocument='{"Version": "2012-10-17", '
-                            '"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}')
-        key = iam.create_access_key(UserName="deployer")["AccessKey"]
-        yield url, key["AccessKeyId"], key["SecretAccessKey"]
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    """moto_server enforcing IAM (tests/iam_moto.py): (url, admin key id, admin secret)."""
+    with iam_moto_server() as moto:
+        yield moto.url, moto.admin_key, moto.admin_secret
 
 
 def _client(service: str, url: str, key: str, secret: str):

@@ -1,5 +1,6 @@
 """The one service launcher of tests and benchmarks: package an artifact into a private BentoML store and run
-`bentoml serve` of bento_service/ on a free loopback port until /readyz (or /livez) answers 200.
+`bentoml serve` of bento_service/ on a free loopback port until /readyz (or /livez) answers 200; and run the
+web client under gunicorn (``start_client``) until /healthz answers 200.
 
 The process runs in its own session, so ``stop`` ends it and its workers by process group (never by a name
 pattern). The service requires an API key (dkt_core/serving/auth.py): unless ``env`` sets DKT_API_KEYS_FILE or
@@ -101,3 +102,37 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+@dataclass
+class ClientServer:
+    proc: subprocess.Popen  # gunicorn's master, in its own session (stop it by process group)
+    url: str
+    env: dict[str, str]  # the environment it runs with (e.g. for `python -m dkt_core.webclient flush`)
+    spool: Path  # its spool directory (DKT_CLIENT_SPOOL_DIR)
+
+
+def start_client(home: Path, *, bank: Path, api_url: str, log: Path, env: dict[str, str] | None = None,
+                 ready_timeout: float = 30.0) -> ClientServer:
+    """gunicorn serving the web client (dkt_core.webclient.gunicorn_conf, 2 workers) on a free loopback port,
+    with ``home`` as DKT_HOME, spool ``home/spool``, state ``home/state.sqlite``, the question bank ``bank``
+    and the inference service at ``api_url``; ``env`` adds or overrides variables. Returns once /healthz is
+    200; output goes to ``log``."""
+    port = free_port()
+    full_env = {**os.environ, "DKT_HOME": str(home), "DKT_CLIENT_PORT": str(port), "DKT_CLIENT_WORKERS": "2",
+                "DKT_CLIENT_BANK": str(bank), "DKT_CLIENT_SPOOL_DIR": str(home / "spool"),
+                "DKT_CLIENT_STATE_DB": str(home / "state.sqlite"), "DKT_API_URL": api_url, **(env or {})}
+    exe = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([exe, "-c", "python:dkt_core.webclient.gunicorn_conf", "dkt_core.webclient.wsgi:app"],
+                                env=full_env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {proc.returncode}; see {log}:\n{log.read_text()[-3000:]}")
+        if _status(url + "/healthz") == 200:
+            return ClientServer(proc, url, full_env, Path(full_env["DKT_CLIENT_SPOOL_DIR"]))
+        time.sleep(0.2)
+    stop(proc)
+    raise TimeoutError(f"{url}/healthz not 200 after {ready_timeout}s; see {log}:\n{log.read_text()[-3000:]}")

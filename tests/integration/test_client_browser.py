@@ -11,18 +11,16 @@ from __future__ import annotations
 import csv
 import io
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import requests
 
+from devtools.services import start_client as launch_client
 from dkt_core.storage.s3 import ensure_bucket, list_keys, s3_client
 from dkt_core.webclient.bank import CHOICES, SEED_COLUMNS, build_bank
 from tests.conftest import free_port, headless_chromium
@@ -49,32 +47,19 @@ def bank(tmp_path):
 
 @pytest.fixture
 def start_client(tmp_path, s3_env, bank):
+    """Start the client under gunicorn (devtools' launcher); returns its URL. ``start_client.spool``: its spool."""
     procs: list[subprocess.Popen] = []
     ensure_bucket(s3_client(s3_env), s3_env.bucket)
 
     def start(api_url: str, api_key_file: Path | None = None, bank_path: Path | None = None, **extra: str) -> str:
-        port = free_port()
-        env = {**os.environ, **extra, "DKT_HOME": str(tmp_path), "DKT_CLIENT_PORT": str(port), "DKT_CLIENT_WORKERS": "2",
-               "DKT_CLIENT_BANK": str(bank_path or bank[1]), "DKT_CLIENT_SPOOL_DIR": str(tmp_path / "spool"),
-               "DKT_CLIENT_STATE_DB": str(tmp_path / "state.sqlite"), "DKT_API_URL": api_url,
-               "DKT_API_TIMEOUT_S": "3", "DKT_SPOOL_MAX_AGE_S": "1", "DKT_FLUSH_INTERVAL_S": "0.5",
+        env = {**extra, "DKT_API_TIMEOUT_S": "3", "DKT_SPOOL_MAX_AGE_S": "1", "DKT_FLUSH_INTERVAL_S": "0.5",
                **({"DKT_CLIENT_API_KEY_FILE": str(api_key_file)} if api_key_file else {})}
-        gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
-        proc = subprocess.Popen([gunicorn, "-c", "python:dkt_core.webclient.gunicorn_conf",
-                                 "dkt_core.webclient.wsgi:app"], env=env, start_new_session=True,
-                                stdout=open(tmp_path / "gunicorn.log", "ab"), stderr=subprocess.STDOUT)
-        procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / "gunicorn.log").read_text()
-            try:
-                if requests.get(f"{url}/healthz", timeout=1).ok:
-                    return url
-            except requests.RequestException:
-                time.sleep(0.2)
-        raise TimeoutError(f"gunicorn did not answer on {url}")
+        served = launch_client(tmp_path, bank=bank_path or bank[1], api_url=api_url, log=tmp_path / "gunicorn.log",
+                               env=env)
+        procs.append(served.proc)
+        return served.url
 
+    start.spool = tmp_path / "spool"  # where launch_client puts the spool (home / "spool")
     yield start
     for proc in procs:
         if proc.poll() is None:
@@ -181,7 +166,7 @@ def _s3_interactions(settings, want: int, timeout: float = 20.0) -> list[dict]:
         time.sleep(0.5)
 
 
-def _check_s3(s3_env, bank, user_id: str, done, t0: datetime) -> None:
+def _check_s3(s3_env, bank, user_id: str, done, t0: datetime, spool: Path) -> None:
     rows = _s3_interactions(s3_env, want=3)
     got = sorted((r["userID"], r["assessmentItemID"], r["testId"], int(r["answerCode"]), r["KnowledgeTag"])
                  for r in rows)
@@ -190,8 +175,16 @@ def _check_s3(s3_env, bank, user_id: str, done, t0: datetime) -> None:
     for r in rows:  # the server's clock, in the seed format
         ts = datetime.strptime(r["Timestamp"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
         assert t0 - timedelta(seconds=1) <= ts <= datetime.now(UTC) + timedelta(seconds=1)
-    time.sleep(1.5)  # a few more flush passes must not send anything again
+    _wait_spool_empty(spool)  # every batch flushed and gone: nothing is left that could be sent again
     assert len(_s3_interactions(s3_env, want=3, timeout=0)) == 3
+
+
+def _wait_spool_empty(spool: Path, timeout: float = 20.0) -> None:
+    """Wait until the spool holds no batch (active or sealed): the flusher deletes a batch only after S3 has it."""
+    deadline = time.monotonic() + timeout
+    while list(spool.glob("*/*.csv")):
+        assert time.monotonic() < deadline, f"batches still in the spool: {sorted(spool.glob('*/*.csv'))}"
+        time.sleep(0.1)
 
 
 def test_three_answers_reach_s3_while_predictions_are_down(browser, start_client, inference_url, bank, s3_env):
@@ -202,7 +195,7 @@ def test_three_answers_reach_s3_while_predictions_are_down(browser, start_client
     user_id, done = _answer_three(browser, url, bank[0], "student-1")
     assert "Predictions are unavailable" in browser.find_element(By.ID, "prediction-unavailable").text
     assert not browser.find_elements(By.ID, "knowledge-chart")
-    _check_s3(s3_env, bank[0], user_id, done, t0)
+    _check_s3(s3_env, bank[0], user_id, done, t0, start_client.spool)
 
 
 def test_three_answers_show_prediction_and_knowledge_chart(browser, start_client, inference_server_url, bank,
@@ -236,7 +229,7 @@ def test_three_answers_show_prediction_and_knowledge_chart(browser, start_client
     bars = browser.find_elements(By.CSS_SELECTOR, "#knowledge-chart g.bar")
     assert bars and all(0.0 <= float(b.get_attribute("data-p")) <= 1.0 for b in bars)
     assert browser.find_element(By.ID, "knowledge-chart").is_displayed()
-    _check_s3(s3_env, bank[0], user_id, done, t0)
+    _check_s3(s3_env, bank[0], user_id, done, t0, start_client.spool)
 
 
 # --- issue 13: practice, results, progress, class view; desktop and a 390 px phone ---------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -21,6 +20,7 @@ import pandas as pd
 import pytest
 import requests
 
+from devtools.services import start_client
 from dkt_core.storage.s3 import ensure_bucket, list_keys, s3_client
 from dkt_core.webclient.bank import SEED_COLUMNS, build_bank
 from tests.conftest import free_port
@@ -35,17 +35,11 @@ def test_shutdown_flushes_open_batches(tmp_path, s3_env):
     bank = build_bank(pd.DataFrame(rows, columns=SEED_COLUMNS), answer_secret=SECRET)
     bank.save(tmp_path / "bank.json")
     ensure_bucket(s3_client(s3_env), s3_env.bucket)
-    port = free_port()
-    env = {**os.environ, "DKT_HOME": str(tmp_path), "DKT_CLIENT_PORT": str(port), "DKT_CLIENT_WORKERS": "2",
-           "DKT_CLIENT_BANK": str(tmp_path / "bank.json"), "DKT_CLIENT_SPOOL_DIR": str(tmp_path / "spool"),
-           "DKT_CLIENT_STATE_DB": str(tmp_path / "state.sqlite"), "DKT_API_URL": f"http://127.0.0.1:{free_port()}",
-           "DKT_SPOOL_MAX_AGE_S": "3600", "DKT_FLUSH_INTERVAL_S": "3600"}  # only the exit flush can send
-    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
-    proc = subprocess.Popen([gunicorn, "-c", "python:dkt_core.webclient.gunicorn_conf", "dkt_core.webclient.wsgi:app"],
-                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url, http = f"http://127.0.0.1:{port}", requests.Session()
+    served = start_client(tmp_path, bank=tmp_path / "bank.json", api_url=f"http://127.0.0.1:{free_port()}",
+                          log=tmp_path / "gunicorn.log",
+                          env={"DKT_SPOOL_MAX_AGE_S": "3600", "DKT_FLUSH_INTERVAL_S": "3600"})  # only the exit flush
+    proc, url, http = served.proc, served.url, requests.Session()
     try:
-        wait_healthy(http, url, 30, alive=lambda: proc.poll() is None)
         user_id = answer_items(http, url, "s1", "T1", bank.tests["T1"])
         client = s3_client(s3_env)
         assert list_keys(client, s3_env.bucket, "interactions/") == []  # still spooled
@@ -79,18 +73,12 @@ def test_kill_9_of_workers_loses_no_acknowledged_answer(tmp_path, s3_env):
     bank = build_bank(pd.DataFrame(seed, columns=SEED_COLUMNS), answer_secret=SECRET)
     bank.save(tmp_path / "bank.json")
     items = bank.tests["T1"]
-    port = free_port()
-    env = {**os.environ, "DKT_HOME": str(tmp_path), "DKT_CLIENT_PORT": str(port), "DKT_CLIENT_WORKERS": "2",
-           "DKT_CLIENT_BANK": str(tmp_path / "bank.json"), "DKT_CLIENT_SPOOL_DIR": str(tmp_path / "spool"),
-           "DKT_CLIENT_STATE_DB": str(tmp_path / "state.sqlite"), "DKT_API_URL": f"http://127.0.0.1:{free_port()}",
-           "DKT_SPOOL_MAX_ROWS": "7", "DKT_SPOOL_MAX_AGE_S": "1", "DKT_FLUSH_INTERVAL_S": "0.5",
-           # 60 sign-ups from one address and retried answers: this test is about kills, not limits
-           "DKT_CLIENT_SIGNUP_LIMIT": "1000 per hour", "DKT_CLIENT_ANSWER_LIMIT": "1000 per minute"}
-    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
-    proc = subprocess.Popen([gunicorn, "-c", "python:dkt_core.webclient.gunicorn_conf", "dkt_core.webclient.wsgi:app"],
-                            env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=open(tmp_path / "gunicorn.log", "wb"))
-    url, http = f"http://127.0.0.1:{port}", requests.Session()
+    served = start_client(tmp_path, bank=tmp_path / "bank.json", api_url=f"http://127.0.0.1:{free_port()}",
+                          log=tmp_path / "gunicorn.log", env={
+                              "DKT_SPOOL_MAX_ROWS": "7", "DKT_SPOOL_MAX_AGE_S": "1", "DKT_FLUSH_INTERVAL_S": "0.5",
+                              # 60 sign-ups from one address and retried answers: this test is about kills, not limits
+                              "DKT_CLIENT_SIGNUP_LIMIT": "1000 per hour", "DKT_CLIENT_ANSWER_LIMIT": "1000 per minute"})
+    proc, url, env, http = served.proc, served.url, served.env, requests.Session()
     acked: list[tuple[str, str]] = []
     failed_attempts = 0
     killed: list[int] = []
@@ -106,7 +94,6 @@ def test_kill_9_of_workers_loses_no_acknowledged_answer(tmp_path, s3_env):
                 killed.append(alive[len(killed) % len(alive)])
 
     try:
-        wait_healthy(http, url, 30, alive=lambda: proc.poll() is None)
         students = []  # (userID, its logged-in session, its CSRF token), signed up before the kills start
         for u in range(60):
             session = requests.Session()

@@ -207,7 +207,7 @@ def test_web_client_container_sends_answers_to_s3(stack, monkeypatch):
     while len(rows) < len(items) and time.monotonic() < deadline:  # each gunicorn worker flushes its own batch
         time.sleep(0.5)
         rows = uploaded()
-    time.sleep(3)  # a few more flush cycles: nothing may be sent twice
+    _wait_client_spool_empty(stack)  # every batch flushed and gone: nothing is left that could be sent twice
     rows = uploaded()
     assert sorted((r["assessmentItemID"], r["answerCode"]) for r in rows) == \
         sorted((i, str(int(bank.items[i].answer == "A"))) for i in items)
@@ -215,6 +215,22 @@ def test_web_client_container_sends_answers_to_s3(stack, monkeypatch):
     assert user_id and user_id.startswith("web-"), user_id
     assert {r["userID"] for r in rows} == {user_id}
     assert {r["testId"] for r in rows} == {test_id}
+
+
+def _wait_client_spool_empty(stack: SwarmStack, timeout: float = 60.0) -> None:
+    """Wait until the client container's spool holds no batch (active or sealed): its flusher deletes a batch
+    only after S3 has it, so nothing is left that could be uploaded again."""
+    container = _containers(stack, "client")[0]
+    spool = container.exec_run(["python3", "-c", "from dkt_core.settings import ClientSettings, load; "
+                                "print(load(ClientSettings).spool_dir)"]).output.decode().strip()
+    deadline = time.monotonic() + timeout
+    while True:
+        found = container.exec_run(["find", spool, "-name", "*.csv"])
+        assert found.exit_code == 0, found.output.decode()
+        if not found.output.strip():
+            return
+        assert time.monotonic() < deadline, f"batches still in the client's spool: {found.output.decode()}"
+        time.sleep(0.2)
 
 
 # --- issue 12: the stack's doors ---------------------------------------------------------------------------------

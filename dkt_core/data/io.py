@@ -350,55 +350,80 @@ def _check_columns(names: list[str], name: str) -> None:
 
 
 def _read_csv(src: _Source, name: str) -> _Parsed:
-    names, header_line, header_bytes, offset = _header(src, name)
-    _check_columns(names, name)  # before reading on: a bomb of junk fails here, after one chunk
-    src.consume(header_bytes)
-    while not src.buffered.strip() and not src.exhausted:  # anything but blank lines after the header?
-        src.peek(len(src.buffered) + 1)
-    if not src.buffered.strip():
-        raise DataFileError(f"{name}: has a header but no data rows")
+    csv_stream = _CsvStream(src, name)
+    batches = list(csv_stream)
+    return _Parsed(csv_stream.table(batches), csv_stream.bad, csv_stream.extra, first_line=csv_stream.header_line + 1)
 
-    bad: list[tuple[int, str]] = []
-    too_many = DataFileError(f"{name}: more than {MAX_BAD_LINES} records do not have the {len(names)} fields of "
-                             "the header; it is not the seed CSV format")
 
-    def on_invalid(row: pacsv.InvalidRow) -> str:
-        if len(bad) >= MAX_BAD_LINES:  # pyarrow ignores an exception raised here: "error" stops the read
-            src.failure = src.failure or too_many
-            return "error"
-        bad.append((int(row.number or 0) + header_line, row.text[:MAX_BAD_LINE_CHARS]))
-        return "skip"
+class _CsvStream:
+    """The record batches of a CSV source in file order (pyarrow reads one block at a time), the malformed
+    records seen so far in ``bad`` (in file order), and the header's facts. Iterating raises
+    ``DataFileError`` for any fault of the bytes."""
 
-    # Columns by position: duplicate or odd names in the header cannot confuse pyarrow, and only the
-    # seed columns are converted (a file with thousands of columns costs little).
-    positional = [f"c{i}" for i in range(len(names))]
-    seed = {c: f"c{names.index(c)}" for c in COLUMNS}
-    stream = io.BufferedReader(_Utf8Checked(src, name, offset), CHUNK_BYTES)
-    try:
-        reader = pacsv.open_csv(
+    def __init__(self, src: _Source, name: str) -> None:
+        names, header_line, header_bytes, offset = _header(src, name)
+        _check_columns(names, name)  # before reading on: a bomb of junk fails here, after one chunk
+        src.consume(header_bytes)
+        while not src.buffered.strip() and not src.exhausted:  # anything but blank lines after the header?
+            src.peek(len(src.buffered) + 1)
+        if not src.buffered.strip():
+            raise DataFileError(f"{name}: has a header but no data rows")
+        self.src, self.name, self.header_line = src, name, header_line
+        self.extra = [n for n in names if n not in COLUMNS]
+        self.bad: list[tuple[int, str]] = []
+        self.n_bad = 0
+        too_many = DataFileError(f"{name}: more than {MAX_BAD_LINES} records do not have the {len(names)} fields "
+                                 "of the header; it is not the seed CSV format")
+
+        def on_invalid(row: pacsv.InvalidRow) -> str:
+            if self.n_bad >= MAX_BAD_LINES:  # pyarrow ignores an exception raised here: "error" stops the read
+                src.failure = src.failure or too_many
+                return "error"
+            self.n_bad += 1
+            self.bad.append((int(row.number or 0) + header_line, row.text[:MAX_BAD_LINE_CHARS]))
+            return "skip"
+
+        # Columns by position: duplicate or odd names in the header cannot confuse pyarrow, and only the
+        # seed columns are converted (a file with thousands of columns costs little).
+        positional = [f"c{i}" for i in range(len(names))]
+        self.seed = {c: f"c{names.index(c)}" for c in COLUMNS}
+        stream = io.BufferedReader(_Utf8Checked(src, name, offset), CHUNK_BYTES)
+        self._reader = self._translate(lambda: pacsv.open_csv(
             stream,
             # Serial, so InvalidRow.number counts records in file order.
             read_options=pacsv.ReadOptions(use_threads=False, block_size=CSV_BLOCK_BYTES, column_names=positional),
             parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in seed.values()},
-                include_columns=list(seed.values()),
+                column_types={c: pa.string() for c in self.seed.values()},
+                include_columns=list(self.seed.values()),
                 strings_can_be_null=False,
             ),
-        )
-        batches = list(reader)
-    except pa.ArrowInvalid as exc:
-        if src.failure is not None:
-            raise src.failure from None
-        msg = str(exc)
-        if "straddl" in msg:
-            raise DataFileError(f"{name}: has a record longer than {_size(CSV_BLOCK_BYTES)} (an unclosed quote?); "
-                                "not the seed CSV format") from None
-        raise DataFileError(f"{name}: is not a valid CSV file ({_short(exc)})") from None
-    schema = pa.schema([(c, pa.string()) for c in seed.values()])
-    table = pa.Table.from_batches(batches, schema=schema).rename_columns(list(seed))
-    extra = [n for n in names if n not in COLUMNS]
-    return _Parsed(table, bad, extra, first_line=header_line + 1)
+        ))
+
+    def _translate(self, fn: typing.Callable[[], typing.Any]) -> typing.Any:
+        try:
+            return fn()
+        except pa.ArrowInvalid as exc:
+            if self.src.failure is not None:
+                raise self.src.failure from None
+            msg = str(exc)
+            if "straddl" in msg:
+                raise DataFileError(f"{self.name}: has a record longer than {_size(CSV_BLOCK_BYTES)} (an unclosed "
+                                    "quote?); not the seed CSV format") from None
+            raise DataFileError(f"{self.name}: is not a valid CSV file ({_short(exc)})") from None
+
+    def __iter__(self) -> typing.Iterator[pa.RecordBatch]:
+        while True:
+            try:
+                batch = self._translate(self._reader.read_next_batch)
+            except StopIteration:
+                return
+            yield batch
+
+    def table(self, batches: list[pa.RecordBatch]) -> pa.Table:
+        """The seed columns of ``batches`` under their seed names."""
+        schema = pa.schema([(c, pa.string()) for c in self.seed.values()])
+        return pa.Table.from_batches(batches, schema=schema).rename_columns(list(self.seed))
 
 
 @dataclass
@@ -414,14 +439,7 @@ def _read_parquet(data: bytes, name: str, limits: ReadLimits) -> _Parsed:
         pf = pq.ParquetFile(io.BytesIO(data))
     except _BAD_FILE_ERRORS as exc:
         raise DataFileError(f"{name}: is not a readable Parquet file ({_short(exc)})") from None
-    fields = list(pf.schema_arrow)
-    names = [_clean_name(f.name) for f in fields]
-    _check_columns(names, name)
-    for c in COLUMNS:
-        t = fields[names.index(c)].type
-        if pa.types.is_nested(t) or pa.types.is_union(t) or isinstance(t, pa.ExtensionType):
-            raise DataFileError(f"{name}: column {c} holds {t} values; each field must be one text, number or "
-                                "timestamp value")
+    fields, names = _parquet_columns(pf, name)
     rows = pf.metadata.num_rows
     if rows > limits.max_decompressed_bytes // MIN_ROW_BYTES:
         raise DataFileError(_decompressed_limit_message(name, limits, f"has {rows} rows; decodes"))
@@ -447,6 +465,102 @@ def _read_parquet(data: bytes, name: str, limits: ReadLimits) -> _Parsed:
     return _Parsed(table, [], extra, first_line=2)
 
 
+def _parquet_columns(pf: pq.ParquetFile, name: str) -> tuple[list[pa.Field], list[str]]:
+    """The file's fields and their cleaned names, after checking the seed columns are there and scalar."""
+    fields = list(pf.schema_arrow)
+    names = [_clean_name(f.name) for f in fields]
+    _check_columns(names, name)
+    for c in COLUMNS:
+        t = fields[names.index(c)].type
+        if pa.types.is_nested(t) or pa.types.is_union(t) or isinstance(t, pa.ExtensionType):
+            raise DataFileError(f"{name}: column {c} holds {t} values; each field must be one text, number or "
+                                "timestamp value")
+    return fields, names
+
+
+def iter_raw(path: str | Path, batch_rows: int = 1 << 20) -> typing.Iterator[RawTable]:
+    """Read a local log (CSV, CSV.gz or Parquet) as consecutive ``RawTable`` batches of about ``batch_rows``
+    rows, each with the file's own line numbers: the out-of-core road, for logs larger than memory.
+
+    Memory is one batch whatever the file's size, so the size caps of ``ReadLimits`` (which bound a read
+    held whole in memory) do not apply; a gzip is still read as a stream. The last batch may hold only
+    malformed records. Raises ``DataFileError`` like ``read_raw``.
+    """
+    path = Path(path)
+    name = str(path)
+    try:
+        f = path.open("rb")
+    except OSError as exc:
+        raise DataFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    with f:
+        if f.read(len(PARQUET_MAGIC)) == PARQUET_MAGIC:
+            yield from _iter_parquet(path, name, batch_rows)
+            return
+        f.seek(0)
+        unbounded = ReadLimits(max_object_bytes=1 << 62, max_decompressed_bytes=1 << 62,
+                               max_compression_ratio=1 << 30)
+        src = _Source(f, name, unbounded)
+        try:
+            yield from _iter_csv(src, name, batch_rows)
+        except Exception as exc:
+            if src.failure is not None:
+                raise src.failure from None
+            if isinstance(exc, DataFileError):
+                raise
+            if isinstance(exc, _BAD_FILE_ERRORS):
+                raise DataFileError(f"{name}: cannot be read as CSV or Parquet ({_short(exc)})") from None
+            raise
+
+
+def _iter_parquet(path: Path, name: str, batch_rows: int) -> typing.Iterator[RawTable]:
+    try:
+        pf = pq.ParquetFile(path)
+    except _BAD_FILE_ERRORS as exc:
+        raise DataFileError(f"{name}: is not a readable Parquet file ({_short(exc)})") from None
+    fields, names = _parquet_columns(pf, name)
+    if pf.metadata.num_rows == 0:
+        raise DataFileError(f"{name}: has a header but no data rows")
+    seed = [fields[names.index(c)].name for c in COLUMNS]
+    extra = [n for n in names if n not in COLUMNS]
+    first = 2
+    try:
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=seed, use_threads=False):
+            table = pa.Table.from_batches([pa.RecordBatch.from_arrays([batch.column(f) for f in seed], names=COLUMNS)])
+            yield _to_raw(_Parsed(table, [], extra, first_line=first), name)
+            first += table.num_rows
+    except _BAD_FILE_ERRORS as exc:
+        raise DataFileError(f"{name}: is not a readable Parquet file ({_short(exc)})") from None
+
+
+def _iter_csv(src: _Source, name: str, batch_rows: int) -> typing.Iterator[RawTable]:
+    head = src.peek(len(PARQUET_MAGIC))
+    if head.startswith(PARQUET_MAGIC):  # a gzip'd Parquet file: not a log format
+        raise DataFileError(f"{name}: is a compressed Parquet file; write Parquet uncompressed by gzip")
+    csv_stream = _CsvStream(src, name)
+    next_line = csv_stream.header_line + 1  # record number of the next good row
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+
+    def emit(final: bool = False) -> RawTable:
+        nonlocal next_line, pending, rows
+        table = csv_stream.table(pending)
+        lines = _good_row_lines(table.num_rows, np.array([n for n, _ in csv_stream.bad], dtype=np.int64), next_line)
+        last = int(lines[-1]) if len(lines) else next_line - 1
+        # the malformed records among these rows (all that are left, at the end)
+        mine = list(csv_stream.bad) if final else [b for b in csv_stream.bad if b[0] <= last]
+        csv_stream.bad = csv_stream.bad[len(mine):]
+        next_line, pending, rows = last + 1, [], 0
+        return _to_raw(_Parsed(table, mine, csv_stream.extra, first_line=0), name, lines=lines)
+
+    for batch in csv_stream:
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= batch_rows:
+            yield emit()
+    if pending or csv_stream.bad:
+        yield emit(final=True)
+
+
 def _is_text(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)
 
@@ -460,7 +574,8 @@ def _decoded_bytes(col: pa.Array) -> int:
     return col.nbytes + 8 * len(col)
 
 
-def _to_raw(parsed: _Parsed, name: str) -> RawTable:
+def _to_raw(parsed: _Parsed, name: str, lines: np.ndarray | None = None) -> RawTable:
+    """``lines``: the good rows' record numbers when the caller knows them (a batch of a stream)."""
     table = parsed.table
     if table.num_rows == 0 and not parsed.bad:
         raise DataFileError(f"{name}: has a header but no data rows")
@@ -473,7 +588,9 @@ def _to_raw(parsed: _Parsed, name: str) -> RawTable:
                                 f"({_short(exc)})") from None
     frame = pa.table(columns).to_pandas()
     bad = sorted(parsed.bad)
-    frame["line"] = _good_row_lines(len(frame), np.array([n for n, _ in bad], dtype=np.int64), parsed.first_line)
+    if lines is None:
+        lines = _good_row_lines(len(frame), np.array([n for n, _ in bad], dtype=np.int64), parsed.first_line)
+    frame["line"] = lines
     return RawTable(name=name, frame=frame, bad_lines=bad, extra_columns=parsed.extra)
 
 

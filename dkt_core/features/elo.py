@@ -24,11 +24,12 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def elo_ratings(user: np.ndarray, pos: np.ndarray, difficulty: np.ndarray, answer: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """(ability before each row, P(correct) = sigmoid(ability - difficulty)) in row order."""
+def elo_ratings(user: np.ndarray, pos: np.ndarray, difficulty: np.ndarray, answer: np.ndarray, *,
+                vectorised: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(ability before each row, P(correct) = sigmoid(ability - difficulty)) in row order. ``vectorised``:
+    never the per-student loop (chunks of a large log: the same arithmetic as the whole log's, bit for bit)."""
     n_users = int(user.max(initial=-1)) + 1
-    if n_users <= PER_STUDENT_MAX_USERS:
+    if n_users <= PER_STUDENT_MAX_USERS and not vectorised:
         return _per_student(user, difficulty, answer)
     theta = np.zeros(n_users)
     answered = np.zeros(n_users)

@@ -89,7 +89,8 @@ class FeaturePipeline:
         return pipe
 
     # -- internals -------------------------------------------------------------------------------------
-    def _numeric(self, base: dict, pop: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _numeric(self, base: dict, pop: dict[str, np.ndarray], *, vectorised_elo: bool = False
+                 ) -> dict[str, np.ndarray]:
         # plain dicts of arrays: one DataFrame is built at the end (per-column pandas assignment was
         # most of the cost on a single student's history)
         prior = self.stats.prior
@@ -106,7 +107,8 @@ class FeaturePipeline:
         num.update(residual_features(groups, codes["tag"], base["answer"], num["item_acc_h"]))
         num["tag_acc_gap"] = num["user_tag_acc"] - num["tag_acc"]
         difficulty = difficulty_from_accuracy(num["item_acc_h"])
-        num["elo_theta"], num["elo_p"] = elo_ratings(base["user_code"], base["pos"], difficulty, base["answer"])
+        num["elo_theta"], num["elo_p"] = elo_ratings(base["user_code"], base["pos"], difficulty, base["answer"],
+                                                   vectorised=vectorised_elo)
         num["elapsed_log"] = np.log1p(base["elapsed"])
         by_user = groups.by("user")
         n_before = base["pos"]
@@ -134,8 +136,11 @@ class FeaturePipeline:
         return pd.concat(blocks, axis=1, copy=False)
 
 
-def _base_columns(frame: pd.DataFrame) -> dict:
-    """Codes and raw arrays every feature family needs; checks the frame is sorted per user by time."""
+def _base_columns(frame: pd.DataFrame, item_test: dict[str, str] | None = None) -> dict:
+    """Codes and raw arrays every feature family needs; checks the frame is sorted per user by time.
+
+    ``item_test``: each item's test (the test of its first row in the whole log this frame is a chunk of);
+    default: the test of the item's first row in ``frame``."""
     user_code = pd.factorize(frame[USER])[0].astype(np.int64)
     ts = frame["Timestamp"]
     seconds = ts.to_numpy().astype("datetime64[s]").astype(np.int64)
@@ -149,7 +154,10 @@ def _base_columns(frame: pd.DataFrame) -> dict:
     # the id parts are computed once per distinct item, then gathered by item code
     first_row = np.zeros(len(item[1]), dtype=np.int64)
     first_row[item[0][::-1]] = np.arange(len(frame))[::-1]
-    parts = decompose_items(item[1], test[1][test[0][first_row]])
+    item_tests = test[1][test[0][first_row]]
+    if item_test is not None:
+        item_tests = np.array([item_test[i] for i in item[1]], dtype=object)
+    parts = decompose_items(item[1], item_tests)
     head_of_item, head_uniques = _factorize(parts["head"])
     categorical = {"item": item, "test": test, "tag": tag}
     categorical.update({c: (item[0], parts[c]) for c in ("head", "mid", "tail", "mid_tail")})

@@ -105,17 +105,34 @@ class PopulationStats:
 def out_of_fold(keys: dict[str, Key], answer: np.ndarray, user: np.ndarray, folds: int = 5,
                 seed: int = 0) -> dict[str, np.ndarray]:
     """Statistics for training rows where each user's rows use only the other folds' users."""
+    prior = _prior(answer)
+    fold = user_folds(int(user.max(initial=0)) + 1, folds, seed)[user]
+    tables = {name: fold_tables(codes, len(uniques), answer, fold, folds) for name, (codes, uniques) in keys.items()}
+    return {k: v for name, (codes, _) in keys.items()
+            for k, v in zip((f"{name}_acc", f"{name}_pop"), oof_lookup(tables[name], codes, fold, prior), strict=True)}
+
+
+def user_folds(n_users: int, folds: int, seed: int) -> np.ndarray:
+    """The out-of-fold fold of each user (by the user's code: order of first appearance)."""
+    return np.random.default_rng(seed).integers(0, folds, n_users)
+
+
+def fold_tables(codes: np.ndarray, n: int, answer: np.ndarray, fold: np.ndarray, folds: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(correct, known) sums per (key code, fold): (n, folds) arrays. Sums of 0/1 values: exact, so tables of
+    chunks add up to the whole log's bit for bit."""
     known = (answer >= 0).astype(np.float64)
     correct = (answer == 1).astype(np.float64)
-    prior = _prior(answer)
-    fold = np.random.default_rng(seed).integers(0, folds, int(user.max(initial=0)) + 1)[user]
-    out = {}
-    for name, (codes, uniques) in keys.items():
-        n = len(uniques)
-        cell = codes * folds + fold
-        c_fold = np.bincount(cell, weights=correct, minlength=n * folds).reshape(n, folds)
-        k_fold = np.bincount(cell, weights=known, minlength=n * folds).reshape(n, folds)
-        c = c_fold.sum(1)[codes] - c_fold[codes, fold]
-        k = k_fold.sum(1)[codes] - k_fold[codes, fold]
-        out[f"{name}_acc"], out[f"{name}_pop"] = _smoothed(c, k, prior), np.log1p(k)
-    return out
+    cell = codes * folds + fold
+    c_fold = np.bincount(cell, weights=correct, minlength=n * folds).reshape(n, folds)
+    k_fold = np.bincount(cell, weights=known, minlength=n * folds).reshape(n, folds)
+    return c_fold, k_fold
+
+
+def oof_lookup(tables: tuple[np.ndarray, np.ndarray], codes: np.ndarray, fold: np.ndarray, prior: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(smoothed accuracy, log1p count) of each row's key over the other folds."""
+    c_fold, k_fold = tables
+    c = c_fold.sum(1)[codes] - c_fold[codes, fold]
+    k = k_fold.sum(1)[codes] - k_fold[codes, fold]
+    return _smoothed(c, k, prior), np.log1p(k)

@@ -50,6 +50,8 @@ from dkt_airflow.run_notes import gate_note
 # champion as an event of the run that made it.
 CURATED = Asset(name="dkt_curated", uri=cfg.CURATED_ASSET_URI, group="dkt")
 CHAMPION = Asset(name="dkt_champion", uri=cfg.CHAMPION_ASSET_URI, group="dkt")
+# Celery queue of the training tasks (DKT_TRAIN_QUEUE); unset: Airflow's default queue.
+TRAIN_QUEUE = {"queue": cfg.SETTINGS.train_queue} if cfg.SETTINGS.train_queue else {}
 
 
 @dag(
@@ -123,10 +125,9 @@ def dkt_retrain():
         from airflow.sdk import get_current_context
         from dkt_airflow.s3env import workspace
 
-        from dkt_core.ingest import IngestConfig
         from dkt_core.ingest import ingest as run_ingest
 
-        out = run_ingest(IngestConfig(run_id=run_plan["run_id"], prefix=run_plan["s3_prefix"]), ws=workspace()).to_dict()
+        out = run_ingest(cfg.ingest_config(run_plan["run_id"], run_plan["s3_prefix"]), ws=workspace()).to_dict()
         get_current_context()["outlet_events"][CURATED].extra = {
             k: out.get(k) for k in ("data_version", "status", "rows_added") if k in out}
         return out
@@ -143,7 +144,8 @@ def dkt_retrain():
         from dkt_core.retrain.batch import check_batch
 
         batch = check_batch(result, min_new_rows=run_plan["min_new_rows"], min_new_users=run_plan["min_new_users"],
-                            retrain_anyway=run_plan["retrain_anyway"], ws=workspace())
+                            retrain_anyway=run_plan["retrain_anyway"], settings=cfg.retrain_settings(),
+                            ws=workspace())
         logging.getLogger(__name__).warning("BATCH %s: %s", "TRAIN" if batch["proceed"] else "STOP", batch["reason"])
         get_current_context()["ti"].xcom_push(key="run_note", value=batch["reason"])  # → the run's note
         return batch if batch["proceed"] else False
@@ -155,7 +157,7 @@ def dkt_retrain():
 
         from dkt_core.retrain.holdout import prepare_split
 
-        return prepare_split(batch["data_version"], ws=workspace())
+        return prepare_split(batch["data_version"], settings=cfg.retrain_settings(), ws=workspace())
 
     @task(task_id="live_eval", **cfg.S3_RETRY)
     def live_eval(batch: dict) -> dict:
@@ -165,7 +167,7 @@ def dkt_retrain():
         from dkt_core.retrain.live_eval import live_evaluate
 
         return live_evaluate(batch["data_version"], batch["parent_version"], new_rows_uri=batch.get("new_rows_uri"),
-                             ws=workspace())
+                             settings=cfg.retrain_settings(), ws=workspace())
 
     @task(task_id="prepare", **cfg.S3_RETRY)
     def prepare(run_plan: dict, batch: dict, split: dict) -> list[dict]:
@@ -179,7 +181,8 @@ def dkt_retrain():
                                 training_window_days=run_plan["training_window_days"], ws=workspace())
 
     # One mapped task instance per model, labelled in the grid with the model, its validation AUC and time.
-    @task(task_id="train_member", retries=1, map_index_template="{{ dkt_member }}",
+    # DKT_TRAIN_QUEUE routes it to the Celery workers of that queue (torch training on GPU workers).
+    @task(task_id="train_member", retries=1, map_index_template="{{ dkt_member }}", **TRAIN_QUEUE,
           doc_md="Train one member on the prepared set (any worker); a retry reuses a finished member.")
     def train_member(job: dict) -> dict:
         """Train one member on the prepared set (any worker); a retry reuses a finished member."""
@@ -222,7 +225,8 @@ def dkt_retrain():
         from dkt_core.retrain.evaluation import evaluate_candidates
 
         return evaluate_candidates(trained["model_version"], trained["artifact_uri"], split["holdout_uri"],
-                                   artifact_sha256=trained.get("artifact_sha256"), ws=workspace())
+                                   artifact_sha256=trained.get("artifact_sha256"), settings=cfg.retrain_settings(),
+                                   ws=workspace())
 
     @task(task_id="report", **cfg.S3_RETRY)
     def report(run_plan: dict, batch: dict, evaluation: dict, live: dict) -> dict:
@@ -235,7 +239,7 @@ def dkt_retrain():
 
         out = build_report(run_plan["run_id"], batch["data_version"], batch["parent_version"], evaluation,
                            tolerance=run_plan["gate_tolerance"], force=run_plan["force_deploy"],
-                           new_rows_uri=batch.get("new_rows_uri"), ws=workspace())
+                           new_rows_uri=batch.get("new_rows_uri"), settings=cfg.retrain_settings(), ws=workspace())
         logging.getLogger(__name__).warning("RUN REPORT: %s (live AUC: %s, 95 %% CI %s, %s rows from %s users: %s)",
                                             out["report_uri"], live.get("auc"), live.get("auc_ci95"),
                                             live.get("n_scored"), live.get("n_users"),
@@ -277,7 +281,8 @@ def dkt_retrain():
         from dkt_core.retrain.promote import package_model
 
         return package_model(trained["model_version"], trained["artifact_uri"],
-                             artifact_sha256=trained.get("artifact_sha256"), ws=workspace())
+                             artifact_sha256=trained.get("artifact_sha256"), bentoml_home=cfg.bentoml_home(),
+                             ws=workspace())
 
     @task(task_id="deploy", **cfg.DOCKER_RETRY)
     def deploy(run_plan: dict, trained: dict, packaged: dict) -> dict:
@@ -290,7 +295,7 @@ def dkt_retrain():
         try:
             return deploy_model(trained["model_version"], trained["artifact_uri"], trained["data_version"],
                                 skip=run_plan["skip_deploy"], packaged=packaged,
-                                artifact_sha256=trained.get("artifact_sha256"), ws=workspace())
+                                artifact_sha256=trained.get("artifact_sha256"), **cfg.deploy_args(), ws=workspace())
         except RolloutFailed as err:  # rolled back already: retrying would repeat the failed rollout
             raise AirflowFailException(str(err)) from err
 

@@ -352,6 +352,10 @@ DOCKER_TASK_RETRIES = _var("DKT_DOCKER_TASK_RETRIES", 2, "retries of registry/Do
                            minimum=0)
 DOCKER_RETRY_DELAY_S = _var("DKT_DOCKER_RETRY_DELAY_S", 30, "first retry delay of Docker tasks (s)", "airflow",
                             kind="int", minimum=0)
+TRAIN_QUEUE = _var("DKT_TRAIN_QUEUE", None, "Celery queue of the DAG's train_member tasks (torch training; "
+                   "`make airflow-cluster` sets gpu); empty: Airflow's default queue", "airflow", kind="opt_str")
+WORKER_NAME = _var("DKT_WORKER_NAME", None, "hostname a Celery worker's tasks record (TaskInstance.hostname; set per "
+                   "worker by `make airflow-cluster`); empty: the machine's FQDN", "airflow", kind="opt_str")
 
 # Read outside Python: the stack file, the images, make, scripts and tests (declared so the table is complete).
 for _name, _default, _doc, _reader in [
@@ -551,6 +555,8 @@ class AirflowSettings(_Checked):
     model_options: str = setting(MODEL_OPTIONS)
     docker_task_retries: int = setting(DOCKER_TASK_RETRIES)
     docker_retry_delay_s: int = setting(DOCKER_RETRY_DELAY_S)
+    train_queue: str | None = setting(TRAIN_QUEUE)
+    worker_name: str | None = setting(WORKER_NAME)
 
 
 @dataclass(frozen=True)

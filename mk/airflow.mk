@@ -7,14 +7,17 @@
 # That is why the components are started here and not by `airflow standalone` (which also forces the
 # SimpleAuthManager; here AIRFLOW_AUTH_MANAGER chooses, README "Airflow auth").
 
-AIRFLOW_HOME ?= $(DKT_HOME)/airflow
+# AIRFLOW_MODE=cluster: every Airflow target (airflow-connection, -unpause, -trigger, demo) acts on the Celery
+# cluster of mk/airflow-cluster.mk (own AIRFLOW_HOME, PostgreSQL, Redis) instead of this LocalExecutor one.
+AIRFLOW_MODE ?= local
+AIRFLOW_HOME ?= $(if $(filter cluster,$(AIRFLOW_MODE)),$(AIRFLOW_CLUSTER_HOME)/airflow,$(DKT_HOME)/airflow)
 AIRFLOW_PORT ?= 8080
 # The API server/UI listens on DKT_BIND_HOST (loopback); AIRFLOW_HOST overrides it for Airflow alone.
 AIRFLOW_HOST ?= $(or $(DKT_BIND_HOST),127.0.0.1)
 AIRFLOW_AUTH_MANAGER ?= airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager
-AIRFLOW_PIDFILE := $(AIRFLOW_HOME)/standalone.pid
-AIRFLOW_LOG := $(DKT_HOME)/logs/airflow-standalone.log
-AIRFLOW_PASSWORDS := $(AIRFLOW_HOME)/passwords.json
+AIRFLOW_PIDFILE = $(AIRFLOW_HOME)/standalone.pid
+AIRFLOW_LOG = $(if $(filter cluster,$(AIRFLOW_MODE)),$(AIRFLOW_CLUSTER_HOME)/logs/airflow-setup.log,$(DKT_HOME)/logs/airflow-standalone.log)
+AIRFLOW_PASSWORDS = $(AIRFLOW_HOME)/passwords.json
 
 # The S3 connection the tasks read (plugins/dkt_airflow/s3env.py) is the one place to change S3 for the
 # DAGs: `make airflow` creates it in the metadata DB once, from the embedded S3 settings below (moto accepts
@@ -26,7 +29,10 @@ AIRFLOW_S3_CONN ?= {"conn_type":"aws","login":"testing","password":"testing","ex
 AIRFLOW_S3_UNSET := -u DKT_S3_ENDPOINT_URL -u DKT_S3_BUCKET -u AWS_DEFAULT_REGION -u AWS_REGION \
 	-u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_S3
 
-AIRFLOW_ENV := env $(AIRFLOW_S3_UNSET) AIRFLOW_HOME=$(AIRFLOW_HOME) \
+# One environment for both modes; the executor and what it needs come from AIRFLOW_EXECUTOR_ENV (the cluster's:
+# AIRFLOW_CLUSTER_ENV, mk/airflow-cluster.mk).
+AIRFLOW_EXECUTOR_ENV = $(if $(filter cluster,$(AIRFLOW_MODE)),$(AIRFLOW_CLUSTER_ENV),AIRFLOW__CORE__EXECUTOR=LocalExecutor)
+AIRFLOW_ENV = env $(AIRFLOW_S3_UNSET) AIRFLOW_HOME=$(AIRFLOW_HOME) \
 	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False \
@@ -36,15 +42,31 @@ AIRFLOW_ENV := env $(AIRFLOW_S3_UNSET) AIRFLOW_HOME=$(AIRFLOW_HOME) \
 	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$(AIRFLOW_PASSWORDS) \
 	AIRFLOW__CORE__AUTH_MANAGER=$(AIRFLOW_AUTH_MANAGER) \
-	AIRFLOW__CORE__EXECUTOR=LocalExecutor \
+	$(AIRFLOW_EXECUTOR_ENV) \
 	DKT_AWS_CONN_ID=$(DKT_AWS_CONN_ID) \
 	PATH=$(CURDIR)/$(BIN):$$PATH
 
-## airflow: start Airflow (scheduler, triggerer, DAG processor, API server) on $(AIRFLOW_HOST):$(AIRFLOW_PORT) (+ embedded S3), print the admin credentials
+# Shared by `make airflow` and `make airflow-cluster`: the UI user's password file (generated once, 0600) and
+# the wait for the API server's health endpoint followed by the login it prints ($(1): the log to read on failure).
+AIRFLOW_MAKE_PASSWORDS = test -s $(AIRFLOW_PASSWORDS) || { umask 077; $(BIN)/python -c "import json,secrets; \
+	  print(json.dumps({'admin': secrets.token_urlsafe(12)}))" > $(AIRFLOW_PASSWORDS); }
+define airflow_wait_healthy
+for i in $$(seq 1 180); do \
+	  curl -fsS http://127.0.0.1:$(AIRFLOW_PORT)/api/v2/monitor/health >/dev/null 2>&1 && break; sleep 1; done; \
+	curl -fsS http://127.0.0.1:$(AIRFLOW_PORT)/api/v2/monitor/health >/dev/null || { \
+	  echo "Airflow did not become healthy in 180 s; see $(1)" >&2; exit 1; }; \
+	echo "Airflow UI:  http://127.0.0.1:$(AIRFLOW_PORT)"; \
+	echo "  user: admin   password: $$($(BIN)/python -c "import json; print(json.load(open('$(AIRFLOW_PASSWORDS)'))['admin'])")   (file $(AIRFLOW_PASSWORDS))"; \
+	echo "  DAGs: dkt_retrain, dkt_ingest_sensor (new DAGs start paused: unpause them in the UI or with make airflow-unpause$(if $(filter cluster,$(AIRFLOW_MODE)), AIRFLOW_MODE=cluster))"
+endef
+
+## airflow: start Airflow (scheduler, triggerer, DAG processor, API server) on $(AIRFLOW_HOST):$(AIRFLOW_PORT) (+ embedded S3), print the admin credentials; AIRFLOW_MODE=cluster: make airflow-cluster
+ifeq ($(AIRFLOW_MODE),cluster)
+airflow: airflow-cluster
+else
 airflow: setup s3-up
 	@mkdir -p $(AIRFLOW_HOME) $(DKT_HOME)/logs
-	@test -s $(AIRFLOW_PASSWORDS) || { umask 077; $(BIN)/python -c "import json,secrets; \
-	  print(json.dumps({'admin': secrets.token_urlsafe(12)}))" > $(AIRFLOW_PASSWORDS); }
+	@$(AIRFLOW_MAKE_PASSWORDS)
 	@if [ -f $(AIRFLOW_PIDFILE) ] && kill -0 $$(cat $(AIRFLOW_PIDFILE)) 2>/dev/null; then \
 	  echo "Airflow already running (pid $$(cat $(AIRFLOW_PIDFILE)))"; \
 	else $(MAKE) --no-print-directory airflow-connection || exit 1; \
@@ -53,17 +75,13 @@ airflow: setup s3-up
 	    $(BIN)/airflow dag-processor & $(BIN)/airflow api-server & wait' >>$(AIRFLOW_LOG) 2>&1 < /dev/null & \
 	  echo $$! > $(AIRFLOW_PIDFILE); \
 	  echo "Airflow starting (pid $$(cat $(AIRFLOW_PIDFILE)), log $(AIRFLOW_LOG)) ..."; fi
-	@for i in $$(seq 1 120); do \
-	  curl -fsS http://127.0.0.1:$(AIRFLOW_PORT)/api/v2/monitor/health >/dev/null 2>&1 && break; sleep 1; done; \
-	curl -fsS http://127.0.0.1:$(AIRFLOW_PORT)/api/v2/monitor/health >/dev/null || { \
-	  echo "Airflow did not become healthy in 120 s; see $(AIRFLOW_LOG)" >&2; exit 1; }
-	@echo "Airflow UI:  http://127.0.0.1:$(AIRFLOW_PORT)"
-	@echo "  user: admin   password: $$($(BIN)/python -c "import json; print(json.load(open('$(AIRFLOW_PASSWORDS)'))['admin'])")   (file $(AIRFLOW_PASSWORDS))"
-	@echo "  DAGs: dkt_retrain, dkt_ingest_sensor (new DAGs start paused: unpause them in the UI or with make airflow-unpause)"
+	@$(call airflow_wait_healthy,$(AIRFLOW_LOG))
+
+endif
 
 ## airflow-connection: create the DAGs' S3 connection from DKT_S3_* unless stored (AIRFLOW_CONN_RESET=1: re-create)
 airflow-connection: setup
-	@mkdir -p $(AIRFLOW_HOME) $(DKT_HOME)/logs
+	@mkdir -p $(AIRFLOW_HOME) $(DKT_HOME)/logs $(dir $(AIRFLOW_LOG))
 	@umask 077; $(AIRFLOW_ENV) $(BIN)/airflow db migrate >>$(AIRFLOW_LOG) 2>&1 || { \
 	  echo "airflow db migrate failed; see $(AIRFLOW_LOG)" >&2; exit 1; }
 	@var=AIRFLOW_CONN_$$(echo '$(DKT_AWS_CONN_ID)' | tr 'a-z-' 'A-Z_'); conn='$(DKT_AWS_CONN_ID)'; \
@@ -82,13 +100,18 @@ airflow-unpause: setup
 	@$(AIRFLOW_ENV) $(BIN)/airflow dags unpause dkt_retrain >/dev/null && \
 	 $(AIRFLOW_ENV) $(BIN)/airflow dags unpause dkt_ingest_sensor >/dev/null && echo "unpaused dkt_retrain, dkt_ingest_sensor"
 
-## airflow-stop: stop Airflow (its whole process group)
+## airflow-stop: stop Airflow (its whole process group); AIRFLOW_MODE=cluster: make airflow-cluster-stop
+ifeq ($(AIRFLOW_MODE),cluster)
+airflow-stop: airflow-cluster-stop
+else
 airflow-stop:
 	@if [ -f $(AIRFLOW_PIDFILE) ]; then pid=$$(cat $(AIRFLOW_PIDFILE)); \
 	  kill -TERM -- -$$pid 2>/dev/null || true; \
 	  for i in $$(seq 1 30); do kill -0 -- -$$pid 2>/dev/null || break; sleep 1; done; \
 	  kill -KILL -- -$$pid 2>/dev/null || true; rm -f $(AIRFLOW_PIDFILE); echo "Airflow stopped (group $$pid)"; \
 	else echo "Airflow: not started by make airflow"; fi
+
+endif
 
 .PHONY: airflow airflow-connection airflow-unpause airflow-stop
 

@@ -1,6 +1,7 @@
 """The Airflow connection as the only S3 configuration: no DKT_S3_*/AWS_* variable anywhere, the
 connection (AIRFLOW_CONN_AWS_DEFAULT, JSON) names the moto endpoint, the bucket and the credentials, and
-dkt_retrain's ingest task reads and writes that bucket. Its secret key never reaches a task log or XCom."""
+dkt_retrain's ingest task reads and writes that bucket. Its secret key never reaches a task log, an XCom, Airflow's
+files (logs, configuration) or its metadata database (tests/secretscan.py)."""
 
 from __future__ import annotations
 
@@ -63,3 +64,9 @@ def test_the_connection_alone_configures_s3(airflow_db, dagbag, moto_server, log
     text = out.out + out.err + caplog.text
     assert "S3 settings from connection 'aws_default'" in text and f"'DKT_S3_BUCKET': '{bucket}'" in text
     assert secret not in text
+    # ... nor in any XCom row, Airflow's files (task and component logs, airflow.cfg) or its database
+    from tests.secretscan import files_under, leaks, xcom_places
+    from tests.secretscan import secret as named
+
+    places = {"task output and log records": text, **xcom_places([run]), **files_under(airflow_db)}
+    assert not leaks([named("S3 secret key (Airflow connection password)", secret)], places)

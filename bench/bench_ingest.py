@@ -38,11 +38,13 @@ BUCKET = "dkt-bench"
 def child(args: argparse.Namespace) -> None:
     """One ingestion run in this process; prints one JSON line with its numbers."""
     from dkt_core.ingest import IngestConfig, ingest
-    from dkt_core.storage.s3 import S3Settings
+    from dkt_core.ingest.layout import RAW_PREFIX
+    from dkt_core.settings import IngestSettings, ReadLimits, S3Settings, load
 
     floor_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
-    r = ingest(IngestConfig(run_id=args.run_id, settings=S3Settings(endpoint_url=args.endpoint, bucket=BUCKET)))
+    r = ingest(IngestConfig.with_settings(args.run_id, RAW_PREFIX, load(IngestSettings), load(ReadLimits),
+                                          settings=S3Settings(endpoint_url=args.endpoint, bucket=BUCKET)))
     wall = time.perf_counter() - t
     print(json.dumps({"wall_s": wall, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "floor_rss_mib": floor_kib / 1024, "result": r.to_dict()}))

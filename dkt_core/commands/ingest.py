@@ -40,16 +40,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     from dkt_core.ingest import IngestConfig, ingest, layout
     from dkt_core.ingest.errors import IngestError
-    from dkt_core.storage.s3 import S3Settings
+    from dkt_core.settings import IngestSettings, ReadLimits, S3Settings, load
 
-    settings = S3Settings.from_env()
+    settings = load(S3Settings)  # the edge: every setting of the run is read here and passed down
     if args.bucket is not None:
         settings = replace(settings, bucket=args.bucket)
     run_id = args.run_id or new_run_id()
     try:
         layout.check_run_id(run_id)
         layout.check_prefix(args.prefix)
-        result = ingest(IngestConfig(run_id=run_id, prefix=args.prefix, settings=settings))
+        result = ingest(IngestConfig.with_settings(run_id, args.prefix, load(IngestSettings), load(ReadLimits),
+                                                   settings=settings))
     except (IngestError, ValueError, FileNotFoundError) as err:
         # S3 down or throttling, lease held/lost, manifest corrupt, missing bucket, bad option
         print(f"error: {err}", file=sys.stderr)

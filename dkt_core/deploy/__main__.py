@@ -26,10 +26,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from dkt_core.deploy.images import ImageError
     from dkt_core.deploy.pipeline import deploy, undeploy
+    from dkt_core.settings import DeploySettings, HomeSettings, ServingSettings, load
 
     try:
+        settings = load(DeploySettings)  # the edge: read once, passed down
         if args.cmd == "undeploy":
-            undeploy()
+            undeploy(settings)
             return 0
         if args.cmd == "client-image":
             print(client_image())
@@ -37,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "client-s3-credentials":
             print(client_s3_credentials())
             return 0
-        outcome = deploy(args.tag, model=args.model)
+        outcome = deploy(args.tag, model=args.model, settings=settings, home=load(HomeSettings).bentoml_home,
+                         keys_file=load(ServingSettings).api_keys_file)
     except ValueError as exc:  # PackagingError too: no artifact, unknown tag, empty store
         print(f"deploy: {exc}", file=sys.stderr)
         return 2

@@ -77,9 +77,8 @@ def wheelhouse_for(spec: ServiceSpec, home: Path) -> Path:
 
 
 def build_inference_image(spec: ServiceSpec, bentoml_home: Path, model_tag: str, model_version: str,
-                          data_version: str, settings: DeploySettings | None = None,
+                          data_version: str, settings: DeploySettings,
                           sha: str | None = None, repo: str | None = None) -> InferenceImage:
-    settings = settings or DeploySettings.from_env()
     src, name, version = model_dir(bentoml_home, model_tag)
     if not (spec.service_dir / spec.service.partition(":")[0].replace(".", "/")).with_suffix(".py").is_file():
         raise ImageError(f"service {spec.service} not found in {spec.service_dir}")

@@ -20,7 +20,6 @@ from dkt_core.deploy.rollout import UNCHANGED, RolloutResult, rollout, smoke_tes
 from dkt_core.deploy.s3access import client_s3_env, registry_login
 from dkt_core.deploy.settings import DeploySettings
 from dkt_core.deploy.stack import build_proxy_image, client_env, deploy_stack, remove_stack, wait_converged
-from dkt_core.settings import bentoml_home
 
 
 @dataclass
@@ -53,12 +52,12 @@ def model_metadata(path: Path) -> dict:
     return dict(yaml.safe_load((path / "model.yaml").read_text()).get("metadata") or {})
 
 
-def resolve_target(tag: str | None = None, model: Path | None = None, home: Path | None = None) -> DeployTarget:
+def resolve_target(tag: str | None = None, model: Path | None = None, *, home: Path) -> DeployTarget:
     """`model` (artifact dir): package it (idempotent) and take the tag of the artifact's own
-    model_version, never whatever is newest in the store; `tag`: exactly that tag; neither: the newest."""
+    model_version, never whatever is newest in the store; `tag`: exactly that tag; neither: the newest.
+    ``home``: the BentoML store (``settings.bentoml_home`` at the edge)."""
     from dkt_core.packaging import package_artifact, resolve_tag
 
-    home = home or bentoml_home()
     if tag and model:
         raise ValueError("give a model directory (MODEL=) or a tag (TAG=), not both")
     if model is not None:
@@ -79,18 +78,15 @@ def _step(msg: str) -> None:
     print(f"==> {msg}", flush=True)
 
 
-def deploy(tag: str | None = None, settings: DeploySettings | None = None, spec: ServiceSpec | None = None,
-           home: Path | None = None, model: Path | None = None) -> DeployOutcome:
-    """Deploy exactly `model` (an artifact directory) or `tag` (see resolve_target)."""
+def deploy(tag: str | None = None, *, settings: DeploySettings, home: Path, keys_file: Path,
+           spec: ServiceSpec | None = None, model: Path | None = None) -> DeployOutcome:
+    """Deploy exactly `model` (an artifact directory) or `tag` (see resolve_target) from the BentoML store at
+    ``home``. ``keys_file``: the service's key-hash file (``ServingSettings.api_keys_file``, what `make api-key`
+    writes); the smoke test's own key is added to it."""
     import docker
 
-    settings = settings or DeploySettings.from_env()
-    home = home or bentoml_home()
-    target = resolve_target(tag, model, home)
+    target = resolve_target(tag, model, home=home)
     mv, dv = target.model_version, target.data_version
-    from dkt_core.settings import ServingSettings, load
-
-    keys_file = load(ServingSettings).api_keys_file  # the key-hash file `make api-key` writes
     key = smoke_key(keys_file)  # the smoke test's own key (made when absent or revoked)
     _step(f"build inference image for {target.tag} (model {mv}, data {dv})"
           + (f" from the artifact {model}" if model else ""))
@@ -149,10 +145,9 @@ def deploy(tag: str | None = None, settings: DeploySettings | None = None, spec:
     return DeployOutcome(smoke.ok, built.image, smoke.served_version, None, msg)
 
 
-def undeploy(settings: DeploySettings | None = None) -> None:
+def undeploy(settings: DeploySettings) -> None:
     import docker
 
-    settings = settings or DeploySettings.from_env()
     remove_stack(docker.from_env(), settings)
     _step(f"stack {settings.stack} removed")
 

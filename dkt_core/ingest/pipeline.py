@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -43,7 +43,7 @@ from dkt_core.ingest.manifest import (
     read_run,
     update_index,
 )
-from dkt_core.settings import IngestSettings
+from dkt_core.settings import IngestSettings, ReadLimits
 from dkt_core.storage.objects import (
     copy_object,
     is_infrastructure_error,
@@ -57,9 +57,6 @@ from dkt_core.storage.objects import (
 from dkt_core.storage.s3 import S3Settings, s3_client
 from dkt_core.storage.workspace import Workspace
 
-if TYPE_CHECKING:
-    from dkt_core.data.io import ReadLimits
-
 log = logging.getLogger(__name__)
 
 STATUS_INGESTED = "ingested"
@@ -68,12 +65,7 @@ MAX_COPY_BYTES = 5 * 1024**3  # S3's limit of one CopyObject
 MAX_REASON_CHARS = 4000
 
 
-def _lease_ttl_from_env() -> int:
-    return IngestSettings.from_env().lease_ttl_s
-
-
-def _run_bytes_from_env() -> int:
-    return IngestSettings.from_env().max_run_bytes
+_DEFAULTS = IngestSettings()  # a direct construction's values; the edges pass what they loaded (``with_settings``)
 
 
 @dataclass(frozen=True)
@@ -81,15 +73,22 @@ class IngestConfig:
     run_id: str  # the idempotency key: Airflow's run_id
     prefix: str = layout.RAW_PREFIX
     # Lease TTL; must exceed the ingest task's timeout (it only matters when a worker dies: a live run
-    # renews its lease every TTL/4). Default: DKT_INGEST_LEASE_TTL_S (3600 s).
-    lease_ttl_s: int = field(default_factory=_lease_ttl_from_env)
+    # renews its lease every TTL/4). DKT_INGEST_LEASE_TTL_S at the edges (default 3600 s).
+    lease_ttl_s: int = _DEFAULTS.lease_ttl_s
     # Listed bytes one run reads (objects in key order, at least one): what is left stays pending for the
-    # next run, so a backlog never makes one run hold everything. Default: DKT_INGEST_MAX_RUN_BYTES (1 GiB).
-    max_run_bytes: int = field(default_factory=_run_bytes_from_env)
-    settings: S3Settings | None = None  # default: from the environment
-    limits: ReadLimits | None = None  # default: ReadLimits.from_env() (object and decompressed size caps)
+    # next run, so a backlog never makes one run hold everything. DKT_INGEST_MAX_RUN_BYTES at the edges (1 GiB).
+    max_run_bytes: int = _DEFAULTS.max_run_bytes
+    settings: S3Settings | None = None  # where to ingest when ``ingest`` gets no workspace
+    limits: ReadLimits = field(default_factory=ReadLimits)  # object and decompressed size caps
     # Called with the name of each step before it runs (fault-injection tests pause or fail runs there).
     hooks: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def with_settings(cls, run_id: str, prefix: str, ingest: IngestSettings, limits: ReadLimits,
+                      **kw: Any) -> IngestConfig:
+        """The run's config from the settings an edge loaded (``load(IngestSettings)``, ``load(ReadLimits)``)."""
+        return cls(run_id=run_id, prefix=prefix, lease_ttl_s=ingest.lease_ttl_s, max_run_bytes=ingest.max_run_bytes,
+                   limits=limits, **kw)
 
 
 @dataclass
@@ -326,8 +325,8 @@ def _version_fields(bucket: str, version: int | None) -> dict[str, Any]:
 
 def ingest(config: IngestConfig, *, ws: Workspace | None = None) -> IngestResult:
     """Ingest every raw object not consumed yet; see the module docstring for the write order.
-    ``ws``: the task's workspace (client + bucket, e.g. from the Airflow connection); default: a client
-    for ``config.settings`` (or the environment).
+    ``ws``: the task's workspace (client + bucket, e.g. from the Airflow connection); without it, a client
+    for ``config.settings`` (one of the two is required: nothing here reads the environment).
 
     Raises ``S3Unavailable`` when S3 cannot be reached or throttles (retry the run), ``IngestBusy``
     when another run holds the lease, ``LeaseLost`` when a retry of this run took over.
@@ -335,8 +334,10 @@ def ingest(config: IngestConfig, *, ws: Workspace | None = None) -> IngestResult
     layout.check_run_id(config.run_id)
     layout.check_prefix(config.prefix)
     if ws is None:
-        settings = config.settings or S3Settings.from_env()
-        ws = Workspace(s3_client(settings), settings.bucket, Path())
+        if config.settings is None:
+            raise ValueError("ingest needs a workspace (ws=) or S3 settings (IngestConfig.settings): load them at "
+                             "the edge, e.g. load(S3Settings)")
+        ws = Workspace(s3_client(config.settings), config.settings.bucket, Path())
     try:
         return _ingest(ws.client, ws.bucket, config)
     except (BotoCoreError, ClientError) as err:
@@ -348,9 +349,7 @@ def ingest(config: IngestConfig, *, ws: Workspace | None = None) -> IngestResult
 
 
 def _ingest(client, bucket: str, config: IngestConfig) -> IngestResult:
-    from dkt_core.data.io import ReadLimits
-
-    limits = config.limits or ReadLimits.from_env()
+    limits = config.limits
     require_bucket(client, bucket)
     base = IngestResult(status=STATUS_NOTHING_NEW, run_id=config.run_id, bucket=bucket)
 

@@ -26,9 +26,7 @@ from dkt_core.ingest import layout as ingest_layout
 from dkt_core.ingest.layout import LAST_TRAINED_KEY, new_rows_key
 from dkt_core.retrain.champion import read_champion
 from dkt_core.retrain.settings import RetrainSettings
-from dkt_core.retrain.workspace import task_workspace
 from dkt_core.storage.objects import ConflictExhausted, get_json, read_parquet, update_json, write_parquet
-from dkt_core.storage.s3 import S3Settings
 from dkt_core.storage.workspace import Workspace
 from dkt_core.training.versions import check_model_version
 
@@ -104,16 +102,13 @@ def count_new(current: pd.DataFrame, is_new: np.ndarray) -> tuple[int, int]:
 
 
 def check_batch(ingest_result: dict[str, Any], *, min_new_rows: int | None = None, min_new_users: int | None = None,
-                retrain_anyway: bool = False, settings: RetrainSettings | None = None,
-                s3: S3Settings | None = None, ws: Workspace | None = None) -> dict[str, Any]:
+                retrain_anyway: bool = False, settings: RetrainSettings, ws: Workspace) -> dict[str, Any]:
     """Whether this run trains, on which version, and why (the reason goes to the log and the run note).
 
     Returns {"proceed", "reason", "data_version" (train on it), "parent_version" (the version last
     trained on: live evaluation and drift look at the rows since), "new_rows", "new_users", "new_rows_uri"
     (which rows are new: computed here once, read by live evaluation and the report), thresholds}.
     """
-    settings = settings or RetrainSettings.from_env()
-    ws = task_workspace(ws, s3=s3, settings=settings)
     min_rows = settings.min_new_rows if min_new_rows is None else int(min_new_rows)
     min_users = settings.min_new_users if min_new_users is None else int(min_new_users)
     if min_rows < 0 or min_users < 0:

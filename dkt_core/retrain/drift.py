@@ -93,13 +93,12 @@ def profile(frame: pd.DataFrame) -> dict[str, Any]:
 
 
 def drift_summary(parent: pd.DataFrame | None, new_rows: pd.DataFrame, *, n_boot: int = 0, seed: int = 0,
-                  settings: RetrainSettings | None = None) -> dict[str, Any]:
+                  settings: RetrainSettings) -> dict[str, Any]:
     """Profiles of the parent version and of the new rows, PSI of items/tests/tags (new vs parent) with its
     noise range (``psi_noise``: what as many users drawn from the parent give) and the accuracy shift
     with a user-bootstrap 95 % interval (``n_boot`` > 0), and the counts behind them. The verdict counts
     only PSIs beyond their noise range; fewer new rows or users than the judge thresholds: the verdict is
     "too few to judge" (the numbers are still shown)."""
-    settings = settings or RetrainSettings.from_env()
     out: dict[str, Any] = {"new_rows": profile(new_rows), "parent": profile(parent) if parent is not None else None,
                            "n_rows": int(len(new_rows)), "n_users": int(new_rows[USER].nunique()) if len(new_rows)
                            else 0, "n_boot": n_boot}

@@ -20,9 +20,7 @@ from dkt_core.ingest.layout import model_key
 from dkt_core.retrain.artifacts import fetch_artifact
 from dkt_core.retrain.champion import champion_dir, read_champion
 from dkt_core.retrain.settings import RetrainSettings
-from dkt_core.retrain.workspace import task_workspace
 from dkt_core.storage.objects import read_parquet, write_json, write_parquet
-from dkt_core.storage.s3 import S3Settings
 from dkt_core.storage.workspace import Workspace
 from dkt_core.training.versions import check_model_version
 
@@ -39,8 +37,7 @@ def _score(predictor, holdout: pd.DataFrame, settings: RetrainSettings) -> tuple
 
 
 def evaluate_candidates(model_version: str, artifact_uri: str, holdout_uri: str, *, artifact_sha256: str | None = None,
-                        settings: RetrainSettings | None = None, s3: S3Settings | None = None,
-                        ws: Workspace | None = None) -> dict[str, Any]:
+                        settings: RetrainSettings, ws: Workspace) -> dict[str, Any]:
     """Metrics of the challenger and of the current champion (if any) on ``holdout_uri``.
 
     Writes models/<version>/evaluation.json and the per-row predictions the report plots; returns the
@@ -48,8 +45,6 @@ def evaluate_candidates(model_version: str, artifact_uri: str, holdout_uri: str,
     """
     from dkt_core.predict import Predictor
 
-    settings = settings or RetrainSettings.from_env()
-    ws = task_workspace(ws, s3=s3, settings=settings)
     check_model_version(model_version)
     client, bucket = ws.client, ws.bucket
     holdout = read_parquet(client, holdout_uri)

@@ -16,9 +16,7 @@ from dkt_core.ingest import layout as ingest_layout
 from dkt_core.ingest.curated import read_version
 from dkt_core.ingest.layout import split_key
 from dkt_core.retrain.settings import RetrainSettings
-from dkt_core.retrain.workspace import task_workspace
 from dkt_core.storage.objects import read_json, write_json, write_parquet
-from dkt_core.storage.s3 import S3Settings
 from dkt_core.storage.workspace import Workspace
 
 
@@ -37,11 +35,8 @@ def split_frame(frame: pd.DataFrame, fraction: float, salt: str) -> tuple[pd.Dat
     return frame[~mask].reset_index(drop=True), frame[mask].reset_index(drop=True)
 
 
-def prepare_split(data_version: str, *, settings: RetrainSettings | None = None,
-                  s3: S3Settings | None = None, ws: Workspace | None = None) -> dict[str, Any]:
+def prepare_split(data_version: str, *, settings: RetrainSettings, ws: Workspace) -> dict[str, Any]:
     """Write splits/v=N/{train,holdout}.parquet for a curated version (once; reused afterwards)."""
-    settings = settings or RetrainSettings.from_env()
-    ws = task_workspace(ws, s3=s3, settings=settings)
     client, bucket = ws.client, ws.bucket
     version = ingest_layout.parse_version(data_version)
     done = read_json(client, bucket, split_key(version, "split.json"))

@@ -24,9 +24,7 @@ from dkt_core.ingest.curated import read_version
 from dkt_core.ingest.layout import LIVE_AUC_KEY
 from dkt_core.retrain.champion import champion_dir, read_champion
 from dkt_core.retrain.settings import RetrainSettings
-from dkt_core.retrain.workspace import task_workspace
 from dkt_core.storage.objects import ConflictExhausted, get_json, update_json
-from dkt_core.storage.s3 import S3Settings
 from dkt_core.storage.workspace import Workspace
 
 
@@ -74,13 +72,10 @@ def live_history(client, bucket: str) -> list[dict[str, Any]]:
 
 
 def live_evaluate(data_version: str, parent_version: str | None, *, new_rows_uri: str | None = None,
-                  settings: RetrainSettings | None = None, s3: S3Settings | None = None,
-                  ws: Workspace | None = None) -> dict[str, Any]:
+                  settings: RetrainSettings, ws: Workspace) -> dict[str, Any]:
     """Score the champion on the rows ``data_version`` holds and ``parent_version`` (the version last
     trained on) lacks; record and return the result with its counts, interval and judgement.
     ``new_rows_uri``: which rows those are, as the minimum batch stored them (else computed here)."""
-    settings = settings or RetrainSettings.from_env()
-    ws = task_workspace(ws, s3=s3, settings=settings)
     client, bucket = ws.client, ws.bucket
     champion = read_champion(client, bucket)
     if champion is None:

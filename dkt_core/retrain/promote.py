@@ -15,9 +15,7 @@ from typing import Any
 from dkt_core.retrain.artifacts import fetch_artifact
 from dkt_core.retrain.champion import write_champion
 from dkt_core.retrain.settings import RetrainSettings
-from dkt_core.retrain.workspace import task_workspace
-from dkt_core.settings import bentoml_home
-from dkt_core.storage.s3 import S3Settings
+from dkt_core.settings import DeploySettings
 from dkt_core.storage.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -28,27 +26,25 @@ class RolloutFailed(RuntimeError):
 
 
 def package_model(model_version: str, artifact_uri: str, *, artifact_sha256: str | None = None,
-                  settings: RetrainSettings | None = None, s3: S3Settings | None = None,
-                  ws: Workspace | None = None) -> dict[str, Any]:
-    """Artifact in S3 (its sha256 checked) -> BentoML model ``dkt-model:<model_version>`` (idempotent per version)."""
+                  bentoml_home: Path, ws: Workspace) -> dict[str, Any]:
+    """Artifact in S3 (its sha256 checked) -> BentoML model ``dkt-model:<model_version>`` in the store at
+    ``bentoml_home`` (idempotent per version)."""
     from dkt_core.packaging import package_artifact
 
-    ws = task_workspace(ws, s3=s3, settings=settings)
     local = fetch_artifact(ws.client, artifact_uri, ws.cache_dir, model_version, sha256=artifact_sha256)
-    home = bentoml_home()
-    packaged = package_artifact(local, home=home)
-    return {"bentoml_tag": packaged.tag, "bentoml_home": str(home), "model_version": model_version}
+    packaged = package_artifact(local, home=bentoml_home)
+    return {"bentoml_tag": packaged.tag, "bentoml_home": str(bentoml_home), "model_version": model_version}
 
 
 def deploy_model(model_version: str, artifact_uri: str, data_version: str, *, skip: bool = False,
                  packaged: dict[str, Any] | None = None, artifact_sha256: str | None = None,
-                 settings: RetrainSettings | None = None, s3: S3Settings | None = None,
-                 ws: Workspace | None = None) -> dict[str, Any]:
+                 settings: RetrainSettings, deploy_settings: DeploySettings, api_keys_file: Path,
+                 bentoml_home: Path, ws: Workspace) -> dict[str, Any]:
     """Image build + push + Swarm rollout with smoke test (dkt_core.deploy.pipeline.deploy: the first
     deployment deploys the stack); ``skip``/DKT_DEPLOY=none: nothing to do. ``packaged``: what
-    ``package_model`` returned for this model (its tag is deployed as is); packaged here only when the
-    caller did not (a direct call)."""
-    settings = settings or RetrainSettings.from_env()
+    ``package_model`` returned for this model (its tag is deployed as is); packaged here (into
+    ``bentoml_home``) only when the caller did not (a direct call). ``api_keys_file``: the service's key-hash
+    file (the smoke test's key is added to it)."""
     if skip or settings.deploy == "none":
         why = "skip_deploy param" if skip else "DKT_DEPLOY=none"
         log.info("deployment disabled (%s): promotion = BentoML model + champion alias", why)
@@ -56,9 +52,10 @@ def deploy_model(model_version: str, artifact_uri: str, data_version: str, *, sk
     from dkt_core.deploy.pipeline import deploy
 
     if packaged is None or packaged.get("model_version") != model_version:
-        packaged = package_model(model_version, artifact_uri, artifact_sha256=artifact_sha256, settings=settings,
-                                 s3=s3, ws=ws)  # this worker's store
-    outcome = deploy(packaged["bentoml_tag"], home=Path(packaged["bentoml_home"]))
+        packaged = package_model(model_version, artifact_uri, artifact_sha256=artifact_sha256,
+                                 bentoml_home=bentoml_home, ws=ws)  # this worker's store
+    outcome = deploy(packaged["bentoml_tag"], settings=deploy_settings, home=Path(packaged["bentoml_home"]),
+                     keys_file=api_keys_file)
     if outcome.rollout is not None:
         log.info("rollout: %s", outcome.rollout.to_json())
     if not outcome.ok:
@@ -72,10 +69,8 @@ def deploy_model(model_version: str, artifact_uri: str, data_version: str, *, sk
 
 def set_champion(run_id: str, model_version: str, artifact_uri: str, data_version: str,
                  evaluation: dict[str, Any], deployment: dict[str, Any], report_uri: str | None,
-                 bentoml_tag: str | None, *, artifact_sha256: str | None = None,
-                 s3: S3Settings | None = None, ws: Workspace | None = None) -> dict[str, Any]:
+                 bentoml_tag: str | None, *, artifact_sha256: str | None = None, ws: Workspace) -> dict[str, Any]:
     """Move the alias models/champion.json to this model (call only after deploy_model returned)."""
-    ws = task_workspace(ws, s3=s3)
     record = {
         "model_version": model_version,
         "artifact_uri": artifact_uri,

@@ -22,9 +22,7 @@ from dkt_core.retrain.drift import drift_summary, quality_summary
 from dkt_core.retrain.gate import METRIC, decide
 from dkt_core.retrain.live_eval import live_history, new_rows_mask
 from dkt_core.retrain.settings import RetrainSettings
-from dkt_core.retrain.workspace import task_workspace
 from dkt_core.storage.objects import get_json, put_bytes, read_parquet, write_json
-from dkt_core.storage.s3 import S3Settings
 from dkt_core.storage.workspace import Workspace
 
 
@@ -115,12 +113,9 @@ def ingest_sources(client, bucket: str, data_version: str, since: str | None) ->
 
 def build_report(run_id: str, data_version: str, parent_version: str | None, evaluation: dict[str, Any],
                  *, tolerance: float, force: bool = False, new_rows_uri: str | None = None,
-                 settings: RetrainSettings | None = None, s3: S3Settings | None = None,
-                 ws: Workspace | None = None) -> dict[str, Any]:
+                 settings: RetrainSettings, ws: Workspace) -> dict[str, Any]:
     """Write the report files next to the artifact; returns their URIs and the gate's decision (the run's
     one decision: the gate task follows it). ``new_rows_uri``: the minimum batch's new-rows mask."""
-    settings = settings or RetrainSettings.from_env()
-    ws = task_workspace(ws, s3=s3, settings=settings)
     client, bucket = ws.client, ws.bucket
     version = evaluation["model_version"]
     current = read_version(client, bucket, ingest_layout.parse_version(data_version))

@@ -34,10 +34,7 @@ from dkt_core.ingest.layout import ARTIFACT_FILE, challenger_record_key, model_k
 from dkt_core.packaging.store import artifact_models
 from dkt_core.retrain.artifacts import cache_local_artifact, upload_artifact, verify_sha256
 from dkt_core.retrain.batch import record_training
-from dkt_core.retrain.settings import RetrainSettings
-from dkt_core.retrain.workspace import task_workspace
 from dkt_core.storage.objects import get_bytes, read_json, read_parquet, write_json
-from dkt_core.storage.s3 import S3Settings
 from dkt_core.storage.workspace import Workspace
 from dkt_core.training.versions import check_model_version
 
@@ -80,14 +77,12 @@ def _reused(run_id: str, ws: Workspace) -> dict[str, Any] | None:
 def prepare_training(run_id: str, data_version: str, train_uri: str, models: list[str], *,
                      model_options: dict[str, dict[str, Any]] | None = None,
                      training_window_days: int | None = None, seed: int = 0,
-                     settings: RetrainSettings | None = None, s3: S3Settings | None = None,
-                     ws: Workspace | None = None) -> list[dict[str, Any]]:
+                     ws: Workspace) -> list[dict[str, Any]]:
     """Step 1: fit the split and features once for the run; one job (run id, model, prepared sha256) per
     model in ``models`` order."""
     from dkt_core.training.config import TrainConfig
     from dkt_core.training.trainer import prepare
 
-    ws = task_workspace(ws, s3=s3, settings=settings)
     jobs = [{"run_id": run_id, "model": m} for m in models]
     if _reused(run_id, ws) is not None:
         log.info("run %s already trained its challenger; nothing to prepare", run_id)
@@ -112,14 +107,12 @@ def prepare_training(run_id: str, data_version: str, train_uri: str, models: lis
     return [{**j, "prepared_sha256": record["sha256"], "reused": False} for j in jobs]
 
 
-def train_run_member(run_id: str, model: str, *, settings: RetrainSettings | None = None,
-                     s3: S3Settings | None = None, ws: Workspace | None = None) -> dict[str, Any]:
+def train_run_member(run_id: str, model: str, *, ws: Workspace) -> dict[str, Any]:
     """Step 2: train ``model`` on the run's prepared set → ``members/<model>.tar.gz``; returns the model, its
     validation AUC with n, its time and the tarball's sha256 (a retry returns the finished record)."""
     from dkt_core.evaluation.metrics import evaluate_predictions
     from dkt_core.training.trainer import Prepared, train_member
 
-    ws = task_workspace(ws, s3=s3, settings=settings)
     record_key = _member_key(run_id, model, ".json")
     if _reused(run_id, ws) is not None:
         return {"model": model, "reused": True, "status": "the run's challenger was trained already"}
@@ -143,13 +136,11 @@ def train_run_member(run_id: str, model: str, *, settings: RetrainSettings | Non
     return {**record, "reused": False}
 
 
-def assemble_challenger(run_id: str, models: list[str], *, settings: RetrainSettings | None = None,
-                        s3: S3Settings | None = None, ws: Workspace | None = None) -> dict[str, Any]:
+def assemble_challenger(run_id: str, models: list[str], *, ws: Workspace) -> dict[str, Any]:
     """Step 3: the one artifact from the members of ``models`` that finished (those whose record exists);
     NoMemberTrained when none did. Returns what ``train_challenger`` returns, plus ``members_failed``."""
     from dkt_core.training.trainer import Member, Prepared, assemble
 
-    ws = task_workspace(ws, s3=s3, settings=settings)
     done = _reused(run_id, ws)
     if done is not None:
         log.info("run %s already trained %s; reusing it", run_id, done["model_version"])
@@ -186,14 +177,12 @@ def assemble_challenger(run_id: str, models: list[str], *, settings: RetrainSett
 def train_challenger(run_id: str, data_version: str, train_uri: str, models: list[str], *,
                      model_options: dict[str, dict[str, Any]] | None = None,
                      training_window_days: int | None = None, seed: int = 0,
-                     settings: RetrainSettings | None = None, s3: S3Settings | None = None,
-                     ws: Workspace | None = None) -> dict[str, Any]:
+                     ws: Workspace) -> dict[str, Any]:
     """Train ``models`` on ``train_uri`` in one call (the three steps in turn); returns model_version,
     artifact URI and validation metrics. A member that fails here fails the call (no partial ensemble).
 
     The curated rows are handed to the trainer as a frame: they were validated and normalised when they
     were ingested, so nothing is written back to a file or validated again."""
-    ws = task_workspace(ws, s3=s3, settings=settings)
     jobs = prepare_training(run_id, data_version, train_uri, models, model_options=model_options,
                             training_window_days=training_window_days, seed=seed, ws=ws)
     for job in jobs:

@@ -16,11 +16,10 @@ from dkt_core.settings import S3Settings as S3Settings  # declared once in the s
 from dkt_core.storage.objects import list_keys as list_keys  # the one listing (re-exported)
 
 
-def s3_client(settings: S3Settings | None = None, *, retries: int = 3, timeout_s: float = 10.0,
+def s3_client(settings: S3Settings, *, retries: int = 3, timeout_s: float = 10.0,
               access_key: str | None = None, secret_key: str | None = None):
-    """A boto3 S3 client for ``settings`` (default: ``S3Settings.from_env()``). ``access_key``/``secret_key``:
+    """A boto3 S3 client for ``settings`` (loaded at an edge: ``load(S3Settings)``). ``access_key``/``secret_key``:
     explicit credentials (e.g. from an Airflow connection); without them boto3's usual chain decides."""
-    settings = settings or S3Settings.from_env()
     cfg = Config(
         retries={"max_attempts": retries, "mode": "standard"},
         connect_timeout=timeout_s,

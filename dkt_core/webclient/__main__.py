@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 from dkt_core.private_files import read_or_create_secret
+from dkt_core.settings import ClientSettings, S3Settings, load
 from dkt_core.webclient.bank import bank_from_content, build_bank, read_seed, with_generated_content
 from dkt_core.webclient.content import ContentFileError, read_content_file
-from dkt_core.webclient.settings import ClientSettings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     spool = Spool(settings.spool_dir, max_rows=settings.spool_max_rows, max_age_s=settings.spool_max_age_s)
     # the state database judges the last row of a killed worker's batch (committed or not)
     committed = StateStore(settings.state_db).has_row if settings.state_db.exists() else None
-    result = FlushWorker(spool, interval_s=settings.flush_interval_s, create_bucket=settings.create_bucket,
-                         committed=committed).run_once()
+    result = FlushWorker(spool, interval_s=settings.flush_interval_s, settings=load(S3Settings),
+                         create_bucket=settings.create_bucket, committed=committed).run_once()
     print(f"sent {len(result.sent)} batch(es); {result.pending} pending" + (f"; {result.error}" if result.error else ""))
     return 1 if result.error else 0
 

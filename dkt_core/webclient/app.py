@@ -37,6 +37,7 @@ from flask_login import LoginManager, current_user, login_required, login_user, 
 
 from dkt_core.data.schema import TIMESTAMP_FORMAT
 from dkt_core.private_files import read_or_create_secret
+from dkt_core.settings import ClientSettings, S3Settings, load
 from dkt_core.webclient import charts, pages, ratelimit
 from dkt_core.webclient.accounts import MAX_PASSWORD, MIN_PASSWORD, ROLES, AccountStore, SignUpError
 from dkt_core.webclient.adaptive import (
@@ -51,7 +52,6 @@ from dkt_core.webclient.bank import CHOICES, SEED_COLUMNS, QuestionBank
 from dkt_core.webclient.flusher import FlushWorker
 from dkt_core.webclient.history import StaleAnswer, StateStore
 from dkt_core.webclient.inference import InferenceClient, Outcome, read_api_key
-from dkt_core.webclient.settings import ClientSettings
 from dkt_core.webclient.spool import Spool, SpoolWriteError
 
 log = logging.getLogger(__name__)
@@ -93,14 +93,17 @@ def _username_key() -> str:
     return "user:" + AccountStore.normalize(request.form.get("username", ""))[:64]
 
 
-def create_app(settings: ClientSettings | None = None, *, start_flusher: bool = True) -> Flask:
-    settings = settings or ClientSettings.from_env()
+def create_app(settings: ClientSettings | None = None, *, s3: S3Settings | None = None,
+               start_flusher: bool = True) -> Flask:
+    """The client's app factory, an edge: ``settings`` and ``s3`` default to what the environment says."""
+    settings = settings or load(ClientSettings)
+    s3 = s3 or load(S3Settings)
     bank = QuestionBank.load(settings.bank_path)
     store = StateStore(settings.state_db)
     accounts = AccountStore(settings.state_db)
     spool = Spool(settings.spool_dir, max_rows=settings.spool_max_rows, max_age_s=settings.spool_max_age_s)
-    flusher = FlushWorker(spool, interval_s=settings.flush_interval_s, create_bucket=settings.create_bucket,
-                          committed=store.has_row)
+    flusher = FlushWorker(spool, interval_s=settings.flush_interval_s, settings=s3,
+                          create_bucket=settings.create_bucket, committed=store.has_row)
     inference = InferenceClient(settings.api_url, timeout_s=settings.api_timeout_s,
                                 api_key=read_api_key(settings.api_key_file))
     session_lifetime = timedelta(hours=settings.session_hours)

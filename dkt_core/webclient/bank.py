@@ -23,8 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from dkt_core.data.columns import COLUMNS
-from dkt_core.private_files import ensure_private, read_or_create_secret, write_private
-from dkt_core.webclient.settings import ClientSettings
+from dkt_core.private_files import ensure_private, write_private
 
 CHOICES = ("A", "B", "C", "D")
 SEED_COLUMNS = COLUMNS  # the data contract's column list
@@ -39,11 +38,6 @@ def answer_for(item_id: str, secret: bytes) -> str:
         raise ValueError("the answer-key secret must have at least 16 bytes")
     digest = hmac.new(secret, item_id.encode("utf-8"), hashlib.sha256).digest()
     return CHOICES[digest[0] % len(CHOICES)]
-
-
-def default_answer_secret() -> bytes:
-    """The answer-key secret of this installation (``DKT_CLIENT_ANSWER_KEY_FILE``; created when absent)."""
-    return read_or_create_secret(ClientSettings.from_env().answer_key_path, what="answer-key secret")
 
 
 NO_TEXT = "Item text is not available"
@@ -176,12 +170,13 @@ def read_seed(path: Path) -> pd.DataFrame:
     return df.astype(str)
 
 
-def build_bank(df: pd.DataFrame, *, answer_secret: bytes | None = None, max_items_per_test: int = 10,
+def build_bank(df: pd.DataFrame, *, answer_secret: bytes, max_items_per_test: int = 10,
                source: str = "") -> QuestionBank:
     """Bank from seed rows: each item's test and tag are its most frequent ones (ties: smallest value);
     each test keeps its ``max_items_per_test`` most answered items (ties: item id), in that order. The key
-    is ``answer_for(item, answer_secret)``; without a secret, this installation's (``default_answer_secret``)."""
-    secret = answer_secret if answer_secret is not None else default_answer_secret()
+    is ``answer_for(item, answer_secret)`` (the installation's secret: ``ClientSettings.answer_key_path``, read by
+    the ``build-bank`` command)."""
+    secret = answer_secret
     if max_items_per_test < 1:
         raise ValueError("max_items_per_test must be >= 1")
     df = df[["assessmentItemID", "testId", "KnowledgeTag"]].dropna()

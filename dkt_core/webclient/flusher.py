@@ -92,12 +92,12 @@ def flush_sealed(spool: Spool, client, bucket: str, *, create_bucket: bool = Tru
 class FlushWorker:
     """Background thread of one worker: seal aged/orphaned batches and flush sealed ones periodically."""
 
-    def __init__(self, spool: Spool, *, interval_s: float, settings: S3Settings | None = None,
+    def __init__(self, spool: Spool, *, interval_s: float, settings: S3Settings,
                  create_bucket: bool = True, committed: Callable[[list[str], str], bool] | None = None):
         self.spool = spool
         self.committed = committed  # judges an orphan's last row (Spool.seal_orphans)
         self.interval_s = interval_s
-        self.settings = settings or S3Settings.from_env()
+        self.settings = settings
         self.create_bucket = create_bucket
         # Few retries and short timeouts: a down S3 must not pin the thread; the next pass retries.
         self.client = s3_client(self.settings, retries=1, timeout_s=5.0)

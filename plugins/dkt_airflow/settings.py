@@ -1,11 +1,25 @@
 """DAG settings (``AirflowSettings`` of dkt_core/settings.py, loaded once when the DAG files are parsed: an
-edge) and the retry policy of S3 and Docker tasks."""
+edge), the retry policy of S3 and Docker tasks, and the settings a task reads when it runs and hands to its
+dkt_core step (``retrain_settings``, ``ingest_config``, ``bentoml_home``, ``deploy_args``): the steps below never
+read the environment themselves."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
-from dkt_core.settings import AirflowSettings, IngestSettings, S3Settings, load
+from dkt_core.settings import (
+    AirflowSettings,
+    DeploySettings,
+    HomeSettings,
+    IngestSettings,
+    ReadLimits,
+    RetrainSettings,
+    S3Settings,
+    ServingSettings,
+    load,
+)
 
 SETTINGS = load(AirflowSettings)
 
@@ -74,3 +88,29 @@ DOCKER_RETRY = {
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=10),
 }
+
+
+# --- read when a task runs (the task's environment decides), handed to the task's one dkt_core step ----------
+
+def retrain_settings() -> RetrainSettings:
+    """Hold-out, bootstrap, gate, judge thresholds, deploy mode and cache of the retraining steps."""
+    return load(RetrainSettings)
+
+
+def ingest_config(run_id: str, prefix: str):
+    """The ingest run's config: lease TTL, run budget (``IngestSettings``) and read caps (``ReadLimits``)."""
+    from dkt_core.ingest import IngestConfig
+
+    return IngestConfig.with_settings(run_id, prefix, load(IngestSettings), load(ReadLimits))
+
+
+def bentoml_home() -> Path:
+    """The worker's BentoML model store (``BENTOML_HOME`` or ``~/bentoml``)."""
+    return load(HomeSettings).bentoml_home
+
+
+def deploy_args() -> dict[str, Any]:
+    """What ``dkt_core.retrain.promote.deploy_model`` needs besides the run's values: the retraining and
+    deploy settings, the service's key-hash file and the BentoML store."""
+    return {"settings": retrain_settings(), "deploy_settings": load(DeploySettings),
+            "api_keys_file": load(ServingSettings).api_keys_file, "bentoml_home": bentoml_home()}

@@ -87,7 +87,7 @@ def test_consumed_objects_do_not_trigger_and_a_new_one_does(sensor_dag, env, s3_
     initial, later = logs
     upload(env, s3_env.bucket, "interactions/date=2025-01-01/a.csv", initial.head(50))
     upload(env, s3_env.bucket, "interactions/date=2025-01-02/b.csv", initial.iloc[50:120])
-    result = ingest(IngestConfig(run_id="manual__backfill-1"))
+    result = ingest(IngestConfig(run_id="manual__backfill-1", settings=s3_env))
     assert result.status == "ingested" and result.objects == 2
     assert pending_objects(env, s3_env.bucket, "interactions/", load_state(env, s3_env.bucket)) == []
 

@@ -64,5 +64,5 @@ def make_bank(path: Path) -> Path:
     from dkt_core.webclient.bank import SEED_COLUMNS, build_bank
 
     rows = [("u", f"A01000{n}001", "A010000001", 1, "2020-01-01 00:00:00", "7") for n in range(1, 4)]
-    build_bank(pd.DataFrame(rows, columns=SEED_COLUMNS)).save(path)
+    build_bank(pd.DataFrame(rows, columns=SEED_COLUMNS), answer_secret=b"docker-test answer-key secret 0123456789").save(path)
     return path

@@ -92,29 +92,34 @@ def _train(ws: Workspace, run_id: str, ingested: dict) -> dict:
     from dkt_core.retrain.live_eval import live_evaluate
     from dkt_core.retrain.report import build_report
     from dkt_core.retrain.training import assemble_challenger, prepare_training, train_run_member
+    from dkt_core.settings import RetrainSettings, load
 
-    batch = check_batch(ingested, min_new_rows=1, min_new_users=1, ws=ws)
+    settings = load(RetrainSettings)  # what the DAG task reads at the edge
+    batch = check_batch(ingested, min_new_rows=1, min_new_users=1, settings=settings, ws=ws)
     assert batch["proceed"], batch["reason"]
-    split = prepare_split(batch["data_version"], ws=ws)
-    live = live_evaluate(batch["data_version"], batch["parent_version"], new_rows_uri=batch.get("new_rows_uri"), ws=ws)
+    split = prepare_split(batch["data_version"], settings=settings, ws=ws)
+    live = live_evaluate(batch["data_version"], batch["parent_version"], new_rows_uri=batch.get("new_rows_uri"),
+                         settings=settings, ws=ws)
     jobs = prepare_training(run_id, batch["data_version"], split["train_uri"], ["lgbm"], model_options=TINY, ws=ws)
     for job in jobs:
         train_run_member(job["run_id"], job["model"], ws=ws)
     trained = assemble_challenger(run_id, ["lgbm"], ws=ws)
     evaluation = evaluate_candidates(trained["model_version"], trained["artifact_uri"], split["holdout_uri"],
-                                     artifact_sha256=trained.get("artifact_sha256"), ws=ws)
+                                     artifact_sha256=trained.get("artifact_sha256"), settings=settings, ws=ws)
     reported = build_report(run_id, batch["data_version"], batch["parent_version"], evaluation, tolerance=1.0,
-                            force=True, new_rows_uri=batch.get("new_rows_uri"), ws=ws)
+                            force=True, new_rows_uri=batch.get("new_rows_uri"), settings=settings, ws=ws)
     return {"batch": batch, "live": live, "trained": trained, "evaluation": evaluation, "reported": reported}
 
 
 def _promote(ws: Workspace, run_id: str, t: dict) -> dict:
     """The deployer's S3 side: package the artifact (BentoML store) and move the champion alias."""
     from dkt_core.retrain.promote import package_model, set_champion
+    from dkt_core.settings import HomeSettings, load
 
     trained = t["trained"]
     packaged = package_model(trained["model_version"], trained["artifact_uri"],
-                             artifact_sha256=trained.get("artifact_sha256"), ws=ws)
+                             artifact_sha256=trained.get("artifact_sha256"),
+                             bentoml_home=load(HomeSettings).bentoml_home, ws=ws)
     return set_champion(run_id, trained["model_version"], trained["artifact_uri"], trained["data_version"],
                         t["evaluation"], {"status": "skipped", "image": None}, t["reported"]["report_uri"],
                         packaged["bentoml_tag"], artifact_sha256=trained.get("artifact_sha256"), ws=ws)

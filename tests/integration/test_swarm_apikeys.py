@@ -76,7 +76,7 @@ def keyed_stack(tmp_path_factory):
         old = create_key(keys_file, "old")  # to be revoked under load
         keep = create_key(keys_file, "loadgen")  # valid before and after: the load uses it
         t0 = time.monotonic()
-        outcome = deploy(model=root / "v1", settings=settings, home=home)
+        outcome = deploy(model=root / "v1", settings=settings, home=home, keys_file=keys_file)
         RESULTS["first_deploy_s"] = round(time.monotonic() - t0, 1)
         assert outcome.ok, outcome.message
         yield {"client": client, "settings": settings, "env": env, "keys_file": keys_file, "old": old,

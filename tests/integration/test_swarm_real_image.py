@@ -157,7 +157,7 @@ def test_first_deploy_serves_the_named_artifact_not_the_newest(real):
     m = real.models
     assert resolve_tag(None, m.home) == m.tags["v2"]
     t0 = time.monotonic()
-    outcome = deploy(model=m.v1, settings=real.settings, home=m.home)
+    outcome = deploy(model=m.v1, settings=real.settings, home=m.home, keys_file=Path(real.env["DKT_API_KEYS_FILE"]))
     RESULTS["first_deploy_s"] = round(time.monotonic() - t0, 1)
     assert outcome.ok, outcome.message
     assert outcome.rollout is None  # the first deployment deployed the stack
@@ -174,7 +174,8 @@ def test_rollout_and_replica_kill_under_predict_load_lose_nothing(real):
                         concurrency=4, max_requests=30_000, max_seconds=300, headers=real.auth).start()
     while len(gen.result.latencies_ms) < 20 and gen.elapsed() < 60:  # v1 answers before the rollout (counted)
         time.sleep(0.05)
-    outcome = deploy(model=real.models.v2, settings=real.settings, home=real.models.home)
+    outcome = deploy(model=real.models.v2, settings=real.settings, home=real.models.home,
+                     keys_file=Path(real.env["DKT_API_KEYS_FILE"]))
     t_rolled = gen.elapsed()
     assert outcome.ok, outcome.message
     assert outcome.rollout is not None and outcome.rollout.state == "completed"

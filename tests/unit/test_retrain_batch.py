@@ -8,8 +8,11 @@ import json
 import pytest
 
 from dkt_core.ingest.layout import CHAMPION_KEY, LAST_TRAINED_KEY
-from dkt_core.retrain.batch import check_batch, last_training, record_training
+from dkt_core.retrain.batch import check_batch as _check_batch
+from dkt_core.retrain.batch import last_training, record_training
 from dkt_core.retrain.settings import RetrainSettings
+from dkt_core.settings import S3Settings, load
+from dkt_core.storage.workspace import Workspace
 
 V1, V2 = "20250101-120000-0123abcd", "20250102-120000-89abcdef"
 
@@ -30,7 +33,15 @@ def _ingest(client, bucket, frame, name: str, run_id: str) -> dict:
     buf = io.StringIO()
     to_seed_csv(frame, buf)
     client.put_object(Bucket=bucket, Key=f"interactions/date=2020-01-01/{name}.csv", Body=buf.getvalue().encode())
-    return ingest(IngestConfig(run_id=run_id)).to_dict()
+    return ingest(IngestConfig(run_id=run_id, settings=load(S3Settings))).to_dict()
+
+
+def check_batch(result, **kw):
+    """The step as the DAG task calls it: settings and workspace loaded from this test's environment (the edge)."""
+    from dkt_core.storage.s3 import s3_client
+
+    s3, settings = load(S3Settings), load(RetrainSettings)
+    return _check_batch(result, settings=settings, ws=Workspace(s3_client(s3), s3.bucket, settings.cache_dir), **kw)
 
 
 def _parts(tiny_log):

@@ -7,6 +7,7 @@ import pytest
 
 from dkt_core.retrain.holdout import prepare_split, split_frame
 from dkt_core.retrain.settings import RetrainSettings
+from dkt_core.storage.workspace import Workspace
 
 
 def test_split_is_by_user_and_stable_when_data_grows(tiny_log):
@@ -38,10 +39,11 @@ def test_prepare_split_writes_once_per_version(s3_env, tiny_log, tmp_path):
     ensure_bucket(client, s3_env.bucket)
     write_version(client, s3_env.bucket, 1, tiny_log, parent=None, run_id="r1", sources=[])
     settings = RetrainSettings(holdout_fraction=0.25, cache_dir=tmp_path)
-    first = prepare_split("v=000001", settings=settings, s3=s3_env)
+    ws = Workspace(client, s3_env.bucket, settings.cache_dir)
+    first = prepare_split("v=000001", settings=settings, ws=ws)
     assert first["train_rows"] + first["holdout_rows"] == len(tiny_log)
     assert first["holdout_uri"] == f"s3://{s3_env.bucket}/splits/v=000001/holdout.parquet"
     etag = client.head_object(Bucket=s3_env.bucket, Key="splits/v=000001/train.parquet")["ETag"]
-    again = prepare_split("v=000001", settings=settings, s3=s3_env)
+    again = prepare_split("v=000001", settings=settings, ws=ws)
     assert again == first
     assert client.head_object(Bucket=s3_env.bucket, Key="splits/v=000001/train.parquet")["ETag"] == etag

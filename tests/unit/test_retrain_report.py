@@ -8,8 +8,15 @@ import pytest
 
 from dkt_core.evaluation.metrics import auc
 from dkt_core.retrain import plots
-from dkt_core.retrain.drift import drift_summary, psi, quality_summary
+from dkt_core.retrain.drift import drift_summary as _drift_summary
+from dkt_core.retrain.drift import psi, quality_summary
 from dkt_core.retrain.report import render_html
+from dkt_core.settings import RetrainSettings, load
+
+
+def drift_summary(*args, **kw):
+    """The step with the settings an edge would load (this test's environment)."""
+    return _drift_summary(*args, settings=load(RetrainSettings), **kw)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

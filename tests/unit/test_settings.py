@@ -24,14 +24,25 @@ from dkt_core.settings import (
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Modules under dkt_core that touch os.environ other than to read a setting, and why.
+# The edges: the only modules of dkt_core that load settings (the `dkt` CLI and its commands, `python -m
+# dkt_core.deploy`, the web client's app factory, its command line and gunicorn config). Every other module
+# receives values from its caller (the DAG tasks, plugins and bento_service/service.py are edges outside dkt_core).
+EDGES: tuple[str, ...] = ("dkt_core/settings.py", "dkt_core/cli.py", "dkt_core/commands/", "dkt_core/deploy/__main__.py",
+                          "dkt_core/webclient/app.py", "dkt_core/webclient/__main__.py",
+                          "dkt_core/webclient/gunicorn_conf.py")
+
+# Modules below the edges that touch os.environ, and why: never to read a setting, only to hand the environment
+# on to a child process.
 ENV_ALLOWED: dict[str, str] = {
-    "dkt_core/settings.py": "the one parser",
-    "dkt_core/commands/package.py": "execs `bentoml serve` with the environment plus the resolved tag",
     "dkt_core/deploy/inference.py": "runs the image build with the environment plus SOURCE_DATE_EPOCH",
     "dkt_core/deploy/stack.py": "passes the environment plus the stack's values to `docker stack deploy`",
 }
 
+_LOADERS = ("load", "load_all", "home", "bentoml_home")
+
+
+def is_edge(module: str) -> bool:
+    return any(module == e or (e.endswith("/") and module.startswith(e)) for e in EDGES)
 
 
 def env_uses(path: Path) -> list[int]:
@@ -47,12 +58,55 @@ def env_uses(path: Path) -> list[int]:
     return lines
 
 
-def test_only_settings_reads_the_environment_in_dkt_core():
-    found = {str(p.relative_to(ROOT)): env_uses(p) for p in sorted((ROOT / "dkt_core").rglob("*.py"))}
-    offenders = {mod: lines for mod, lines in found.items() if lines and mod not in ENV_ALLOWED}
+def settings_loads(path: Path) -> list[int]:
+    """Lines of ``path`` that load settings from the environment: ``X.from_env()`` (any settings class; docker's
+    client factory aside), and ``load`` / ``load_all`` / ``home`` / ``bentoml_home`` of dkt_core.settings, called
+    by an imported name or as ``settings.<name>``."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+             and n.module == "dkt_core.settings" for a in n.names if a.name in _LOADERS}
+    lines = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        if isinstance(f, ast.Attribute) and f.attr == "from_env" \
+                and not (isinstance(f.value, ast.Name) and f.value.id == "docker"):
+            lines.append(node.lineno)
+        elif isinstance(f, ast.Name) and f.id in names:
+            lines.append(node.lineno)
+        elif isinstance(f, ast.Attribute) and f.attr in _LOADERS and isinstance(f.value, ast.Name) \
+                and f.value.id == "settings":
+            lines.append(node.lineno)
+    return sorted(lines)
+
+
+def _modules() -> dict[str, Path]:
+    return {str(p.relative_to(ROOT)): p for p in sorted((ROOT / "dkt_core").rglob("*.py"))}
+
+
+def test_only_edges_and_child_processes_touch_the_environment_in_dkt_core():
+    found = {mod: env_uses(p) for mod, p in _modules().items()}
+    offenders = {mod: lines for mod, lines in found.items() if lines and not is_edge(mod) and mod not in ENV_ALLOWED}
     assert not offenders, f"read settings from dkt_core.settings at an edge and pass values down: {offenders}"
     stale = [mod for mod in ENV_ALLOWED if not found.get(mod)]
     assert not stale, f"allow-list entries that no longer touch the environment: {stale}"
+
+
+def test_settings_are_loaded_only_at_the_edges():
+    """No module below the edges loads settings (no deep ``from_env()`` fallback): no allow-list."""
+    offenders = {mod: lines for mod, p in _modules().items() if not is_edge(mod) and (lines := settings_loads(p))}
+    assert not offenders, ("load settings at an edge (CLI command, DAG task, service, client app factory) and pass "
+                           f"them down: {offenders}")
+    assert any(settings_loads(p) for mod, p in _modules().items() if is_edge(mod))  # the checker sees the edges
+
+
+def test_settings_load_checker_sees_every_spelling(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text("import docker\nfrom dkt_core import settings\nfrom dkt_core.settings import load as ld, home\n"
+                   "a = S3Settings.from_env()\nb = ld(ReadLimits)\nc = home()\nd = settings.bentoml_home()\n"
+                   "e = docker.from_env()\nf = load(X)\n")
+    assert settings_loads(src) == [4, 5, 6, 7]  # docker's from_env and a `load` not from dkt_core.settings aside
 
 
 def test_env_checker_sees_every_spelling(tmp_path):

@@ -78,3 +78,13 @@ def inference_server(trained_tiny, tmp_path_factory):
 @pytest.fixture(scope="session")
 def inference_server_url(inference_server) -> str:
     return inference_server.url
+
+
+@pytest.fixture
+def s3(s3_env):
+    """The ingestion tests' store: a clean moto bucket, as ``(client, S3Settings)``."""
+    from dkt_core.storage.s3 import ensure_bucket, s3_client
+
+    client = s3_client(s3_env)
+    ensure_bucket(client, s3_env.bucket)
+    return client, s3_env

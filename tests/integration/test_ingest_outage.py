@@ -13,15 +13,7 @@ from dkt_core.ingest import IngestConfig, ingest, layout
 from dkt_core.ingest.errors import S3Unavailable
 from dkt_core.storage.s3 import S3Settings, ensure_bucket, s3_client
 from tests.conftest import MotoServer, free_port
-from tests.integration._ingest_helpers import (
-    HEADER,
-    assert_exactly_once,
-    keys,
-    latest_df,
-    row_keys,
-    rows,
-    upload,
-)
+from tests.integration import _ingest_helpers as h
 
 pytestmark = pytest.mark.integration
 
@@ -38,10 +30,10 @@ def own_s3(s3_env):  # s3_env: test credentials in the environment
 def prepare(settings: S3Settings) -> tuple[object, list[tuple]]:
     client = s3_client(settings)
     ensure_bucket(client, settings.bucket)
-    a, b = HEADER + rows("o1", 4), HEADER + rows("o2", 3)
-    upload(client, settings.bucket, "interactions/a.csv", a)
-    upload(client, settings.bucket, "interactions/b.csv", b)
-    return client, row_keys(a) + row_keys(b)
+    a, b = h.HEADER + h.rows("o1", 4), h.HEADER + h.rows("o2", 3)
+    h.upload(client, settings.bucket, "interactions/a.csv", a)
+    h.upload(client, settings.bucket, "interactions/b.csv", b)
+    return client, h.row_keys(a) + h.row_keys(b)
 
 
 @pytest.mark.parametrize("stop_at", ["read:interactions/b.csv", "merge", "claiming", "commit"])
@@ -60,8 +52,8 @@ def test_s3_down_mid_run_fails_the_task_then_a_rerun_ingests(own_s3, stop_at):
     client, expected = prepare(settings)
     r = ingest(IngestConfig(run_id="r1", settings=settings))  # Airflow's retry of the same run
     assert (r.status, r.objects_ingested, r.objects_quarantined, r.rows_added) == ("ingested", 2, 0, 7)
-    assert keys(client, settings.bucket, layout.QUARANTINE_PREFIX) == []
-    assert_exactly_once(latest_df(client, settings.bucket), expected)
+    assert h.keys(client, settings.bucket, layout.QUARANTINE_PREFIX) == []
+    h.assert_exactly_once(h.latest_df(client, settings.bucket), expected)
 
 
 def test_s3_unreachable_from_the_start_is_an_infrastructure_error(s3_env):

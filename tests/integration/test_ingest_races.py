@@ -15,26 +15,9 @@ import pytest
 from dkt_core.ingest import IngestBusy, IngestConfig, curated, ingest, layout
 from dkt_core.ingest.manifest import LeaseLost, commit_run
 from dkt_core.storage.objects import PreconditionFailed, put_bytes
-from dkt_core.storage.s3 import ensure_bucket, s3_client
-from tests.integration._ingest_helpers import (
-    HEADER,
-    assert_exactly_once,
-    get_json,
-    keys,
-    latest_df,
-    row_keys,
-    rows,
-    upload,
-)
+from tests.integration import _ingest_helpers as h
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def s3(s3_env):
-    client = s3_client(s3_env)
-    ensure_bucket(client, s3_env.bucket)
-    return client, s3_env
 
 
 class PauseAt:
@@ -66,20 +49,20 @@ def run_in_thread(config: IngestConfig) -> tuple[threading.Thread, dict]:
 def seed(s3) -> list[tuple]:
     """v=000001 from one upload, then two new uploads pending; returns every row uploaded."""
     client, settings = s3
-    base, b, c = HEADER + rows("u1", 4), HEADER + rows("u2", 5), HEADER + rows("u3", 6)
-    upload(client, settings.bucket, "interactions/d1/a.csv", base)
+    base, b, c = h.HEADER + h.rows("u1", 4), h.HEADER + h.rows("u2", 5), h.HEADER + h.rows("u3", 6)
+    h.upload(client, settings.bucket, "interactions/d1/a.csv", base)
     assert ingest(IngestConfig(run_id="base", settings=settings)).data_version == "v=000001"
-    upload(client, settings.bucket, "interactions/d2/b.csv", b)
-    upload(client, settings.bucket, "interactions/d2/c.csv", c)
-    return row_keys(base) + row_keys(b) + row_keys(c)
+    h.upload(client, settings.bucket, "interactions/d2/b.csv", b)
+    h.upload(client, settings.bucket, "interactions/d2/c.csv", c)
+    return h.row_keys(base) + h.row_keys(b) + h.row_keys(c)
 
 
 def committed_fingerprint(s3) -> dict[str, str]:
     """ETag of every object under curated/ that a run record commits (must never change)."""
     client, settings = s3
     out = {}
-    for k in keys(client, settings.bucket, layout.MANIFEST_RUNS_PREFIX):
-        version = get_json(client, settings.bucket, k)["version"]
+    for k in h.keys(client, settings.bucket, layout.MANIFEST_RUNS_PREFIX):
+        version = h.get_json(client, settings.bucket, k)["version"]
         if version:
             for key in (layout.dataset_key(version), layout.metadata_key(version)):
                 out[key] = client.head_object(Bucket=settings.bucket, Key=key)["ETag"]
@@ -95,7 +78,7 @@ def test_stale_attempt_of_the_same_run_id_stops_after_the_retry_committed(s3, pa
     pause = PauseAt(pause_at)
     zombie, zout = run_in_thread(IngestConfig(run_id="r", settings=settings, hooks=pause, lease_ttl_s=2))
     assert pause.reached.wait(60)
-    upload(client, settings.bucket, "interactions/d3/late.csv", late := HEADER + rows("u4", 2))
+    h.upload(client, settings.bucket, "interactions/d3/late.csv", late := h.HEADER + h.rows("u4", 2))
     retry = ingest(IngestConfig(run_id="r", settings=settings))
     assert (retry.status, retry.rows_added) == ("ingested", 5 + 6 + 2)
     before = committed_fingerprint(s3)
@@ -103,8 +86,8 @@ def test_stale_attempt_of_the_same_run_id_stops_after_the_retry_committed(s3, pa
     zombie.join(60)
     assert isinstance(zout.get("error"), LeaseLost), zout
     assert committed_fingerprint(s3) == before  # nothing committed was touched
-    assert_exactly_once(latest_df(client, settings.bucket), expected + row_keys(late))
-    assert len(keys(client, settings.bucket, layout.MANIFEST_RUNS_PREFIX)) == 2  # base + r, once
+    h.assert_exactly_once(h.latest_df(client, settings.bucket), expected + h.row_keys(late))
+    assert len(h.keys(client, settings.bucket, layout.MANIFEST_RUNS_PREFIX)) == 2  # base + r, once
     assert ingest(IngestConfig(run_id="r", settings=settings)).replayed
 
 
@@ -116,7 +99,7 @@ def test_a_slow_run_keeps_its_lease_beyond_the_ttl_and_a_different_run_waits(s3)
     pause = PauseAt("merge")
     slow, sout = run_in_thread(IngestConfig(run_id="slow", settings=settings, hooks=pause, lease_ttl_s=1))
     assert pause.reached.wait(60)
-    upload(client, settings.bucket, "interactions/d3/late.csv", late := HEADER + rows("u5", 3))
+    h.upload(client, settings.bucket, "interactions/d3/late.csv", late := h.HEADER + h.rows("u5", 3))
     time.sleep(3.5)  # > 3 TTLs: without renewal the lease would have expired
     with pytest.raises(IngestBusy, match="slow"):
         ingest(IngestConfig(run_id="other", settings=settings))
@@ -125,7 +108,7 @@ def test_a_slow_run_keeps_its_lease_beyond_the_ttl_and_a_different_run_waits(s3)
     assert sout["result"].rows_added == 11
     r = ingest(IngestConfig(run_id="other", settings=settings))  # Airflow's retry of the other run
     assert (r.status, r.rows_added, r.parent_version) == ("ingested", 3, sout["result"].data_version)
-    assert_exactly_once(latest_df(client, settings.bucket), expected + row_keys(late))
+    h.assert_exactly_once(h.latest_df(client, settings.bucket), expected + h.row_keys(late))
 
 
 @pytest.mark.parametrize("pause_at", ["claiming", "writing curated", "commit"])
@@ -137,10 +120,10 @@ def test_a_run_whose_lease_expired_stops_when_another_run_took_it_over(s3, pause
     pause = PauseAt(pause_at)
     stalled, out = run_in_thread(IngestConfig(run_id="stalled", settings=settings, hooks=pause))
     assert pause.reached.wait(60)
-    lock = get_json(client, settings.bucket, layout.LOCK_KEY)
+    lock = h.get_json(client, settings.bucket, layout.LOCK_KEY)
     lock["expires_at"] = 0  # what a lease looks like once its worker stopped renewing it
     put_bytes(client, settings.bucket, layout.LOCK_KEY, json.dumps(lock).encode())
-    upload(client, settings.bucket, "interactions/d3/late.csv", late := HEADER + rows("u6", 2))
+    h.upload(client, settings.bucket, "interactions/d3/late.csv", late := h.HEADER + h.rows("u6", 2))
     other = ingest(IngestConfig(run_id="other", settings=settings))
     assert other.status == "ingested"
     before = committed_fingerprint(s3)
@@ -148,7 +131,7 @@ def test_a_run_whose_lease_expired_stops_when_another_run_took_it_over(s3, pause
     stalled.join(60)
     assert isinstance(out.get("error"), LeaseLost), out
     assert committed_fingerprint(s3) == before
-    assert_exactly_once(latest_df(client, settings.bucket), expected + row_keys(late))
+    h.assert_exactly_once(h.latest_df(client, settings.bucket), expected + h.row_keys(late))
     # the stalled run's retry: its objects are consumed already
     assert ingest(IngestConfig(run_id="stalled", settings=settings)).status == "nothing_new"
 
@@ -184,8 +167,8 @@ def test_two_ingestions_at_once_with_random_delays_end_with_every_row_once(s3, s
                for n in ("w1", "w2")]
     for t in threads:
         t.start()
-    late = HEADER + rows("u7", 3)
-    upload(client, settings.bucket, "interactions/d4/late.csv", late)
+    late = h.HEADER + h.rows("u7", 3)
+    h.upload(client, settings.bucket, "interactions/d4/late.csv", late)
     for t in threads:
         t.join(120)
     completed = [r for r in results if not isinstance(r, Exception)]
@@ -197,8 +180,8 @@ def test_two_ingestions_at_once_with_random_delays_end_with_every_row_once(s3, s
         assert len(completed) == 2  # a live lease never expires: different runs wait, none is fenced
     # whatever the interleaving, a final run picks up anything a run listed too early, then all is there
     ingest(IngestConfig(run_id="final", settings=settings))
-    assert_exactly_once(latest_df(client, settings.bucket), expected + row_keys(late))
-    runs = keys(client, settings.bucket, layout.MANIFEST_RUNS_PREFIX)
+    h.assert_exactly_once(h.latest_df(client, settings.bucket), expected + h.row_keys(late))
+    runs = h.keys(client, settings.bucket, layout.MANIFEST_RUNS_PREFIX)
     assert len(runs) == len(set(runs)) <= 4
 
 
@@ -213,7 +196,7 @@ def test_crash_between_the_curated_write_and_the_commit_then_a_rerun(s3, rerun_i
 
     with pytest.raises(ConnectionError):
         ingest(IngestConfig(run_id="crashed", settings=settings, hooks=crash))
-    assert keys(client, settings.bucket, "curated/v=000002/") == [  # written, never committed
+    assert h.keys(client, settings.bucket, "curated/v=000002/") == [  # written, never committed
         layout.claim_key(2), layout.dataset_key(2), layout.metadata_key(2)]
     assert client.get_object(Bucket=settings.bucket, Key=layout.LATEST_KEY)["Body"].read() == b"v=000001"
     crashed_etag = client.head_object(Bucket=settings.bucket, Key=layout.dataset_key(2))["ETag"]
@@ -223,7 +206,7 @@ def test_crash_between_the_curated_write_and_the_commit_then_a_rerun(s3, rerun_i
     version = "v=000002" if rerun_id == "crashed" else "v=000003"
     assert (r.status, r.data_version, r.parent_version, r.rows_added) == ("ingested", version, "v=000001", 11)
     assert client.head_object(Bucket=settings.bucket, Key=layout.dataset_key(2))["ETag"] == crashed_etag
-    assert_exactly_once(latest_df(client, settings.bucket), expected)
+    h.assert_exactly_once(h.latest_df(client, settings.bucket), expected)
     assert ingest(IngestConfig(run_id="later", settings=settings)).status == "nothing_new"
 
 
@@ -259,4 +242,4 @@ def test_conditional_creates_are_honoured_so_no_version_is_ever_overwritten(s3):
     record = {"run_id": "a", "version": n1, "objects": []}
     assert commit_run(client, bucket, record) is True
     assert commit_run(client, bucket, {**record, "version": n2}) is False  # a run id commits once
-    assert get_json(client, bucket, layout.manifest_run_key("a"))["version"] == n1
+    assert h.get_json(client, bucket, layout.manifest_run_key("a"))["version"] == n1

@@ -139,6 +139,13 @@ def create_app(settings: ClientSettings | None = None, *, s3: S3Settings | None 
             abort(404, f"Test {test!r} is not in the question bank; pick one from the list.")
         return bank.tests[test]
 
+    def sitting(test: str) -> tuple[str, list[str], int, int]:
+        """(the student, the test's items, answers given in it so far, position in the current sitting)."""
+        user = current_user.user_id
+        items = test_or_404(test)
+        answered = store.answered(user, test)
+        return user, items, answered, answered % len(items)
+
     def csrf_token() -> str:
         if "csrf" not in session:
             session["csrf"] = secrets.token_urlsafe(32)
@@ -292,10 +299,7 @@ def create_app(settings: ClientSettings | None = None, *, s3: S3Settings | None 
     @app.get("/quiz/<test>")
     @login_required
     def quiz(test: str):
-        user = current_user.user_id
-        items = test_or_404(test)
-        answered = store.answered(user, test)
-        pos = answered % len(items)
+        user, items, answered, pos = sitting(test)
         last = store.last_rows(user, test, len(items) if pos == 0 else pos)
         feedback = None
         if last and request.args.get("answered") == last[-1]["assessmentItemID"]:
@@ -374,12 +378,9 @@ def create_app(settings: ClientSettings | None = None, *, s3: S3Settings | None 
     @app.get("/results/test/<test>")
     @login_required
     def test_results(test: str):
-        user = current_user.user_id
-        items = test_or_404(test)
-        answered = store.answered(user, test)
+        user, items, answered, pos = sitting(test)
         if answered == 0:
             abort(404, f"You have not answered test {test!r} yet; start it from the start page.")
-        pos = answered % len(items)
         rows = store.last_rows(user, test, pos or len(items))
         lines = [item_view(r["assessmentItemID"], r["choice"], r["answerCode"]) for r in rows]
         return render_template("results.html", title=bank.info(test).name, kind="test", test=test, lines=lines,

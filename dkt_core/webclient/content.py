@@ -171,21 +171,18 @@ class Family:
     make: Callable[[random.Random, int, bool], Question]
 
 
-SUBJECTS = ("Arithmetic", "Fractions and percentages", "Algebra", "Geometry and measurement")
-FAMILIES: tuple[Family, ...] = (
-    Family("Addition", "Arithmetic", _addition),
-    Family("Subtraction", "Arithmetic", _subtraction),
-    Family("Multiplication", "Arithmetic", _multiplication),
-    Family("Division", "Arithmetic", _division),
-    Family("Order of operations", "Arithmetic", _order_of_operations),
-    Family("Rounding", "Arithmetic", _rounding),
-    Family("Adding fractions", "Fractions and percentages", _fraction_addition),
-    Family("Fraction of a number", "Fractions and percentages", _fraction_of),
-    Family("Percentages", "Fractions and percentages", _percentages),
-    Family("Linear equations", "Algebra", _linear_equation),
-    Family("Area of rectangles", "Geometry and measurement", _area),
-    Family("Perimeter", "Geometry and measurement", _perimeter),
-)
+# (family name, generator) per subject, subjects in their order; FAMILIES lists them with their subject.
+_BY_SUBJECT: dict[str, tuple[tuple[str, Callable[[random.Random, int, bool], Question]], ...]] = {
+    "Arithmetic": (("Addition", _addition), ("Subtraction", _subtraction), ("Multiplication", _multiplication),
+                   ("Division", _division), ("Order of operations", _order_of_operations), ("Rounding", _rounding)),
+    "Fractions and percentages": (("Adding fractions", _fraction_addition), ("Fraction of a number", _fraction_of),
+                                  ("Percentages", _percentages)),
+    "Algebra": (("Linear equations", _linear_equation),),
+    "Geometry and measurement": (("Area of rectangles", _area), ("Perimeter", _perimeter)),
+}
+SUBJECTS = tuple(_BY_SUBJECT)
+FAMILIES: tuple[Family, ...] = tuple(Family(name, subject, make) for subject in SUBJECTS
+                                     for name, make in _BY_SUBJECT[subject])
 
 
 def _seed(text: str) -> int:

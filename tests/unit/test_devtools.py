@@ -7,7 +7,6 @@ import ast
 import json
 import threading
 import tomllib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 from setuptools import find_packages
 
 from devtools.loadgen import LoadGenerator, LoadResult, percentile, run_load
+from tests.local_http import QuietHandler, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,7 +55,7 @@ def test_version_spans_read_a_rollout():
     assert res.versions_after(1.5) == {"v2"}
 
 
-class _Versioned(BaseHTTPRequestHandler):
+class _Versioned(QuietHandler):
     protocol_version = "HTTP/1.1"
     version = "v1"
     served = 0
@@ -75,17 +75,12 @@ class _Versioned(BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self._reply()
 
-    def log_message(self, *args):
-        pass
-
 
 @pytest.fixture
 def versioned():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Versioned)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
     _Versioned.version, _Versioned.served = "v1", 0
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
+    with serve(_Versioned) as url:
+        yield url
 
 
 def test_background_generator_sees_the_version_change(versioned):

@@ -1,17 +1,6 @@
-"""Packaging trained artifacts as BentoML models (``dkt-model:<model_version>``) and finding them again."""
+"""Packaging trained artifacts as BentoML models (``dkt-model:<model_version>``) and finding them again.
 
-from dkt_core.packaging.store import (
-    MODEL_NAME,
-    PackagedModel,
-    PackagingError,
-    artifact_models,
-    latest_tag,
-    list_packaged,
-    load_packaged,
-    model_store,
-    package_artifact,
-    resolve_tag,
-)
+The package's API is ``dkt_core.packaging.store.__all__``, re-exported here."""
 
-__all__ = ["MODEL_NAME", "PackagedModel", "PackagingError", "artifact_models", "latest_tag", "list_packaged", "load_packaged",
-           "model_store", "package_artifact", "resolve_tag"]
+from dkt_core.packaging.store import *  # noqa: F403
+from dkt_core.packaging.store import __all__ as __all__

@@ -21,6 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+__all__ = ["MODEL_NAME", "PackagedModel", "PackagingError", "artifact_models", "latest_tag", "list_packaged",
+           "load_packaged", "model_store", "package_artifact", "resolve_tag"]
+
 MODEL_NAME = "dkt-model"
 ARTIFACT_SUBDIR = "artifact"
 

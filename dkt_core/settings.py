@@ -360,7 +360,7 @@ WORKER_NAME = _var("DKT_WORKER_NAME", None, "hostname a Celery worker's tasks re
 # Read outside Python: the stack file, the images, make, scripts and tests (declared so the table is complete).
 for _name, _default, _doc, _reader in [
     ("DKT_INFERENCE_IMAGE", "(set by the deployer)", "inference image of the stack (immutable tag)", "compose"),
-    ("DKT_PROXY_IMAGE", "127.0.0.1:5000/dkt-proxy:3", "proxy image of the stack", "compose"),
+    ("DKT_PROXY_IMAGE", "127.0.0.1:5000/dkt-proxy:4", "proxy image of the stack", "compose"),
     ("DKT_INFERENCE_REPLICAS", "2", "inference replicas in the stack", "compose"),
     ("DKT_CLIENT_REPLICAS", "1", "web client replicas in the stack", "compose"),
     ("DKT_HEALTH_START_PERIOD", "20s", "inference health check start period", "compose"),
@@ -382,6 +382,18 @@ for _name, _default, _doc, _reader in [
     ("DKT_SERVICE", "(build arg)", "Bento service the inference image serves", "image"),
     ("DKT_BASE_SUITE", "bookworm", "Debian suite of the base image", "scripts/docker/base-image.sh"),
     ("DKT_DEBIAN_MIRROR", "(empty)", "Debian mirror for the base image", "scripts/docker/base-image.sh"),
+    ("DKT_NODES", "dkt-nodes", "name of the simulated multi-node Swarm (containers, network, state folder; "
+     "make swarm-nodes)", "scripts/docker/swarm-nodes.sh"),
+    ("DKT_NODES_WORKERS", "2", "worker nodes of the simulated Swarm (plus one manager)", "scripts/docker/swarm-nodes.sh"),
+    ("DKT_NODES_API_PORT", "8100", "proxy port of the simulated Swarm's stack, published on DKT_BIND_HOST from the "
+     "manager node", "scripts/docker/swarm-nodes.sh"),
+    ("DKT_NODES_REGISTRY_PORT", "5001", "the simulated Swarm's registry (login required), on DKT_BIND_HOST and on "
+     "every node's loopback", "scripts/docker/swarm-nodes.sh"),
+    ("DKT_NODE_REGISTRY", "(set by swarm-nodes.sh)", "node image: registry on the node network that the node's "
+     "loopback forwards to", "image"),
+    ("DKT_NODE_REGISTRY_PORT", "(set by swarm-nodes.sh)", "node image: loopback port of that forwarder", "image"),
+    ("DKT_PROXY_PLACEMENT", "node.role == manager", "placement constraint of the proxy service (its host-mode "
+     "port is where it runs)", "compose"),
     ("DKT_SHARED_DATA", "../shared/data", "real data sets for realdata tests", "tests"),
     ("DKT_TEST_DEVICE", "cpu", "torch device of the model tests", "tests"),
     ("DKT_TEST_INFERENCE_URL", "(empty)", "live service for the browser test's live case", "tests"),
@@ -394,6 +406,19 @@ for _name, _default, _doc, _reader in [
 ]:
     _var(_name, _default, _doc, "outside", reader=_reader)
 
+
+# Issue 15 item 3: training a log larger than memory (dkt_core/training/stream.py, docs/models.md "Out of core")
+TRAIN_OUT_OF_CORE_ROWS = _var("DKT_TRAIN_OUT_OF_CORE_ROWS", 10_000_000, "`dkt train --out-of-core auto` trains "
+                              "out of core (lgbm only) from a Parquet log of at least this many rows (a CSV: "
+                              "--out-of-core always)", "train", kind="int", minimum=1)
+TRAIN_CHUNK_USERS = _var("DKT_TRAIN_CHUNK_USERS", 4096, "out-of-core training: users per chunk (memory follows "
+                         "their rows, ~1.2 M at the seed's density)", "train", kind="int", minimum=1)
+TRAIN_EVAL_MAX_USERS = _var("DKT_TRAIN_EVAL_MAX_USERS", 20_000, "out-of-core training: validation metrics and "
+                            "ensemble weights on a hash sample of at most this many validation users (n in "
+                            "metrics.json)", "train", kind="int", minimum=1)
+TRAIN_WORK_DIR = _var("DKT_TRAIN_WORK_DIR", None, "out-of-core training: scratch folder for chunks and feature "
+                      "files (~250 bytes per row, removed afterwards); empty: the system temp folder", "train",
+                      kind="path")
 
 # --- the one parser --------------------------------------------------------------------------------------------
 
@@ -512,6 +537,14 @@ class RetrainSettings(_Checked):
             return (f"too few to judge: {n_rows} rows from {n_users} users (needs {self.judge_min_rows} rows and "
                     f"{self.judge_min_users} users: DKT_JUDGE_MIN_ROWS / DKT_JUDGE_MIN_USERS)")
         return None
+
+
+@dataclass(frozen=True)
+class TrainSettings(_Checked):
+    out_of_core_rows: int = setting(TRAIN_OUT_OF_CORE_ROWS)
+    chunk_users: int = setting(TRAIN_CHUNK_USERS)
+    eval_max_users: int = setting(TRAIN_EVAL_MAX_USERS)
+    work_dir: Path | None = setting(TRAIN_WORK_DIR)
 
 
 @dataclass(frozen=True)
@@ -642,8 +675,8 @@ class DeploySettings(_Checked):
         return f"http://127.0.0.1:{self.api_port}"
 
 
-AREAS: tuple[type, ...] = (HomeSettings, S3Settings, ReadLimits, IngestSettings, RetrainSettings, ServingSettings,
-                           ClientServerSettings, ClientSettings, DeploySettings, AirflowSettings)
+AREAS: tuple[type, ...] = (HomeSettings, S3Settings, ReadLimits, IngestSettings, RetrainSettings, TrainSettings,
+                           ServingSettings, ClientServerSettings, ClientSettings, DeploySettings, AirflowSettings)
 
 
 def load_all(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -653,8 +686,9 @@ def load_all(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 # --- the table ---------------------------------------------------------------------------------------------------
 
-AREA_TITLES = {"home": "home", "s3": "S3", "ingest": "ingestion", "retrain": "retraining", "serving": "serving",
-               "client": "web client", "deploy": "deployment", "airflow": "Airflow", "outside": "stack, images, tests"}
+AREA_TITLES = {"home": "home", "s3": "S3", "ingest": "ingestion", "retrain": "retraining", "train": "training",
+               "serving": "serving", "client": "web client", "deploy": "deployment", "airflow": "Airflow",
+               "outside": "stack, images, tests"}
 
 
 def markdown_table() -> str:

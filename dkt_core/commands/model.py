@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--option", action="append", default=[], metavar="MODEL.KEY=VALUE",
                    help="override a model config field (JSON value), e.g. lstm.max_epochs=3; repeatable")
     t.add_argument("--quiet", action="store_true", help="no progress bars (the per-epoch lines stay)")
+    t.add_argument("--out-of-core", choices=("auto", "always", "never"), default="auto",
+                   help="train from chunks on disk (lgbm only; for logs larger than memory). auto: a Parquet log "
+                        "of at least DKT_TRAIN_OUT_OF_CORE_ROWS rows; a CSV needs always (docs/models.md)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="score an artifact on a file of unseen users",
@@ -88,7 +91,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         import shutil
 
         shutil.rmtree(args.out)
-    out = train(args.data, args.out, config, progress=not args.quiet, limits=ReadLimits.from_env())
+    from dkt_core.settings import TrainSettings
+    from dkt_core.training.stream import should_stream, train_out_of_core
+
+    limits, settings = ReadLimits.from_env(), TrainSettings.from_env()
+    if should_stream(args.data, args.out_of_core, settings):
+        out = train_out_of_core(args.data, args.out, config, settings=settings, progress=not args.quiet)
+    else:
+        out = train(args.data, args.out, config, progress=not args.quiet, limits=limits)
     metrics = json.loads((out / "metrics.json").read_text())["validation"]
     for name, m in metrics.items():
         print(f"{name:>10}: {_fmt(m)}")

@@ -1,8 +1,15 @@
-"""LightGBM on the engineered past-only features (the seed's tabular model, with Elo features)."""
+"""LightGBM on the engineered past-only features (the seed's tabular model, with Elo features).
+
+Two ways in: ``fit`` from feature frames in memory, and ``fit_chunks`` from feature chunks on disk (the
+out-of-core road, ``dkt_core.training.stream``): LightGBM builds its Dataset from ``lgb.Sequence`` objects over
+memory-mapped float32 arrays, sampling rows for the bin boundaries and then pushing the chunks batch by batch, so
+the feature matrix is never one array in memory (only LightGBM's binned copy, ~1 byte per value, is).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +52,9 @@ class LGBMModel(DKTModel):
             "feature_fraction": c.feature_fraction, "bagging_fraction": c.bagging_fraction, "bagging_freq": 1,
             "lambda_l2": c.lambda_l2, "num_threads": c.num_threads, "seed": seed, "deterministic": True,
             "force_row_wise": True, "verbosity": -1,
+            # LightGBM pre-filters unsplittable features differently when its Dataset comes from chunks
+            # (Sequence) than from one matrix; without the pre-filter both give the same Dataset, byte for byte
+            "feature_pre_filter": False,
         }
 
     def fit(self, train: pd.DataFrame, valid: pd.DataFrame, spec: FeatureSpec, *, seed: int = 0,
@@ -56,6 +66,27 @@ class LGBMModel(DKTModel):
         tr, va = train[train[LABEL] >= 0], valid[valid[LABEL] >= 0]
         dtrain = lgb.Dataset(tr[spec.tabular].to_numpy(np.float32), tr[LABEL].to_numpy(), free_raw_data=True)
         dvalid = lgb.Dataset(va[spec.tabular].to_numpy(np.float32), va[LABEL].to_numpy(), reference=dtrain)
+        return self._train(dtrain, dvalid, seed, progress, start)
+
+    def fit_chunks(self, train: Sequence[FeatureChunk], valid: Sequence[FeatureChunk], spec: FeatureSpec, *,
+                   seed: int = 0, progress: bool = True) -> FitResult:
+        """Train from feature chunks on disk (labelled rows only; the model is the one ``fit`` would train on
+        the concatenated rows: the same bins, from the same sampled rows, and the same rows in the same order)."""
+        import lightgbm as lgb
+
+        self.spec = spec
+        start = time.perf_counter()
+        width = len(spec.tabular)
+        for chunk in (*train, *valid):
+            chunk.check(width)
+        dtrain = lgb.Dataset([_sequence(c) for c in train], label=_labels(train), free_raw_data=True,
+                             params=self._params(seed))
+        dvalid = lgb.Dataset([_sequence(c) for c in valid], label=_labels(valid), reference=dtrain)
+        return self._train(dtrain, dvalid, seed, progress, start)
+
+    def _train(self, dtrain, dvalid, seed: int, progress: bool, start: float) -> FitResult:
+        import lightgbm as lgb
+
         history: dict = {}
         callbacks = [lgb.early_stopping(self.config.early_stopping_rounds, verbose=False),
                      lgb.record_evaluation(history)]
@@ -70,6 +101,15 @@ class LGBMModel(DKTModel):
             valid_auc=float(max(aucs)) if aucs else None,
             history=[{"round": i + 1, "valid_auc": a} for i, a in enumerate(aucs) if (i + 1) % 25 == 0],
         )
+
+    def predict_chunk(self, chunk: FeatureChunk) -> np.ndarray:
+        """P(correct) of every row of a feature chunk on disk."""
+        if self.booster is None:
+            raise RuntimeError("lgbm model is not fit")
+        x = chunk.features()
+        threads = 1 if len(x) < SMALL_BATCH_ROWS else self.config.num_threads
+        return self.booster.predict(x, num_iteration=self.booster.best_iteration or None,
+                                    num_threads=threads).astype(np.float64)
 
     def predict_proba(self, frame: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
         if self.booster is None:
@@ -99,3 +139,53 @@ class LGBMModel(DKTModel):
         import lightgbm as lgb
 
         self.booster = lgb.Booster(model_file=str(directory / "model.txt"))
+
+
+@dataclass(frozen=True)
+class FeatureChunk:
+    """One chunk of a feature matrix on disk: ``x`` a (rows, features) float32 .npy file in the order of
+    ``FeatureSpec.tabular``, ``y`` the labels (.npy, 0/1)."""
+
+    x: Path
+    y: Path
+
+    def features(self) -> np.ndarray:
+        return np.load(self.x, mmap_mode="r", allow_pickle=False)
+
+    def labels(self) -> np.ndarray:
+        return np.load(self.y, allow_pickle=False)
+
+    def check(self, width: int) -> None:
+        x = self.features()
+        if x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != width or len(self.labels()) != len(x):
+            raise ValueError(f"{self.x}: expected a float32 (rows, {width}) array with one label per row in "
+                             f"{self.y}, got {x.dtype} {x.shape}")
+
+
+SEQUENCE_BATCH_ROWS = 65_536  # rows LightGBM pushes per call when it reads a chunk
+
+
+def _sequence(chunk: FeatureChunk):
+    import lightgbm as lgb
+
+    class _Chunk(lgb.Sequence):
+        """A memory-mapped chunk: LightGBM reads sampled rows, then slices of ``batch_size`` rows."""
+
+        batch_size = SEQUENCE_BATCH_ROWS
+
+        def __init__(self, x: np.ndarray) -> None:
+            self.x = x
+
+        def __getitem__(self, idx):
+            if isinstance(idx, slice):  # a batch to push: float32, as stored
+                return np.asarray(self.x[idx])
+            return np.asarray(self.x[idx], dtype=np.float64)  # a sampled row: LightGBM's sampler takes doubles
+
+        def __len__(self) -> int:
+            return len(self.x)
+
+    return _Chunk(chunk.features())
+
+
+def _labels(chunks: Sequence[FeatureChunk]) -> np.ndarray:
+    return np.concatenate([c.labels().astype(np.float32) for c in chunks]) if chunks else np.zeros(0, np.float32)

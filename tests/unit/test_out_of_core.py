@@ -132,3 +132,113 @@ def test_chunked_features_non_seed_item_ids(tiny_log):
     assert new.encoders["mid"].vocab == old.encoders["mid"].vocab
     assert_features_equal(f_old, pd.concat(list(chunked.transform_train(new, state, _chunks(log, 9))),
                                            ignore_index=True))
+
+
+# --- LightGBM from chunks, and the whole out-of-core training road -------------------------------------------
+
+def _feature_chunks(frame: pd.DataFrame, columns: list[str], directory, name: str, n: int):
+    from dkt_core.models.lgbm import FeatureChunk
+
+    out = []
+    for k, rows in enumerate(np.array_split(np.arange(len(frame)), n)):
+        c = FeatureChunk(directory / f"{name}{k}.x.npy", directory / f"{name}{k}.y.npy")
+        np.save(c.x, frame.iloc[rows][columns].to_numpy(np.float32))
+        np.save(c.y, frame.iloc[rows]["answerCode"].to_numpy().astype(np.int8))
+        out.append(c)
+    return out
+
+
+def test_lgbm_from_chunks_equals_lgbm_from_frame(tiny_log, tmp_path):
+    from dkt_core.models.lgbm import LGBMConfig, LGBMModel
+
+    train, valid = split_users(tiny_log, 0.25, salt="lgbm")
+    pipe = FeaturePipeline()
+    f_train, f_valid = pipe.fit_transform(train), None
+    f_valid = pipe.transform(valid)
+    cfg = LGBMConfig(num_boost_round=60)
+    whole, chunks = LGBMModel(cfg), LGBMModel(cfg)
+    fit_a = whole.fit(f_train, f_valid, pipe.spec, seed=1, progress=False)
+    fit_b = chunks.fit_chunks(_feature_chunks(f_train, pipe.spec.tabular, tmp_path, "t", 5),
+                              _feature_chunks(f_valid, pipe.spec.tabular, tmp_path, "v", 3), pipe.spec, seed=1,
+                              progress=False)
+    assert fit_b.best_iteration == fit_a.best_iteration and fit_b.valid_auc == pytest.approx(fit_a.valid_auc, abs=1e-12)
+    np.testing.assert_allclose(chunks.predict_proba(f_valid), whole.predict_proba(f_valid), rtol=0, atol=1e-9)
+    c0 = _feature_chunks(f_valid, pipe.spec.tabular, tmp_path, "p", 1)[0]
+    np.testing.assert_allclose(chunks.predict_chunk(c0), whole.predict_proba(f_valid), rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="float32"):
+        bad = _feature_chunks(f_valid, pipe.spec.tabular[:-1], tmp_path, "bad", 1)
+        chunks.fit_chunks(bad, bad, pipe.spec, progress=False)
+
+
+def test_train_out_of_core_matches_in_memory(messy_files, tmp_path):
+    import json
+
+    from dkt_core.predict import Predictor
+    from dkt_core.settings import TrainSettings
+    from dkt_core.training.config import TrainConfig
+    from dkt_core.training.stream import train_out_of_core
+    from dkt_core.training.trainer import train
+
+    cfg = TrainConfig(models=["lgbm"], seed=3, model_options={"lgbm": {"num_boost_round": 60}})
+    path = messy_files / "log.csv.gz"
+    mem = train(path, tmp_path / "mem", cfg, progress=False)
+    ooc = train_out_of_core(path, tmp_path / "ooc", cfg, progress=False,
+                            settings=TrainSettings(chunk_users=7, eval_max_users=10_000, work_dir=tmp_path))
+    assert not list(tmp_path.glob("dkt-train-*"))  # the scratch folder is removed
+    state = [json.loads((a / "features" / "feature_state.json").read_text()) for a in (mem, ooc)]
+    assert state[0]["encoders"] == state[1]["encoders"] and state[0]["stats"] == state[1]["stats"]
+    man = [json.loads((a / "manifest.json").read_text()) for a in (mem, ooc)]
+    for key in ("fingerprint", "n_train_users", "n_valid_users"):
+        assert man[0][key] == man[1][key], key
+    assert (mem / "train_users.txt").read_text() == (ooc / "train_users.txt").read_text()
+    met = [json.loads((a / "metrics.json").read_text())["validation"] for a in (mem, ooc)]
+    info = met[1]["lgbm"]["out_of_core"]
+    assert info["metrics_sample_users"] == info["validation_users"] == man[0]["n_valid_users"]
+    assert met[1]["lgbm"]["n_rows"] == met[0]["lgbm"]["n_rows"]
+    for k in ("auc_all", "auc_last", "acc_last"):
+        assert met[1]["lgbm"][k] == pytest.approx(met[0]["lgbm"][k], abs=2e-3), k
+    frame = validate_file(path).valid
+    np.testing.assert_allclose(Predictor.load(ooc).predict_frame(frame), Predictor.load(mem).predict_frame(frame),
+                               rtol=0, atol=2e-3)
+
+
+def test_out_of_core_metrics_on_a_bounded_user_sample(messy_files, tmp_path):
+    import json
+
+    from dkt_core.settings import TrainSettings
+    from dkt_core.training.config import TrainConfig
+    from dkt_core.training.stream import train_out_of_core
+
+    cfg = TrainConfig(models=["lgbm"], model_options={"lgbm": {"num_boost_round": 20}})
+    art = train_out_of_core(messy_files / "log.parquet", tmp_path / "a", cfg, progress=False,
+                            settings=TrainSettings(chunk_users=16, eval_max_users=6))
+    m = json.loads((art / "metrics.json").read_text())["validation"]
+    info = m["lgbm"]["out_of_core"]
+    assert 0 < info["metrics_sample_users"] < info["validation_users"]
+    assert m["lgbm"]["n_users"] == m["ensemble"]["n_users"] == info["metrics_sample_users"]
+    with pytest.raises(ValueError, match="lgbm only"):
+        train_out_of_core(messy_files / "log.parquet", tmp_path / "b", TrainConfig(models=["lgbm", "lstm"]))
+
+
+def test_cli_chooses_the_road(messy_files, tmp_path, monkeypatch):
+    from dkt_core.settings import TrainSettings
+    from dkt_core.training.stream import should_stream
+
+    pq_path, csv_path = messy_files / "log.parquet", messy_files / "log.csv"
+    rows = len(pd.read_parquet(pq_path))
+    assert should_stream(pq_path, "auto", TrainSettings(out_of_core_rows=rows))
+    assert not should_stream(pq_path, "auto", TrainSettings(out_of_core_rows=rows + 1))
+    assert not should_stream(csv_path, "auto", TrainSettings(out_of_core_rows=1))  # CSV: in memory, within caps
+    assert should_stream(csv_path, "always", TrainSettings())
+    assert not should_stream(pq_path, "never", TrainSettings(out_of_core_rows=1))
+
+    from dkt_core.cli import main
+
+    monkeypatch.setenv("DKT_TRAIN_OUT_OF_CORE_ROWS", str(rows))
+    monkeypatch.setenv("DKT_TRAIN_CHUNK_USERS", "20")
+    out = tmp_path / "art"
+    assert main(["train", "--data", str(pq_path), "--out", str(out), "--quiet",
+                 "--option", "lgbm.num_boost_round=10"]) == 0
+    import json
+
+    assert "out_of_core" in json.loads((out / "metrics.json").read_text())["validation"]["lgbm"]

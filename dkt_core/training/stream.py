@@ -1,0 +1,201 @@
+"""Training from a log larger than memory (issue 15 item 3): the artifact ``train`` would write, out of core.
+
+1. read + validate + curate (``data.stream``): the log becomes normalised chunks of whole users on disk;
+2. split by user (``data.split.user_buckets``, the same salt as ``prepare``), labelled rows only;
+3. features (``features.chunked``): fitted in passes over the training chunks, then written chunk by chunk as
+   float32 matrices (``FeatureSpec.tabular`` columns) next to their labels;
+4. LightGBM (``LGBMModel.fit_chunks``): its Dataset is built from the chunks on disk;
+5. the validation users' predictions, chunk by chunk; metrics and ensemble weights on a hash sample of at
+   most about ``eval_max_users`` validation users (its n is in metrics.json), then ``assemble`` as usual.
+
+Peak memory follows one chunk plus LightGBM's binned copy of the training rows (~1 byte per value), not the
+log. Every number equals the in-memory road's on the same log (tests/unit/test_out_of_core.py) except the
+metrics' sample and the two residual features' last float32 bit (see ``features.chunked``). Sequence
+models are not trained here: they read whole windows in memory (windows from disk are left, docs/models.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dkt_core.data.columns import ITEM, LABEL, TIME, USER
+from dkt_core.data.fingerprint import file_sha256
+from dkt_core.data.split import user_buckets
+from dkt_core.data.stream import ChunkedLog, curate_chunks, read_chunk
+from dkt_core.features import chunked
+from dkt_core.features.pipeline import FeaturePipeline
+from dkt_core.models.lgbm import FeatureChunk, LGBMModel
+from dkt_core.settings import TrainSettings
+from dkt_core.training.config import TrainConfig
+from dkt_core.training.trainer import Member, Prepared, assemble, user_hashes
+
+log = logging.getLogger("dkt.train")
+EVAL_SALT = "eval-sample"
+OUT_OF_CORE_MODELS = ("lgbm",)
+
+
+def should_stream(path: str | Path, mode: str, settings: TrainSettings) -> bool:
+    """``mode`` "always" / "never", or "auto": a Parquet log of at least ``settings.out_of_core_rows`` rows (its
+    metadata says so without reading it). A CSV streams only with "always": in "auto" it goes the in-memory
+    road, whose size caps (``ReadLimits``) refuse a file too large for it, naming the setting."""
+    if mode in ("always", "never"):
+        return mode == "always"
+    if mode != "auto":
+        raise ValueError(f"--out-of-core must be auto, always or never, got {mode!r}")
+    path = Path(path)
+    with path.open("rb") as f:
+        is_parquet = f.read(4) == b"PAR1"
+    if not is_parquet:
+        return False
+    try:
+        return pq.ParquetFile(path).metadata.num_rows >= settings.out_of_core_rows
+    except (pa.ArrowException, OSError):
+        return False  # the in-memory reader names what is wrong with the file
+
+
+@dataclass
+class _Split:
+    train: list[Path] = field(default_factory=list)
+    valid: list[Path] = field(default_factory=list)
+    rows: int = 0
+    items: set[str] = field(default_factory=set)
+    hashes: set[str] = field(default_factory=set)
+    n_train_users: int = 0
+    n_valid_users: int = 0
+    first: pd.Timestamp | None = None
+    last: pd.Timestamp | None = None
+
+
+def _split(curated: ChunkedLog, directory: Path, config: TrainConfig) -> _Split:
+    """Labelled rows of each chunk, split by user like ``prepare`` (salt ``valid-<seed>``)."""
+    out = _Split()
+    for d in ("train", "valid"):
+        (directory / d).mkdir(parents=True, exist_ok=True)
+    for k, frame in enumerate(curated.frames()):
+        frame = frame[frame[LABEL] >= 0].reset_index(drop=True)
+        if frame.empty:
+            continue
+        out.rows += len(frame)
+        out.items.update(pd.unique(frame[ITEM]))
+        out.hashes |= user_hashes(frame[USER])
+        lo, hi = frame[TIME].min(), frame[TIME].max()
+        out.first = lo if out.first is None else min(out.first, lo)
+        out.last = hi if out.last is None else max(out.last, hi)
+        selected = user_buckets(frame[USER], f"valid-{config.seed}") < config.valid_frac
+        for name, part, paths in (("train", frame[~selected], out.train), ("valid", frame[selected], out.valid)):
+            if len(part):
+                path = directory / name / f"{k:05d}.parquet"
+                pq.write_table(pa.Table.from_pandas(part.reset_index(drop=True), preserve_index=False), path)
+                paths.append(path)
+                n = int(part[USER].nunique())
+                if name == "train":
+                    out.n_train_users += n
+                else:
+                    out.n_valid_users += n
+    if not out.train or not out.valid:
+        raise ValueError(f"cannot split {out.n_train_users + out.n_valid_users} user(s) by "
+                         f"{config.valid_frac:.0%}: need more users")
+    return out
+
+
+def train_out_of_core(data_path: str | Path, out_dir: str | Path, config: TrainConfig, *,
+                      settings: TrainSettings | None = None, progress: bool = True) -> Path:
+    """Train ``config.models`` (lgbm only) on the log at ``data_path`` out of core; write the artifact."""
+    unsupported = [m for m in config.models if m not in OUT_OF_CORE_MODELS]
+    if unsupported:
+        raise ValueError(f"out-of-core training trains {', '.join(OUT_OF_CORE_MODELS)} only, not {unsupported}: "
+                         "sequence models read their windows in memory; use --out-of-core never on a log that "
+                         "fits in memory for them")
+    settings = settings or TrainSettings()
+    work = Path(tempfile.mkdtemp(prefix="dkt-train-", dir=settings.work_dir))
+    try:
+        return _train(Path(data_path), Path(out_dir), config, settings, work, progress)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _train(data_path: Path, out_dir: Path, config: TrainConfig, settings: TrainSettings, work: Path,
+           progress: bool) -> Path:
+    t0 = time.perf_counter()
+    stages: dict[str, float] = {}
+    curated = curate_chunks(data_path, work / "curated", chunk_users=settings.chunk_users)
+    stages.update(curated.seconds)
+    if curated.rejected:
+        log.warning("%s: %d row(s) rejected and not used for training: %s", data_path, curated.rejected,
+                    curated.reasons)
+    t = time.perf_counter()
+    split = _split(curated, work / "split", config)
+    shutil.rmtree(work / "curated")
+    stages["split"] = time.perf_counter() - t
+    sha = file_sha256(data_path)
+    fp = {"path": data_path.name, "sha256": sha, "data_version": sha[:12], "rows": split.rows,
+          "users": split.n_train_users + split.n_valid_users, "items": len(split.items),
+          "first_timestamp": str(split.first), "last_timestamp": str(split.last)}
+    log.info("data: %d rows, %d users (%s); split by user: %d train users, %d validation users", fp["rows"],
+             fp["users"], fp["data_version"], split.n_train_users, split.n_valid_users)
+
+    t = time.perf_counter()
+    pipeline = FeaturePipeline(config.features)
+    state = chunked.fit(pipeline, lambda: (read_chunk(p) for p in split.train))
+    stages["features_fit"] = time.perf_counter() - t
+    t = time.perf_counter()
+    spec = pipeline.spec
+    feats = work / "features"
+    feats.mkdir()
+    train_chunks = [_save(f, spec.tabular, feats / f"train_{k:05d}") for k, f in
+                    enumerate(chunked.transform_train(pipeline, state, lambda: (read_chunk(p) for p in split.train)))]
+    fraction = min(1.0, settings.eval_max_users / split.n_valid_users)
+    valid_chunks, sample = [], []
+    for k, f in enumerate(chunked.transform(pipeline, lambda: (read_chunk(p) for p in split.valid))):
+        valid_chunks.append(_save(f, spec.tabular, feats / f"valid_{k:05d}"))
+        rows = np.flatnonzero(user_buckets(f[USER], EVAL_SALT) < fraction)
+        sample.append((rows, f[USER].to_numpy()[rows], f[LABEL].to_numpy()[rows]))
+    stages["features_write"] = time.perf_counter() - t
+    shutil.rmtree(work / "split")
+    log.info("features: %d columns for %d train + %d validation rows in %.1fs", len(spec.tabular),
+             sum(map(_rows, train_chunks)), sum(map(_rows, valid_chunks)),
+             stages["features_fit"] + stages["features_write"])
+
+    t = time.perf_counter()
+    model = LGBMModel(config.model_config("lgbm"))
+    fit = model.fit_chunks(train_chunks, valid_chunks, spec, seed=config.seed, progress=progress)
+    stages["lgbm_train"] = time.perf_counter() - t
+    t = time.perf_counter()
+    pred = np.concatenate([model.predict_chunk(c)[rows] for c, (rows, _, _) in zip(valid_chunks, sample, strict=True)])
+    stages["predict_valid"] = time.perf_counter() - t
+    valid = pd.DataFrame({USER: np.concatenate([s[1] for s in sample]),
+                          LABEL: np.concatenate([s[2] for s in sample])})
+    n_sample_users = int(valid[USER].nunique())
+    info = {"train_seconds": round(fit.seconds, 2), "best_iteration": fit.best_iteration,
+            "n_parameters": model.n_parameters(), "history": fit.history,
+            "out_of_core": {"train_rows": sum(map(_rows, train_chunks)), "valid_rows": sum(map(_rows, valid_chunks)),
+                            "validation_users": split.n_valid_users, "metrics_sample_users": n_sample_users,
+                            "metrics_sample_rule": f"user_buckets(userID, {EVAL_SALT!r}) < {fraction:.6g}",
+                            "chunks": len(train_chunks) + len(valid_chunks),
+                            "stage_seconds": {k: round(v, 2) for k, v in stages.items()}}}
+    prepared = Prepared(config=config, fingerprint=fp, pipeline=pipeline, train=pd.DataFrame(), valid=valid,
+                        n_train_users=split.n_train_users, n_valid_users=split.n_valid_users,
+                        train_user_hashes=sorted(split.hashes), seconds=time.perf_counter() - t0 - fit.seconds)
+    log.info("validation metrics on %d of %d validation users (hash sample)", n_sample_users, split.n_valid_users)
+    return assemble(prepared, [Member("lgbm", model, pred, info, fit.seconds)], out_dir)
+
+
+def _save(frame: pd.DataFrame, columns: list[str], stem: Path) -> FeatureChunk:
+    chunk = FeatureChunk(stem.with_suffix(".x.npy"), stem.with_suffix(".y.npy"))
+    np.save(chunk.x, np.ascontiguousarray(frame[columns].to_numpy(np.float32)))
+    np.save(chunk.y, frame[LABEL].to_numpy().astype(np.int8))
+    return chunk
+
+
+def _rows(chunk: FeatureChunk) -> int:
+    return len(chunk.features())

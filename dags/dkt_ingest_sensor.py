@@ -9,24 +9,15 @@ Why a sensor and not an asset watcher: see docs/airflow.md.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag
 from dkt_airflow import settings as cfg
-from dkt_airflow.callbacks import on_failure
+from dkt_airflow.dag_header import dag_header
 from dkt_airflow.sensors import PendingObjectsSensor
 
 
 @dag(
-    dag_id=cfg.SENSOR_DAG_ID,
-    schedule=cfg.schedule_or_none(cfg.SENSOR_SCHEDULE),
-    start_date=datetime(2025, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    tags=["dkt", "ingest", "sensor"],
-    doc_md=__doc__,
-    default_args={**cfg.DEFAULT_ARGS, "on_failure_callback": on_failure},
+    **dag_header(cfg.SENSOR_DAG_ID, cfg.SENSOR_SCHEDULE, ["dkt", "ingest", "sensor"], __doc__),
     params={"s3_prefix": Param(cfg.RAW_PREFIX, type="string", description="Raw upload prefix to watch")},
 )
 def dkt_ingest_sensor():

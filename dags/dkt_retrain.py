@@ -39,11 +39,11 @@ once per task from the Airflow connection; XCom carries only ids, URIs and small
 from __future__ import annotations
 
 import json
-from datetime import datetime
 
 from airflow.sdk import Asset, Param, dag, task
 from dkt_airflow import settings as cfg
 from dkt_airflow.callbacks import on_failure
+from dkt_airflow.dag_header import dag_header
 from dkt_airflow.run_notes import gate_note
 
 # What the DAG produces, as Airflow Assets (task outlets): the Assets view shows each curated version and
@@ -55,14 +55,7 @@ TRAIN_QUEUE = {"queue": cfg.SETTINGS.train_queue} if cfg.SETTINGS.train_queue el
 
 
 @dag(
-    dag_id=cfg.RETRAIN_DAG_ID,
-    schedule=cfg.schedule_or_none(cfg.RETRAIN_SCHEDULE),
-    start_date=datetime(2025, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    tags=["dkt", "retrain", "ingest"],
-    doc_md=__doc__,
-    default_args={**cfg.DEFAULT_ARGS, "on_failure_callback": on_failure},
+    **dag_header(cfg.RETRAIN_DAG_ID, cfg.RETRAIN_SCHEDULE, ["dkt", "retrain", "ingest"], __doc__),
     on_failure_callback=on_failure,
     params={
         # array + examples: the trigger form renders a multi-select of the registry's names

@@ -5,7 +5,9 @@ DEMO_NEW_USERS ?= 300
 # written by scripts/demo.py when it starts the web client in its own session
 CLIENT_PIDFILE := $(DKT_HOME)/run/client.pid
 
-## demo: set up everything (S3, registry, swarm, Airflow), train + deploy, upload new data, retrain + roll out
+## demo: set up everything (S3, registry, swarm, Airflow), train + deploy, upload new data, retrain + roll out; AIRFLOW_MODE=cluster: on the Celery cluster
+# AIRFLOW_MODE=cluster (mk/airflow.mk): `make airflow` is `make airflow-cluster`, AIRFLOW_ENV the cluster's, and
+# `make demo-stop AIRFLOW_MODE=cluster` stops the cluster.
 demo: setup docker-up s3-up
 	DKT_RETRAIN_SCHEDULE=none $(MAKE) --no-print-directory airflow
 	$(AIRFLOW_ENV) $(S3_LOCAL_CREDS) $(BIN)/python scripts/demo.py --users $(DEMO_USERS) --new-users $(DEMO_NEW_USERS)

@@ -169,24 +169,28 @@ airflow_up() {
   done
 }
 
-stop_one() {  # $1 pid file, $2 signal (TERM): signal the process group, wait up to 30 s, then KILL
-  local pidfile="$1" sig="${2:-TERM}" pid name
-  [[ -f "$pidfile" ]] || return 0
-  pid="$(cat "$pidfile")"; name="$(basename "$pidfile" .pid)"
-  kill -"$sig" -- "-$pid" 2>/dev/null || kill -"$sig" "$pid" 2>/dev/null || true
-  for _ in $(seq 1 60); do kill -0 -- "-$pid" 2>/dev/null || kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-  kill -KILL -- "-$pid" 2>/dev/null || true
-  rm -f "$pidfile"
-  echo "$name: stopped (group $pid)"
+stop_many() {  # $1 signal, rest: pid files. Signal every process group at once, wait up to 30 s, then KILL.
+  local sig="$1" f pid left; shift
+  local files=() pids=()
+  for f in "$@"; do [[ -f "$f" ]] || continue; files+=("$f"); pids+=("$(cat "$f")"); done
+  [[ ${#files[@]} -gt 0 ]] || return 0
+  for pid in "${pids[@]}"; do kill -"$sig" -- "-$pid" 2>/dev/null || kill -"$sig" "$pid" 2>/dev/null || true; done
+  for _ in $(seq 1 60); do
+    left=0; for pid in "${pids[@]}"; do kill -0 -- "-$pid" 2>/dev/null && left=1; done
+    [[ "$left" == 0 ]] && break; sleep 0.5
+  done
+  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+  for f in "${files[@]}"; do echo "$(basename "$f" .pid): stopped (group $(cat "$f"))"; rm -f "$f"; done
 }
 
 stop_all() {
   [[ -d "$RUN" ]] || { echo "airflow-cluster: nothing started under $CH"; return 0; }
-  local f
-  for f in "$RUN"/worker-*.pid "$RUN"/api-server.pid "$RUN"/scheduler.pid "$RUN"/dag-processor.pid \
-           "$RUN"/triggerer.pid; do stop_one "$f"; done
-  stop_one "$RUN/redis.pid"
-  stop_one "$RUN/postgres.pid" INT   # SIGINT: PostgreSQL's "fast" shutdown (clean, no waiting for clients)
+  # Airflow first (a worker's SIGTERM is Celery's warm shutdown: running tasks finish, up to 30 s), then the
+  # broker and the database they use.
+  stop_many TERM "$RUN"/worker-*.pid "$RUN"/api-server.pid "$RUN"/scheduler.pid "$RUN"/dag-processor.pid \
+    "$RUN"/triggerer.pid
+  stop_many TERM "$RUN/redis.pid"
+  stop_many INT "$RUN/postgres.pid"   # SIGINT: PostgreSQL's "fast" shutdown (clean, no waiting for clients)
 }
 
 status() {

@@ -313,6 +313,7 @@ def test_a_worker_killed_mid_ingest_is_retried_on_the_other_and_nothing_is_inges
     victim = ingest["hostname"].split("@")[0]  # w1 / w2
     pidfile = cluster.root / "run" / f"worker-{victim[1:]}.pid"
     os.killpg(_pid(pidfile), signal.SIGKILL)  # the worker, its pool and the task's supervisor and process
+    killed = time.monotonic()
     cluster.proxy.release()  # the dead attempt's held write is dropped, never forwarded
 
     # the scheduler fails the attempt once its heartbeats stop; the retry runs on the surviving worker
@@ -325,11 +326,15 @@ def test_a_worker_killed_mid_ingest_is_retried_on_the_other_and_nothing_is_inges
     tries = cluster.api("GET", f"{cluster.run_path(run_id)}/taskInstances/ingest/tries").json()["task_instances"]
     first = next(t for t in tries if t["try_number"] == 1)
     assert first["state"] in ("failed", "up_for_retry") and first["hostname"].startswith(f"{victim}@"), tries
-    print(f"\nkilled {victim} during ingest; try {ingest['try_number']} ran on {ingest['hostname']}")
+    print(f"\nkilled {victim} during ingest; try {ingest['try_number']} ran on {ingest['hostname']}, "
+          f"succeeded {time.monotonic() - killed:.0f} s after the kill")
     cluster.make("airflow-cluster")  # brings the killed worker back (the gpu queue needs w1), starts nothing else
 
     run = cluster.wait_run(run_id)
-    assert run["state"] == "success", [(t["task_id"], t["state"], t["try_number"]) for t in cluster.tis(run_id)]
+    tis = cluster.tis(run_id)
+    assert run["state"] == "success", [(t["task_id"], t["state"], t["try_number"]) for t in tis]
+    print(f"run with the kill: {time.monotonic() - killed:.0f} s from the kill to its end; per worker "
+          f"{dict(Counter(t['hostname'] for t in tis if t['state'] == 'success'))}")
     new_versions = _versions(cluster.s3) - versions_before
     assert len(new_versions) == 1, f"the run made {sorted(new_versions)} (one version expected)"
     (version,) = new_versions

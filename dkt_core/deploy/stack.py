@@ -18,7 +18,7 @@ from dkt_core.deploy.images import DOCKER_DIR, BuildResult, ImageError, build_im
 from dkt_core.deploy.settings import REPO_ROOT, DeploySettings
 
 COMPOSE = REPO_ROOT / "compose.yaml"
-PROXY_TAG = "3"  # bump when docker/nginx.conf.template or proxy.Dockerfile change
+PROXY_TAG = "4"  # bump when docker/nginx.conf.template, proxy-common.conf or proxy.Dockerfile change
 
 
 def build_proxy_image(settings: DeploySettings) -> tuple[str, BuildResult]:
@@ -65,10 +65,17 @@ def client_env(client_image: str, bank_file: Path) -> dict[str, str]:
             "DKT_CLIENT_BANK_ID": digest}
 
 
-def deploy_stack(settings: DeploySettings, env: dict[str, str], compose=COMPOSE) -> None:
+def deploy_stack(settings: DeploySettings, env: dict[str, str], compose=COMPOSE, docker_host: str | None = None,
+                 with_registry_auth: bool = False) -> None:
+    """`docker stack deploy` of compose.yaml. ``docker_host``: the manager to deploy to (default: the local
+    daemon, or DOCKER_HOST); ``with_registry_auth``: hand the deployer's registry login to the swarm, which
+    nodes other than this one need to pull from a registry that requires a login (make swarm-nodes)."""
     full_env = {**os.environ, "DKT_API_PORT": str(settings.api_port),
                 "DKT_CLIENT_PORT": str(settings.client_port), **env}
-    proc = subprocess.run(["docker", "stack", "deploy", "--detach=true", "--prune", "-c", str(compose),
+    if docker_host:
+        full_env["DOCKER_HOST"] = docker_host
+    proc = subprocess.run(["docker", "stack", "deploy", "--detach=true", "--prune",
+                           *(["--with-registry-auth"] if with_registry_auth else []), "-c", str(compose),
                            settings.stack], capture_output=True, text=True, env=full_env)
     if proc.returncode != 0:
         raise ImageError(f"docker stack deploy failed: {proc.stderr.strip()}")
@@ -96,10 +103,23 @@ def running_healthy(client, service: str) -> int:
     return n
 
 
-def wait_converged(client, service: str, replicas: int, timeout_s: float = 120.0) -> None:
+def running_tasks(client, service: str) -> dict[str, int]:
+    """Running tasks of the service per node id, read from a manager: the whole swarm, not one daemon's
+    containers. A task with a healthcheck is `running` only once healthy (`starting` before)."""
+    per_node: dict[str, int] = {}
+    for t in client.services.get(service).tasks(filters={"desired-state": "running"}):
+        if t["Status"]["State"] == "running":
+            per_node[t["NodeID"]] = per_node.get(t["NodeID"], 0) + 1
+    return per_node
+
+
+def wait_converged(client, service: str, replicas: int, timeout_s: float = 120.0, across_nodes: bool = False) -> None:
+    """Wait for ``replicas`` healthy replicas: containers of the local daemon, or with ``across_nodes``
+    running tasks anywhere in the swarm (``client`` must then be a manager's)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if running_healthy(client, service) >= replicas:
+        n = sum(running_tasks(client, service).values()) if across_nodes else running_healthy(client, service)
+        if n >= replicas:
             return
         time.sleep(0.5)
     tasks = [(t["Status"]["State"], t["Status"].get("Err", "")) for t in client.services.get(service).tasks()]

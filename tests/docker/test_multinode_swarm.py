@@ -1,0 +1,247 @@
+"""Serving over several nodes (issue 15 item 4): a Swarm of a manager and two workers simulated on this machine
+(`scripts/docker/swarm-nodes.sh`, what `make swarm-nodes` runs: Docker-in-Docker nodes built from the base
+image), the real compose.yaml deployed across them by dkt_core.deploy (images reach the nodes only through the
+node registry, which requires a login), and under bounded loopback load through the proxy:
+a rolling update across nodes, a worker node killed (`docker kill`), a worker node drained, each with 0 failed
+requests. Markers docker + slow; one cluster for the module (own name and free ports: the host's own swarm,
+registry and stack are not touched). Numbers go to $DKT_HOME/bench/multinode.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from devtools.loadgen import LoadGenerator, LoadResult
+from dkt_core.deploy.images import push_image
+from dkt_core.deploy.rollout import rollout, served_version
+from dkt_core.deploy.s3access import registry_login
+from dkt_core.deploy.settings import REPO_ROOT, DeploySettings
+from dkt_core.deploy.stack import build_proxy_image, deploy_stack, running_tasks, wait_converged
+from tests.conftest import free_port, skip_missing
+from tests.docker.fixtures import build_test_image
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+SCRIPTS = REPO_ROOT / "scripts" / "docker"
+REPLICAS = 3
+MIN_REQUESTS = 1000
+RESULTS: dict[str, dict] = {}
+
+
+@dataclass
+class Cluster:
+    name: str
+    env: dict[str, str]  # what the scripts get (DKT_NODES, ports)
+    host: object  # Docker client of this host's daemon (the node containers)
+    manager: object  # Docker client of the manager node's daemon
+    manager_url: str  # unix://... (DOCKER_HOST of the manager)
+    settings: DeploySettings
+    images: dict[str, tuple[str, str]]  # "v1"/"v2"/"proxy" -> (image, registry digest)
+
+    @property
+    def service(self) -> str:
+        return self.settings.service
+
+    def node_container(self, hostname: str):
+        """The host's container of a swarm node (node hostname = container hostname)."""
+        (c,) = [c for c in self.host.containers.list(all=True, filters={"label": f"dkt.swarm-nodes={self.name}"})
+                if c.attrs["Config"]["Hostname"] == hostname]
+        return c
+
+    def hostnames(self) -> dict[str, str]:
+        return {n.id: n.attrs["Description"]["Hostname"] for n in self.manager.nodes.list()}
+
+    def placement(self) -> dict[str, int]:
+        """Running (= healthy) inference tasks per node hostname."""
+        names = self.hostnames()
+        return {names[nid]: n for nid, n in running_tasks(self.manager, self.service).items()}
+
+    def node_cli(self, *args: str) -> str:
+        proc = subprocess.run(["docker", *args], capture_output=True, text=True,
+                              env={**os.environ, "DOCKER_HOST": self.manager_url}, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+
+def _script(name: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([str(SCRIPTS / name)], capture_output=True, text=True, env={**os.environ, **env},
+                          cwd=REPO_ROOT, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    try:
+        import docker
+
+        host = docker.from_env(timeout=300)
+        host.ping()
+    except Exception as exc:  # noqa: BLE001 - no SDK, no daemon, no permission: all mean "not prepared"
+        skip_missing(f"dockerd is not reachable ({type(exc).__name__}: {exc}): run `make docker-up`")
+    home = Path(os.environ.get("DKT_HOME", DeploySettings().home))
+    name = f"dkttest{secrets.token_hex(3)}"
+    env = {"DKT_NODES": name, "DKT_NODES_API_PORT": str(free_port()), "DKT_NODES_REGISTRY_PORT": str(free_port()),
+           "DKT_HOME": str(home)}
+    t0 = time.monotonic()
+    up = _script("swarm-nodes.sh", env)
+    try:
+        assert up.returncode == 0, f"swarm-nodes.sh failed:\n{up.stdout[-2000:]}\n{up.stderr[-3000:]}"
+        RESULTS["cluster_up_s"] = {"seconds": round(time.monotonic() - t0, 1)}
+        state = home / "swarm-nodes" / name
+        settings = DeploySettings(
+            registry=f"127.0.0.1:{env['DKT_NODES_REGISTRY_PORT']}", stack="dkt",
+            api_port=int(env["DKT_NODES_API_PORT"]), client_port=free_port(),
+            base_image=os.environ.get("DKT_BASE_IMAGE", "dkt-base:bookworm"), home=home,
+            registry_password_file=state / "registry" / "password")
+        assert registry_login(settings)  # the node registry takes no anonymous push or pull
+        images = {}
+        t1 = time.monotonic()
+        for v in ("v1", "v2"):
+            built = build_test_image(tmp_path_factory.mktemp("bentoml"), v, settings)
+            images[v] = (built.image, push_image(built.image))
+        proxy, _ = build_proxy_image(settings)
+        images["proxy"] = (proxy, push_image(proxy))
+        RESULTS["images_s"] = {"build_and_push_s": round(time.monotonic() - t1, 1)}
+        manager_url = f"unix://{state / 'manager' / 'docker.sock'}"
+        manager = docker.DockerClient(base_url=manager_url, timeout=300)  # after the login: it reads the auth
+        c = Cluster(name, env, host, manager, manager_url, settings, images)
+        t2 = time.monotonic()
+        deploy_stack(settings, {
+            "DKT_INFERENCE_IMAGE": "@".join(images["v1"]), "DKT_PROXY_IMAGE": "@".join(images["proxy"]),
+            "DKT_INFERENCE_REPLICAS": str(REPLICAS), "DKT_CLIENT_REPLICAS": "0",
+            # the start period ends with the first healthy check (free); a short monitor keeps updates quick
+            "DKT_HEALTH_START_PERIOD": "120s", "DKT_UPDATE_MONITOR": "10s",
+        }, docker_host=manager_url, with_registry_auth=True)
+        wait_converged(manager, c.service, REPLICAS, timeout_s=400, across_nodes=True)
+        wait_converged(manager, f"{settings.stack}_proxy", 1, timeout_s=120, across_nodes=True)
+        deadline = time.monotonic() + 60
+        while served_version(settings.proxy_url) != "v1" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        RESULTS["first_deploy"] = {"seconds": round(time.monotonic() - t2, 1), "placement": c.placement()}
+        yield c
+    finally:
+        down = _script("swarm-nodes-stop.sh", env, timeout=180)
+        out = home / "bench" / "multinode.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(RESULTS, indent=2))
+        assert down.returncode == 0, down.stderr
+    leftovers = host.containers.list(all=True, filters={"label": f"dkt.swarm-nodes={name}"})
+    assert leftovers == [], leftovers
+
+
+def _load(c: Cluster) -> LoadGenerator:
+    gen = LoadGenerator(f"{c.settings.proxy_url}/version", method="POST", body=b"{}", concurrency=4,
+                        max_requests=30_000, max_seconds=400).start()
+    while len(gen.result.latencies_ms) < 50 and gen.elapsed() < 60:  # answers counted, not slept for
+        time.sleep(0.05)
+    assert len(gen.result.latencies_ms) >= 50, f"the load never got going: {gen.result.summary()}"
+    return gen
+
+
+def _finish(gen: LoadGenerator, t_min_s: float) -> LoadResult:
+    """Keep the load on until MIN_REQUESTS were sent and t_min_s passed (bounded by the generator's budgets)."""
+    while (gen.result.requests < MIN_REQUESTS or gen.elapsed() < t_min_s) and gen.elapsed() < 380:
+        time.sleep(0.1)
+    return gen.stop()
+
+
+def _wait(what: str, ok, timeout_s: float) -> float:
+    t0 = time.monotonic()
+    while not ok():
+        assert time.monotonic() - t0 < timeout_s, f"{what}: not within {timeout_s:.0f}s"
+        time.sleep(0.5)
+    return time.monotonic() - t0
+
+
+def _worker_with_tasks(c: Cluster) -> str:
+    placed = c.placement()
+    workers = sorted((n, h) for h, n in placed.items() if not h.endswith("-manager"))
+    assert workers, f"no inference task on a worker: {placed}"
+    return workers[-1][1]
+
+
+def test_the_nodes_pull_from_the_registry_and_serve(cluster):
+    """Three nodes (one manager), the replicas spread over all of them, every node's image came from the node
+    registry (its RepoDigests carry the pushed digest: no `docker save`/`load`)."""
+    nodes = cluster.manager.nodes.list()
+    roles = sorted(n.attrs["Spec"]["Role"] for n in nodes)
+    assert roles == ["manager", "worker", "worker"], roles
+    assert all(n.attrs["Status"]["State"] == "ready" for n in nodes)
+    placed = cluster.placement()
+    assert sum(placed.values()) == REPLICAS and len(placed) >= 2, placed
+    image, digest = cluster.images["v1"]
+    for hostname in placed:
+        out = cluster.node_container(hostname).exec_run(
+            ["docker", "image", "ls", "--digests", "--format", "{{.Repository}}@{{.Digest}}"]).output.decode()
+        assert f"{image.rsplit(':', 1)[0]}@{digest}" in out.split(), (hostname, out)
+    assert served_version(cluster.settings.proxy_url) == "v1"
+
+
+def test_rolling_update_across_nodes_has_zero_failed_requests(cluster):
+    gen = _load(cluster)
+    image, digest = cluster.images["v2"]
+    result = rollout(cluster.manager, cluster.service, image, "v2", cluster.settings.proxy_url, digest=digest,
+                     timeout_s=400)
+    t_done = gen.elapsed()
+    load = _finish(gen, t_done + 2)
+    placed = cluster.placement()
+    RESULTS["update"] = {"rollout_s": round(result.seconds, 1), "states": result.states, "placement": placed,
+                         **load.summary()}
+    assert result.ok, result.message
+    assert load.failed == 0, load.summary()
+    assert load.requests >= MIN_REQUESTS
+    assert load.versions_after(t_done) == {"v2"}, "an old replica still answered after the rollout"
+    assert {"v1", "v2"} <= set(load.versions)
+    assert sum(placed.values()) == REPLICAS and len(placed) >= 2, placed  # replicas on at least two nodes
+
+
+def test_killed_worker_node_replicas_are_rescheduled_with_zero_failed_requests(cluster):
+    victim = _worker_with_tasks(cluster)
+    container = cluster.node_container(victim)
+    gen = _load(cluster)
+    container.kill()  # `docker kill` of the node container: its dockerd and its replicas die at once
+    t0 = gen.elapsed()
+    rescheduled_s = _wait("replicas rescheduled onto the remaining nodes",
+                          lambda: sum(n for h, n in cluster.placement().items() if h != victim) >= REPLICAS, 300)
+    load = _finish(gen, gen.elapsed() + 3)
+    placed = cluster.placement()
+    states = {n.attrs["Description"]["Hostname"]: n.attrs["Status"]["State"] for n in cluster.manager.nodes.list()}
+    RESULTS["kill"] = {"node": victim, "rescheduled_s": round(rescheduled_s, 1), "placement": placed,
+                       "killed_at_s": round(t0, 1), **load.summary()}
+    assert states[victim] == "down", states
+    assert victim not in placed and sum(placed.values()) == REPLICAS, placed
+    assert load.failed == 0, load.summary()
+    assert load.requests >= MIN_REQUESTS
+    assert set(load.versions) == {"v2"}
+    # `make swarm-nodes` again brings the node back (idempotent: starts the stopped container, which rejoins)
+    up = _script("swarm-nodes.sh", cluster.env)
+    assert up.returncode == 0, up.stderr[-3000:]
+    RESULTS["kill"]["rejoined_s"] = round(_wait(
+        "the killed node ready again",
+        lambda: {n.attrs["Description"]["Hostname"]: n.attrs["Status"]["State"]
+                 for n in cluster.manager.nodes.list()}[victim] == "ready", 120), 1)
+
+
+def test_drained_node_tasks_move_with_zero_failed_requests(cluster):
+    victim = _worker_with_tasks(cluster)
+    gen = _load(cluster)
+    try:
+        cluster.node_cli("node", "update", "--availability", "drain", victim)
+        moved_s = _wait("the drained node's tasks moved",
+                        lambda: (p := cluster.placement()).get(victim, 0) == 0 and sum(p.values()) >= REPLICAS, 300)
+        load = _finish(gen, gen.elapsed() + 3)
+        placed = cluster.placement()
+        RESULTS["drain"] = {"node": victim, "moved_s": round(moved_s, 1), "placement": placed, **load.summary()}
+        assert victim not in placed and sum(placed.values()) == REPLICAS, placed
+        assert load.failed == 0, load.summary()
+        assert load.requests >= MIN_REQUESTS
+        assert set(load.versions) == {"v2"}
+    finally:
+        gen.stop()
+        cluster.node_cli("node", "update", "--availability", "active", victim)

@@ -2,6 +2,9 @@
 answering through the proxy (first run: the stack is deployed; second run: a Swarm rollout), and its
 failed-deploy path (third run: the new image is not ready within the rollout timeout -> rolled back,
 `deploy` fails, `set_champion` does not run, models/champion.json and the served model are unchanged).
+After the three runs no secret in play (S3 secret keys, registry password, every API key, the web client's
+keys) appears in a task's output or log record, an XCom, Airflow's files or database, or the stack's service
+logs, service specs and container configs (tests/secretscan.py).
 
 Needs what `scripts/docker/up.sh` sets up (dockerd, single-node swarm, local registry, base image) and
 builds the real inference image (deps image once per lock change: minutes the first time).
@@ -9,7 +12,10 @@ builds the real inference image (deps image once per lock change: minutes the fi
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import secrets
 
 import pytest
 from dagutil import TINY, get_json, states, upload, xcom
@@ -46,6 +52,11 @@ def swarm(env, tmp_path, monkeypatch):
     monkeypatch.setenv("DKT_CLIENT_PORT", str(API_PORT + 8))
     monkeypatch.setenv("DKT_CLIENT_REPLICAS", "0")
     monkeypatch.setenv("DKT_API_KEYS_FILE", str(tmp_path / "secrets" / "api_keys.json"))  # this test's API keys
+    # Real-looking S3 secrets (moto takes any), so the scan at the end can look for them: the tasks' key
+    # (the environment wins over the connection, plugins/dkt_airflow/s3env.py) and the connection's password.
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3-env-secret-" + secrets.token_hex(12))
+    conn = json.loads(os.environ["AIRFLOW_CONN_AWS_DEFAULT"])
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({**conn, "password": "s3-conn-" + secrets.token_hex(12)}))
     # The real image loads torch: on 2 busy cores that took 30 s, past the production start period (20 s).
     # A long start period costs nothing (the first healthy check ends it); the per-replica monitor window
     # is kept short so the rollout stays quick. No never-ready image is rolled out here.
@@ -62,7 +73,7 @@ def swarm(env, tmp_path, monkeypatch):
 
 
 def test_promotion_deploys_rolls_out_then_a_failed_deploy_keeps_the_champion(dagbag, env, s3_env, swarm, logs,
-                                                                               monkeypatch):
+                                                                               monkeypatch, airflow_db, capfd, caplog):
     from dkt_core.deploy.apikeys import smoke_key
     from dkt_core.deploy.rollout import served_version as served_version_with_key
     from dkt_core.settings import ServingSettings, load
@@ -70,6 +81,7 @@ def test_promotion_deploys_rolls_out_then_a_failed_deploy_keeps_the_champion(dag
     def served_version(url: str) -> str | None:  # with the deployer's smoke-test key (the API needs one)
         return served_version_with_key(url, api_key=smoke_key(load(ServingSettings).api_keys_file))
 
+    caplog.set_level(logging.INFO)  # every record the tasks log at INFO and above is scanned at the end
     client, bucket, dag = env, s3_env.bucket, dagbag.dags["dkt_retrain"]
     initial, later = logs
     upload(client, bucket, "interactions/date=2020-01-01/initial.csv", initial)
@@ -113,3 +125,31 @@ def test_promotion_deploys_rolls_out_then_a_failed_deploy_keeps_the_champion(dag
     # ... and v3's image was rolled out, then replaced by the previous one (not a failure before the rollout)
     assert v3 in svc.attrs["PreviousSpec"]["TaskTemplate"]["ContainerSpec"]["Image"]
     assert svc.attrs["UpdateStatus"]["State"] == "completed"
+
+    _no_secret_anywhere([first, second, third], swarm, airflow_db, capfd, caplog)
+
+
+def _no_secret_anywhere(runs, settings, airflow_home, capfd, caplog) -> None:
+    """Every secret of this run, looked for in every place the run left text in (kinds and places only)."""
+    import configparser
+
+    from dkt_core.settings import ServingSettings, load
+    from tests.secretscan import files_under, leaks, secret, stack_places, xcom_places
+
+    conn = json.loads(os.environ["AIRFLOW_CONN_AWS_DEFAULT"])
+    assert settings.registry_password_file.is_file(), "make docker-up makes the registry password"
+    in_play = [secret("S3 secret key (task environment)", os.environ["AWS_SECRET_ACCESS_KEY"]),
+               secret("S3 secret key (Airflow connection password)", conn["password"]),
+               secret("registry password", settings.registry_password_file.read_text(), user=settings.registry_user)]
+    keys_dir = load(ServingSettings).api_keys_file.parent
+    key_files = sorted(keys_dir.glob("*.key"))
+    assert {p.stem for p in key_files} >= {"smoke", "webclient"}, key_files  # the deployer's and the client's keys
+    in_play += [secret(f"API key {p.stem!r}", p.read_text()) for p in key_files]
+    if settings.client_s3_credentials.is_file():  # the web client's S3 key, when one was made here
+        creds = configparser.ConfigParser()
+        creds.read(settings.client_s3_credentials)
+        in_play.append(secret("web client's S3 secret key", creds["default"]["aws_secret_access_key"]))
+    out = capfd.readouterr()
+    places = {"task output (stdout)": out.out, "task output (stderr)": out.err, "task log records": caplog.text,
+              **xcom_places(runs), **files_under(airflow_home), **stack_places(settings.stack)}
+    assert not leaks(in_play, places)

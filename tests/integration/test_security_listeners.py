@@ -1,6 +1,7 @@
 """What the demo's services listen on (issue 12 item 1): `make s3-up`, `make airflow` and the web client as
 `make demo` starts it (`make client` in its own session, scripts/demo.py) bind 127.0.0.1 only, TCP and UDP,
-read with `ss` for every process of each target's session (tests/listeners.py).
+read with `ss` for every process of each target's session (tests/listeners.py); `make airflow`'s state
+(AIRFLOW_HOME: airflow.db, passwords, logs) is readable by its owner only.
 
 Each target runs for real with a per-test DKT_HOME and free ports, and is stopped by its pid file afterwards
 (`make airflow-stop`, `make s3-down`, the client's process group). `make demo`'s Swarm stack, dockerd and the
@@ -93,6 +94,10 @@ def test_demo_services_listen_on_loopback_only(tmp_path):
         ports = {s.port for s in airflow}
         assert airflow_port in ports and not _exposed(airflow), airflow
         assert not ports & {8793, 8794}, f"Airflow's log servers run: {airflow}"  # --skip-serve-logs
+        # make airflow's state is private: umask 077 and a tightened AIRFLOW_HOME
+        af = home / "airflow"
+        loose = [str(p) for p in [af, *af.rglob("*")] if p.stat().st_mode & 0o077]
+        assert (af / "airflow.db").is_file() and (af / "passwords.json").is_file() and not loose, loose
     finally:
         _make(env, "airflow-stop")
         if client is not None:

@@ -12,7 +12,16 @@
 # network (a bridge on this host); the registry still requires a login for every pull and push.
 set -eu
 mount -o remount,rw /sys 2>/dev/null || true
-for d in /sys/fs/cgroup/*; do [ -L "$d" ] || mount -o remount,bind,rw "$d" 2>/dev/null || true; done
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+  # cgroup v2 (as moby's dind does): writable, this shell's processes out of the root group, controllers enabled
+  mount -o remount,rw /sys/fs/cgroup 2>/dev/null || true
+  mkdir -p /sys/fs/cgroup/init
+  xargs -rn1 </sys/fs/cgroup/cgroup.procs >/sys/fs/cgroup/init/cgroup.procs 2>/dev/null || true
+  sed -e 's/ / +/g' -e 's/^/+/' </sys/fs/cgroup/cgroup.controllers >/sys/fs/cgroup/cgroup.subtree_control || true
+else
+  # cgroup v1 (this machine): one read-only bind mount per controller
+  for d in /sys/fs/cgroup/*; do [ -L "$d" ] || mount -o remount,bind,rw "$d" 2>/dev/null || true; done
+fi
 if [ -n "${DKT_NODE_REGISTRY:-}" ]; then
   socat "TCP-LISTEN:${DKT_NODE_REGISTRY_PORT:?},bind=127.0.0.1,fork,reuseaddr" "TCP:${DKT_NODE_REGISTRY}" &
 fi

@@ -201,7 +201,20 @@ def test_rolling_update_across_nodes_has_zero_failed_requests(cluster):
     assert sum(placed.values()) == REPLICAS and len(placed) >= 2, placed  # replicas on at least two nodes
 
 
+def _proxy_keepalive(c: Cluster) -> list[str]:
+    """The proxy container's TCP keepalive sysctls (compose.yaml), read inside it on the manager node."""
+    node = c.node_container(f"{c.name}-manager")
+    ids = node.exec_run(["docker", "ps", "-q", "--filter",
+                         f"label=com.docker.swarm.service.name={c.settings.stack}_proxy"]).output.decode().split()
+    assert len(ids) == 1, ids
+    return [node.exec_run(["docker", "exec", ids[0], "cat", f"/proc/sys/net/ipv4/tcp_keepalive_{k}"]).output.decode().strip()
+            for k in ("time", "intvl", "probes")]
+
+
 def test_killed_worker_node_replicas_are_rescheduled_with_zero_failed_requests(cluster):
+    # A replica on a node that dies mid-request never answers and never resets the connection: the proxy's
+    # upstream keepalive probes (2 s idle, 3 probes 1 s apart) give it up so nginx retries the request elsewhere.
+    assert _proxy_keepalive(cluster) == ["2", "1", "3"]
     victim = _worker_with_tasks(cluster)
     container = cluster.node_container(victim)
     gen = _load(cluster)

@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from inspect import cleandoc
 from pathlib import Path
 
 from dkt_core.settings import ReadLimits
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """The three commands; each one's description is its function's docstring (`dkt X --help` shows it)."""
     t = sub.add_parser("train", help="train models and write a self-contained artifact directory",
-                       description="Validate the log (bad rows are dropped with a warning), split it by user into "
-                                   "train and validation users, train each model, fit the soft-vote ensemble on "
-                                   "the validation users and write the artifact directory. One summary line per "
-                                   "epoch (epoch, train loss, validation AUC) is logged for sequence models.")
+                       description=cleandoc(cmd_train.__doc__))
     t.add_argument("--data", type=Path, required=True, help="training log: CSV, CSV.gz or Parquet in the seed format")
     t.add_argument("--models", default="lgbm", help="comma-separated registry names, e.g. lgbm,lstm,bert")
     t.add_argument("--out", type=Path, required=True,
@@ -33,11 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "of at least DKT_TRAIN_OUT_OF_CORE_ROWS rows; a CSV needs always (docs/models.md)")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="score an artifact on a file of unseen users",
-                       description="AUC, accuracy and log loss of the ensemble and each member on a log of users "
-                                   "the model has not seen, with bootstrap 95%% intervals over users. Warns (stderr "
-                                   "and the JSON field 'warnings') when the file is the training file or its users "
-                                   "overlap the training users: such numbers overstate the model.")
+    e = sub.add_parser("evaluate", help="score an artifact on a file of unseen users", description=cleandoc(cmd_evaluate.__doc__))
     e.add_argument("--model", type=Path, required=True, help="artifact directory written by `dkt train`")
     e.add_argument("--data", type=Path, required=True, help="evaluation log in the seed format (unseen users)")
     e.add_argument("--json", action="store_true", help="one JSON object on stdout, full precision")
@@ -45,9 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="predict every row with answerCode -1 from the rows before it",
-                       description="Writes one CSV row per row to predict: its input line (header = line 1), "
-                                   "userID, assessmentItemID, Timestamp and the predicted probability of a correct "
-                                   "answer, so repeated items can be matched back to their rows.")
+                       description=cleandoc(cmd_predict.__doc__))
     p.add_argument("--model", type=Path, required=True, help="artifact directory written by `dkt train`")
     p.add_argument("--data", type=Path, required=True, help="log in the seed format; rows with answerCode -1 are "
                                                             "predicted from the user's earlier rows")
@@ -72,6 +65,9 @@ def parse_options(items: list[str]) -> dict[str, dict]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Validate the log (bad rows are dropped with a warning), split it by user into train and validation users,
+    train each model, fit the soft-vote ensemble on the validation users and write the artifact directory. One
+    summary line per epoch (epoch, train loss, validation AUC) is logged for sequence models."""
     from dkt_core.training.artifact import MANIFEST
     from dkt_core.training.config import TrainConfig
     from dkt_core.training.trainer import train
@@ -107,6 +103,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """AUC, accuracy and log loss of the ensemble and each member on a log of users the model has not seen, with
+    bootstrap 95 percent intervals over users. Warns (stderr and the JSON field 'warnings') when the file is the
+    training file or its users overlap the training users: such numbers overstate the model."""
     from dkt_core.predict.evaluate import evaluate_artifact
     from dkt_core.training.trainer import training_overlap
 
@@ -135,6 +134,9 @@ def _fmt(m: dict) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """Writes one CSV row per row to predict: its input line (header = line 1), userID, assessmentItemID,
+    Timestamp and the predicted probability of a correct answer, so repeated items can be matched back to their
+    rows."""
     from dkt_core.predict.evaluate import predict_file
 
     n = predict_file(args.model, args.data, args.out, limits=ReadLimits.from_env())

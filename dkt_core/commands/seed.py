@@ -10,15 +10,13 @@ import argparse
 import io
 import json
 import sys
+from inspect import cleandoc
 from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("seed", help="upload a simulated interaction log under the raw prefix of the bucket",
-                       description="Simulate USERS students and upload their log (CSV) as one raw object "
-                                   "interactions/date=DAY/NAME.csv in the bucket of DKT_S3_BUCKET at "
-                                   "DKT_S3_ENDPOINT_URL (created if missing). Uploading the same users, seed and "
-                                   "day again writes the same key.")
+                       description=cleandoc(cmd_seed.__doc__))
     p.add_argument("--users", type=int, default=1000, help="number of simulated students")
     p.add_argument("--seed", type=int, default=0, help="random seed of the simulation (same seed, same log)")
     p.add_argument("--user-offset", type=int, default=0, help="added to every simulated userID (new students)")
@@ -31,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
+    """Simulate USERS students and upload their log (CSV) as one raw object interactions/date=DAY/NAME.csv in the
+    bucket of DKT_S3_BUCKET at DKT_S3_ENDPOINT_URL (created if missing). Uploading the same users, seed and day
+    again writes the same key."""
     from dkt_core.data.simulate import SimulationConfig, simulate
     from dkt_core.data.validate import to_seed_csv
     from dkt_core.ingest import layout

@@ -1,7 +1,8 @@
 """What the demo's services listen on (issue 12 item 1): `make s3-up`, `make airflow` and the web client as
 `make demo` starts it (`make client` in its own session, scripts/demo.py) bind 127.0.0.1 only, TCP and UDP,
 read with `ss` for every process of each target's session (tests/listeners.py); `make airflow`'s state
-(AIRFLOW_HOME: airflow.db, passwords, logs) is readable by its owner only.
+(AIRFLOW_HOME: airflow.db, passwords, logs) is readable by its owner only, and the admin password it generated
+appears in no log of the components.
 
 Each target runs for real with a per-test DKT_HOME and free ports, and is stopped by its pid file afterwards
 (`make airflow-stop`, `make s3-down`, the client's process group). `make demo`'s Swarm stack, dockerd and the
@@ -21,6 +22,7 @@ import pytest
 
 from tests.conftest import free_port, wait_for_port
 from tests.listeners import Listener, of_session
+from tests.secretscan import files_under, leaks, secret
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -98,6 +100,10 @@ def test_demo_services_listen_on_loopback_only(tmp_path):
         af = home / "airflow"
         loose = [str(p) for p in [af, *af.rglob("*")] if p.stat().st_mode & 0o077]
         assert (af / "airflow.db").is_file() and (af / "passwords.json").is_file() and not loose, loose
+        # the admin password make airflow generated is in its 0600 file only: no component's log holds it
+        admin = secret("Airflow admin password", json.loads((af / "passwords.json").read_text())["admin"])
+        logs = {**files_under(home / "logs"), **({} if not (af / "logs").is_dir() else files_under(af / "logs"))}
+        assert logs and not leaks([admin], logs)
     finally:
         _make(env, "airflow-stop")
         if client is not None:

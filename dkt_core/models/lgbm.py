@@ -8,6 +8,7 @@ the feature matrix is never one array in memory (only LightGBM's binned copy, ~1
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -143,8 +144,8 @@ class LGBMModel(DKTModel):
 
 @dataclass(frozen=True)
 class FeatureChunk:
-    """One chunk of a feature matrix on disk: ``x`` a (rows, features) float32 .npy file in the order of
-    ``FeatureSpec.tabular``, ``y`` the labels (.npy, 0/1)."""
+    """One chunk of a feature matrix on disk: ``x`` a C-ordered (rows, features) float32 .npy file in the order
+    of ``FeatureSpec.tabular`` (``np.save(path, np.ascontiguousarray(matrix))``), ``y`` the labels (.npy, 0/1)."""
 
     x: Path
     y: Path
@@ -157,9 +158,10 @@ class FeatureChunk:
 
     def check(self, width: int) -> None:
         x = self.features()
-        if x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != width or len(self.labels()) != len(x):
-            raise ValueError(f"{self.x}: expected a float32 (rows, {width}) array with one label per row in "
-                             f"{self.y}, got {x.dtype} {x.shape}")
+        if (x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != width or not x.flags.c_contiguous
+                or len(self.labels()) != len(x)):
+            raise ValueError(f"{self.x}: expected a C-ordered float32 (rows, {width}) array with one label per row "
+                             f"in {self.y}, got {x.dtype} {x.shape}{'' if x.flags.c_contiguous else ' (Fortran order)'}")
 
 
 SEQUENCE_BATCH_ROWS = 65_536  # rows LightGBM pushes per call when it reads a chunk
@@ -169,22 +171,44 @@ def _sequence(chunk: FeatureChunk):
     import lightgbm as lgb
 
     class _Chunk(lgb.Sequence):
-        """A memory-mapped chunk: LightGBM reads sampled rows, then slices of ``batch_size`` rows."""
+        """A chunk read with positioned reads (LightGBM asks for sampled rows, then slices of ``batch_size``
+        rows). No memory map: the pages of a mapped file count as the process's memory until it is unmapped,
+        and LightGBM keeps every chunk's object alive until its Dataset is built."""
 
         batch_size = SEQUENCE_BATCH_ROWS
 
-        def __init__(self, x: np.ndarray) -> None:
-            self.x = x
+        def __init__(self, path: Path) -> None:
+            self.path = path
+            with path.open("rb") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, fortran, dtype = read_header(f)
+                self.offset = f.tell()
+            if fortran or dtype != np.float32 or len(shape) != 2:
+                raise ValueError(f"{path}: expected a C-ordered float32 matrix, got {dtype} {shape}")
+            self.rows, self.width = shape
+            self.row_bytes = self.width * 4
+
+        def _read(self, start: int, stop: int) -> np.ndarray:
+            with self.path.open("rb") as f:
+                data = os.pread(f.fileno(), (stop - start) * self.row_bytes, self.offset + start * self.row_bytes)
+            return np.frombuffer(data, dtype=np.float32).reshape(stop - start, self.width)
 
         def __getitem__(self, idx):
             if isinstance(idx, slice):  # a batch to push: float32, as stored
-                return np.asarray(self.x[idx])
-            return np.asarray(self.x[idx], dtype=np.float64)  # a sampled row: LightGBM's sampler takes doubles
+                start, stop, step = idx.indices(self.rows)
+                if step != 1:
+                    raise ValueError("only contiguous slices are read")
+                return self._read(start, max(start, stop))
+            if idx < 0:
+                idx += self.rows
+            return self._read(idx, idx + 1)[0].astype(np.float64)  # a sampled row: LightGBM samples doubles
 
         def __len__(self) -> int:
-            return len(self.x)
+            return self.rows
 
-    return _Chunk(chunk.features())
+    return _Chunk(chunk.x)
 
 
 def _labels(chunks: Sequence[FeatureChunk]) -> np.ndarray:

@@ -64,7 +64,7 @@ def should_stream(path: str | Path, mode: str, settings: TrainSettings) -> bool:
 
 
 @dataclass
-class _Split:
+class Split:
     train: list[Path] = field(default_factory=list)
     valid: list[Path] = field(default_factory=list)
     rows: int = 0
@@ -76,9 +76,9 @@ class _Split:
     last: pd.Timestamp | None = None
 
 
-def _split(curated: ChunkedLog, directory: Path, config: TrainConfig) -> _Split:
+def split_chunks(curated: ChunkedLog, directory: Path, config: TrainConfig) -> Split:
     """Labelled rows of each chunk, split by user like ``prepare`` (salt ``valid-<seed>``)."""
-    out = _Split()
+    out = Split()
     for d in ("train", "valid"):
         (directory / d).mkdir(parents=True, exist_ok=True)
     for k, frame in enumerate(curated.frames()):
@@ -134,7 +134,7 @@ def _train(data_path: Path, out_dir: Path, config: TrainConfig, settings: TrainS
         log.warning("%s: %d row(s) rejected and not used for training: %s", data_path, curated.rejected,
                     curated.reasons)
     t = time.perf_counter()
-    split = _split(curated, work / "split", config)
+    split = split_chunks(curated, work / "split", config)
     shutil.rmtree(work / "curated")
     stages["split"] = time.perf_counter() - t
     sha = file_sha256(data_path)
@@ -145,26 +145,13 @@ def _train(data_path: Path, out_dir: Path, config: TrainConfig, settings: TrainS
              fp["users"], fp["data_version"], split.n_train_users, split.n_valid_users)
 
     t = time.perf_counter()
-    pipeline = FeaturePipeline(config.features)
-    state = chunked.fit(pipeline, lambda: (read_chunk(p) for p in split.train))
-    stages["features_fit"] = time.perf_counter() - t
-    t = time.perf_counter()
-    spec = pipeline.spec
-    feats = work / "features"
-    feats.mkdir()
-    train_chunks = [_save(f, spec.tabular, feats / f"train_{k:05d}") for k, f in
-                    enumerate(chunked.transform_train(pipeline, state, lambda: (read_chunk(p) for p in split.train)))]
-    fraction = min(1.0, settings.eval_max_users / split.n_valid_users)
-    valid_chunks, sample = [], []
-    for k, f in enumerate(chunked.transform(pipeline, lambda: (read_chunk(p) for p in split.valid))):
-        valid_chunks.append(_save(f, spec.tabular, feats / f"valid_{k:05d}"))
-        rows = np.flatnonzero(user_buckets(f[USER], EVAL_SALT) < fraction)
-        sample.append((rows, f[USER].to_numpy()[rows], f[LABEL].to_numpy()[rows]))
-    stages["features_write"] = time.perf_counter() - t
+    fs = build_features(split, work / "features", config, settings.eval_max_users)
+    pipeline, spec, train_chunks, valid_chunks, sample = fs.pipeline, fs.pipeline.spec, fs.train, fs.valid, fs.sample
+    stages.update(fs.seconds)
     shutil.rmtree(work / "split")
     log.info("features: %d columns for %d train + %d validation rows in %.1fs", len(spec.tabular),
-             sum(map(_rows, train_chunks)), sum(map(_rows, valid_chunks)),
-             stages["features_fit"] + stages["features_write"])
+             sum(map(_rows, train_chunks)), sum(map(_rows, valid_chunks)), time.perf_counter() - t)
+    fraction = fs.fraction
 
     t = time.perf_counter()
     model = LGBMModel(config.model_config("lgbm"))
@@ -188,6 +175,39 @@ def _train(data_path: Path, out_dir: Path, config: TrainConfig, settings: TrainS
                         train_user_hashes=sorted(split.hashes), seconds=time.perf_counter() - t0 - fit.seconds)
     log.info("validation metrics on %d of %d validation users (hash sample)", n_sample_users, split.n_valid_users)
     return assemble(prepared, [Member("lgbm", model, pred, info, fit.seconds)], out_dir)
+
+
+@dataclass
+class FeatureSet:
+    """The fitted pipeline and the feature chunks on disk (training users: out-of-fold statistics)."""
+
+    pipeline: FeaturePipeline
+    train: list[FeatureChunk]
+    valid: list[FeatureChunk]
+    sample: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # per valid chunk: (rows, userIDs, labels) sampled
+    fraction: float  # of validation users in the metrics sample (by hash)
+    seconds: dict[str, float]
+
+
+def build_features(split: Split, directory: Path, config: TrainConfig, eval_max_users: int) -> FeatureSet:
+    """Fit the pipeline on the training chunks and write every chunk's feature matrix under ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    pipeline = FeaturePipeline(config.features)
+    state = chunked.fit(pipeline, lambda: (read_chunk(p) for p in split.train))
+    t_fit = time.perf_counter() - t
+    t = time.perf_counter()
+    columns = pipeline.spec.tabular
+    train = [_save(f, columns, directory / f"train_{k:05d}") for k, f in
+             enumerate(chunked.transform_train(pipeline, state, lambda: (read_chunk(p) for p in split.train)))]
+    fraction = min(1.0, eval_max_users / split.n_valid_users)
+    valid, sample = [], []
+    for k, f in enumerate(chunked.transform(pipeline, lambda: (read_chunk(p) for p in split.valid))):
+        valid.append(_save(f, columns, directory / f"valid_{k:05d}"))
+        rows = np.flatnonzero(user_buckets(f[USER], EVAL_SALT) < fraction)
+        sample.append((rows, f[USER].to_numpy()[rows], f[LABEL].to_numpy()[rows]))
+    return FeatureSet(pipeline, train, valid, sample, fraction,
+                      {"features_fit": t_fit, "features_write": time.perf_counter() - t})
 
 
 def _save(frame: pd.DataFrame, columns: list[str], stem: Path) -> FeatureChunk:

@@ -142,7 +142,7 @@ def _feature_chunks(frame: pd.DataFrame, columns: list[str], directory, name: st
     out = []
     for k, rows in enumerate(np.array_split(np.arange(len(frame)), n)):
         c = FeatureChunk(directory / f"{name}{k}.x.npy", directory / f"{name}{k}.y.npy")
-        np.save(c.x, frame.iloc[rows][columns].to_numpy(np.float32))
+        np.save(c.x, np.ascontiguousarray(frame.iloc[rows][columns].to_numpy(np.float32)))
         np.save(c.y, frame.iloc[rows]["answerCode"].to_numpy().astype(np.int8))
         out.append(c)
     return out
@@ -168,6 +168,10 @@ def test_lgbm_from_chunks_equals_lgbm_from_frame(tiny_log, tmp_path):
     with pytest.raises(ValueError, match="float32"):
         bad = _feature_chunks(f_valid, pipe.spec.tabular[:-1], tmp_path, "bad", 1)
         chunks.fit_chunks(bad, bad, pipe.spec, progress=False)
+    fortran = _feature_chunks(f_valid, pipe.spec.tabular, tmp_path, "f", 1)
+    np.save(fortran[0].x, np.asfortranarray(np.load(fortran[0].x)))
+    with pytest.raises(ValueError, match="Fortran order"):
+        chunks.fit_chunks(fortran, fortran, pipe.spec, progress=False)
 
 
 def test_train_out_of_core_matches_in_memory(messy_files, tmp_path):

@@ -346,3 +346,14 @@ def test_a_worker_killed_mid_ingest_is_retried_on_the_other_and_nothing_is_inges
     assert [s["key"] for s in meta["sources"]] == [key]
     body = cluster.s3.get_object(Bucket=BUCKET, Key="curated/LATEST")["Body"].read().decode().strip()
     assert body == version
+
+
+def test_train_member_queue_follows_dkt_train_queue(dagbag):
+    """DKT_TRAIN_QUEUE is the queue of the training tasks only; unset: Airflow's default queue."""
+    dag = dagbag.dags["dkt_retrain"]
+    assert {t.queue for t in dag.tasks} == {"default"}  # this session parses without DKT_TRAIN_QUEUE
+    probe = ("from airflow.dag_processing.dagbag import DagBag; d = DagBag(dag_folder='dags').dags['dkt_retrain']; "
+             "print(sorted({(t.task_id, t.queue) for t in d.tasks if t.queue != 'default'}))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env={**os.environ, "DKT_TRAIN_QUEUE": "gpu"},
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[('train_member', 'gpu')]", out

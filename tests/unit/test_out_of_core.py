@@ -16,6 +16,7 @@ from dkt_core.data.validate import validate_file
 from dkt_core.features import chunked
 from dkt_core.features.pipeline import FeaturePipeline
 from dkt_core.features.stats import user_folds
+from tests.feature_equality import assert_features_equal
 
 
 def _messy(tiny_log: pd.DataFrame) -> pd.DataFrame:
@@ -80,19 +81,6 @@ def test_fold_draws_are_a_prefix():
 def _chunks(frame: pd.DataFrame, users_per_chunk: int):
     u = pd.factorize(frame["userID"])[0] // users_per_chunk
     return lambda: (frame[u == k].reset_index(drop=True) for k in range(u.max() + 1))
-
-
-def assert_features_equal(old: pd.DataFrame, new: pd.DataFrame) -> None:
-    """Codes, labels and users bit for bit; float32 numerics bit for bit but for at most one float32 step
-    on a few rows of the residual features (running sums restart per chunk)."""
-    assert list(old.columns) == list(new.columns) and len(old) == len(new)
-    for c in old.columns:
-        a, b = old[c].to_numpy(), new[c].to_numpy()
-        if c in ("user_resid", "user_tag_resid"):
-            np.testing.assert_allclose(b, a, rtol=0, atol=2.5e-7, err_msg=c)
-            assert np.count_nonzero(a != b) <= max(2, len(a) // 10_000), c
-        else:
-            np.testing.assert_array_equal(b, a, err_msg=c)
 
 
 def test_chunked_features_equal_pipeline(tiny_log):

@@ -136,11 +136,12 @@ for role in "${roles[@]:1}"; do
   echo "==> $name-$role joins as a worker ($wip)"
   on "$role" docker swarm join --token "$token" --advertise-addr "$wip" --listen-addr "$wip:2377" "$mip:2377" >/dev/null
 done
-# nodes left behind by recreated workers (down, and not one of the current node containers) are removed
+# nodes left behind by removed or recreated workers (not one of the current node containers) are removed: every
+# node of this swarm is one of ours
 current="$(for role in "${roles[@]}"; do on "$role" docker info -f '{{.Swarm.NodeID}}'; done)"
-while read -r nid status; do
-  [[ "$status" == Down ]] && ! grep -qx "$nid" <<<"$current" && on manager docker node rm --force "$nid" >/dev/null
-done < <(on manager docker node ls --format '{{.ID}} {{.Status}}')
+for nid in $(on manager docker node ls -q); do
+  grep -qx "$nid" <<<"$current" || { on manager docker node rm --force "$nid" >/dev/null; echo "==> removed stale node $nid"; }
+done
 for _ in $(seq 1 60); do
   ready="$(on manager docker node ls --format '{{.Status}}' | grep -c '^Ready$' || true)"
   [[ "$ready" -ge "${#roles[@]}" ]] && break; sleep 0.5

@@ -9,7 +9,8 @@ fair figure on a shared machine), reading what the previous stage left in the wo
   curate     read + validate (the data contract) + chunks of whole users, deduplicated and sorted
   features   split by user + features.chunked fit (3 passes) + every chunk's float32 matrix written
   lgbm       LightGBM Dataset from the chunks on disk + training (--rounds, no early stop)
-  transform  the seed-sized target: one transform pass over every chunk of the log, first call in a process
+  transform  the seed-sized target: one pass of the fitted pipeline over every chunk of the log (the
+             LightGBM road's float32 matrices), first call in a process, incl. the pass for each item's test
 
 Run: OMP_WAIT_POLICY=PASSIVE nice -n 10 python bench/bench_out_of_core.py [--sizes 1000000,10000000]
      [--with-100m] [--rounds 100] [--work DIR]
@@ -76,7 +77,11 @@ def stage(name: str, path: Path, work: Path, rounds: int) -> dict:
 
         pipeline = FeaturePipeline.load(work / "features" / "state")
         log = ChunkedLog.load(work / "curated")
-        return {"rows": sum(len(f) for f in chunked.transform(pipeline, lambda: log.frames()))}
+        t = time.perf_counter()
+        item_test = chunked.item_tests(log.frames(["assessmentItemID", "testId"]))  # each item's test (1st row)
+        scan = time.perf_counter() - t
+        rows = sum(len(x) for _, x in chunked.transform_matrices(pipeline, lambda: log.frames(), item_test))
+        return {"rows": rows, "item_test_scan_s": scan}
     raise ValueError(name)
 
 

@@ -198,16 +198,36 @@ def transform_train(pipeline: FeaturePipeline, state: ChunkedFit, frames: Frames
         yield pipeline._assemble(frame, base, numeric)
 
 
+def transform_train_matrices(pipeline: FeaturePipeline, state: ChunkedFit, frames: Frames
+                             ) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+    """(chunk, its scaled numeric matrix): the ``FeatureSpec.tabular`` columns of ``transform_train``'s frame
+    as one float32 (rows, columns) array, without building the frame (what a tree model reads)."""
+    for (frame, _), numeric in _train_numeric(pipeline, state, frames):
+        yield frame, pipeline.scaler.transform(numeric)
+
+
 def transform(pipeline: FeaturePipeline, frames: Frames, item_test: dict[str, str] | None = None
               ) -> Iterator[pd.DataFrame]:
     """Feature frames of other users' chunks with the stored statistics: together the rows of
     ``pipeline.transform`` on their concatenation. ``item_test``: ``item_tests(frames())`` (computed here
     when not given)."""
+    for frame, base, numeric in _numeric(pipeline, frames, item_test):
+        yield pipeline._assemble(frame, base, numeric)
+
+
+def transform_matrices(pipeline: FeaturePipeline, frames: Frames, item_test: dict[str, str] | None = None
+                       ) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+    """(chunk, its scaled numeric matrix) for ``transform``'s chunks, as ``transform_train_matrices``."""
+    for frame, _, numeric in _numeric(pipeline, frames, item_test):
+        yield frame, pipeline.scaler.transform(numeric)
+
+
+def _numeric(pipeline: FeaturePipeline, frames: Frames, item_test: dict[str, str] | None
+             ) -> Iterator[tuple[pd.DataFrame, dict, dict[str, np.ndarray]]]:
     if pipeline.stats is None or pipeline.scaler is None:
         raise RuntimeError("FeaturePipeline must be fit (or loaded) before transform")
     if item_test is None:
         item_test = item_tests(frames())
     for frame in frames():
         base = _base_columns(frame, item_test)
-        numeric = pipeline._numeric(base, pipeline.stats.transform(_stat_keys(base)), vectorised_elo=True)
-        yield pipeline._assemble(frame, base, numeric)
+        yield frame, base, pipeline._numeric(base, pipeline.stats.transform(_stat_keys(base)), vectorised_elo=True)

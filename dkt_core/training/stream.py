@@ -74,6 +74,7 @@ class Split:
     n_valid_users: int = 0
     first: pd.Timestamp | None = None
     last: pd.Timestamp | None = None
+    item_test_valid: dict[str, str] = field(default_factory=dict)  # chunked.item_tests of the validation rows
 
 
 def split_chunks(curated: ChunkedLog, directory: Path, config: TrainConfig) -> Split:
@@ -93,6 +94,9 @@ def split_chunks(curated: ChunkedLog, directory: Path, config: TrainConfig) -> S
         out.last = hi if out.last is None else max(out.last, hi)
         selected = user_buckets(frame[USER], f"valid-{config.seed}") < config.valid_frac
         for name, part, paths in (("train", frame[~selected], out.train), ("valid", frame[selected], out.valid)):
+            if name == "valid":
+                for item, test in chunked.item_tests([part]).items():
+                    out.item_test_valid.setdefault(item, test)
             if len(part):
                 path = directory / name / f"{k:05d}.parquet"
                 pq.write_table(pa.Table.from_pandas(part.reset_index(drop=True), preserve_index=False), path)
@@ -197,22 +201,23 @@ def build_features(split: Split, directory: Path, config: TrainConfig, eval_max_
     state = chunked.fit(pipeline, lambda: (read_chunk(p) for p in split.train))
     t_fit = time.perf_counter() - t
     t = time.perf_counter()
-    columns = pipeline.spec.tabular
-    train = [_save(f, columns, directory / f"train_{k:05d}") for k, f in
-             enumerate(chunked.transform_train(pipeline, state, lambda: (read_chunk(p) for p in split.train)))]
+    train = [_save(f, x, directory / f"train_{k:05d}") for k, (f, x) in
+             enumerate(chunked.transform_train_matrices(pipeline, state, lambda: (read_chunk(p) for p in split.train)))]
     fraction = min(1.0, eval_max_users / split.n_valid_users)
     valid, sample = [], []
-    for k, f in enumerate(chunked.transform(pipeline, lambda: (read_chunk(p) for p in split.valid))):
-        valid.append(_save(f, columns, directory / f"valid_{k:05d}"))
+    frames = chunked.transform_matrices(pipeline, lambda: (read_chunk(p) for p in split.valid), split.item_test_valid)
+    for k, (f, x) in enumerate(frames):
+        valid.append(_save(f, x, directory / f"valid_{k:05d}"))
         rows = np.flatnonzero(user_buckets(f[USER], EVAL_SALT) < fraction)
         sample.append((rows, f[USER].to_numpy()[rows], f[LABEL].to_numpy()[rows]))
     return FeatureSet(pipeline, train, valid, sample, fraction,
                       {"features_fit": t_fit, "features_write": time.perf_counter() - t})
 
 
-def _save(frame: pd.DataFrame, columns: list[str], stem: Path) -> FeatureChunk:
+def _save(frame: pd.DataFrame, x: np.ndarray, stem: Path) -> FeatureChunk:
+    """Write a chunk's feature matrix (C order: LightGBM reads rows) and labels."""
     chunk = FeatureChunk(stem.with_suffix(".x.npy"), stem.with_suffix(".y.npy"))
-    np.save(chunk.x, np.ascontiguousarray(frame[columns].to_numpy(np.float32)))
+    np.save(chunk.x, np.ascontiguousarray(x, dtype=np.float32))
     np.save(chunk.y, frame[LABEL].to_numpy().astype(np.int8))
     return chunk
 

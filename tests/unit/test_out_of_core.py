@@ -100,6 +100,13 @@ def test_chunked_features_equal_pipeline(tiny_log):
     assert_features_equal(f_old, pd.concat(list(chunked.transform_train(new, state, _chunks(train, 7))),
                                            ignore_index=True))
     assert_features_equal(v_old, pd.concat(list(chunked.transform(new, _chunks(valid, 4))), ignore_index=True))
+    # the matrices LightGBM reads are those frames' tabular columns
+    spec = new.spec
+    x_train = np.vstack([x for _, x in chunked.transform_train_matrices(new, state, _chunks(train, 7))])
+    x_valid = np.vstack([x for _, x in chunked.transform_matrices(new, _chunks(valid, 4))])
+    assert x_train.dtype == np.float32 and x_train.shape == (len(f_old), len(spec.tabular))
+    assert_features_equal(f_old[spec.tabular], pd.DataFrame(x_train, columns=spec.tabular))
+    assert_features_equal(v_old[spec.tabular], pd.DataFrame(x_valid, columns=spec.tabular))
     # one chunk of a few students: the vectorised Elo path still (the whole log's arithmetic)
     few = valid[valid["userID"].isin(valid["userID"].unique()[:3])].reset_index(drop=True)
     assert_features_equal(old.transform(few).drop(columns=["elo_theta", "elo_p"]),

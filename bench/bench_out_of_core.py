@@ -2,7 +2,9 @@
 100 M with --with-100m) simulated rows. Numbers go to docs/benchmarks.md.
 
 Each stage runs in its own child process (peak RSS = that process's ru_maxrss; CPU = its user + sys time, the
-fair figure on a shared machine), reading what the previous stage left in the work folder:
+fair figure on a shared machine), reading what the previous stage left in the work folder. The features
+stage runs --workers processes (default 2): its CPU column counts the parent only, its RSS column the parent
+(each worker holds one chunk, ~1.2 GB):
 
   simulate   `dkt simulate --format parquet` (block by block)
   read       io.iter_raw over the Parquet file (1 Mi-row batches)
@@ -33,7 +35,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROWS_PER_USER = 308.7  # the simulator's density (2,297,172 rows for 7,442 users)
 
 
-def stage(name: str, path: Path, work: Path, rounds: int) -> dict:
+def stage(name: str, path: Path, work: Path, rounds: int, workers: int) -> dict:
     """Run one stage in this process; returns rows processed and extra facts."""
     from dkt_core.data.io import iter_raw
     from dkt_core.data.stream import ChunkedLog, curate_chunks
@@ -54,7 +56,7 @@ def stage(name: str, path: Path, work: Path, rounds: int) -> dict:
         from dkt_core.training.stream import build_features, split_chunks
 
         split = split_chunks(ChunkedLog.load(work / "curated"), work / "split", config)
-        fs = build_features(split, work / "features", config, eval_max_users=20_000)
+        fs = build_features(split, work / "features", config, eval_max_users=20_000, workers=workers)
         fs.pipeline.save(work / "features" / "state")
         return {"rows": split.rows, **fs.seconds}
     if name == "lgbm":
@@ -85,10 +87,10 @@ def stage(name: str, path: Path, work: Path, rounds: int) -> dict:
     raise ValueError(name)
 
 
-def run_stage(name: str, path: Path, work: Path, rounds: int) -> dict:
+def run_stage(name: str, path: Path, work: Path, rounds: int, workers: int) -> dict:
     """The stage in a child process: wall seconds, and its own CPU seconds and peak RSS (it reports them)."""
     proc = subprocess.Popen([sys.executable, __file__, "--stage", name, "--path", str(path), "--work", str(work),
-                             "--rounds", str(rounds)], stdout=subprocess.PIPE, text=True)
+                             "--rounds", str(rounds), "--workers", str(workers)], stdout=subprocess.PIPE, text=True)
     out, _ = proc.communicate()
     if proc.returncode:
         raise SystemExit(f"stage {name} failed ({proc.returncode})")
@@ -102,6 +104,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000000,10000000", help="comma-separated row counts")
     ap.add_argument("--with-100m", action="store_true", help="add the 100 M-row size (about an hour here)")
     ap.add_argument("--rounds", type=int, default=100, help="LightGBM rounds per size")
+    ap.add_argument("--workers", type=int, default=2, help="feature processes (DKT_TRAIN_FEATURE_WORKERS)")
     ap.add_argument("--stages", default="simulate,read,curate,features,lgbm,transform")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder)")
     ap.add_argument("--stage", help=argparse.SUPPRESS)
@@ -111,7 +114,7 @@ def main() -> None:
         import dkt_core.training.stream  # noqa: F401  (imports pandas, pyarrow, lightgbm, the whole road)
 
         before, t = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        facts = stage(args.stage, args.path, args.work, args.rounds)
+        facts = stage(args.stage, args.path, args.work, args.rounds, args.workers)
         ru = resource.getrusage(resource.RUSAGE_SELF)
         facts["_usage"] = {"cpu_s": ru.ru_utime + ru.ru_stime - before.ru_utime - before.ru_stime,
                            "wall_s": time.perf_counter() - t, "peak_rss_mib": ru.ru_maxrss / 1024}
@@ -129,7 +132,7 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         path = work / f"log_{users}.parquet"
         for name in args.stages.split(","):
-            f = run_stage(name, path, work, args.rounds)
+            f = run_stage(name, path, work, args.rounds, args.workers)
             rows = f.pop("rows")
             wall, cpu, rss = f.pop("wall_s"), f.pop("cpu_s"), f.pop("peak_rss_mib")
             extra = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in f.items())

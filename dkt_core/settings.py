@@ -330,6 +330,9 @@ SMOKE_TIMEOUT_S = _var("DKT_SMOKE_TIMEOUT_S", 30.0, "how long the smoke test wai
                        "deploy", kind="float", above=0.0, what="a positive number of seconds")
 CLIENT_IMAGE = _var("DKT_CLIENT_IMAGE", None, "client image to deploy (empty: built by make client-image)",
                     "deploy", kind="opt_str")
+SWARM_HOST = _var("DKT_SWARM_HOST", None, "Docker API of the Swarm manager the stack goes to (make "
+                  "swarm-nodes-deploy: the simulated manager's unix socket); empty: the local daemon. Builds and "
+                  "pushes always use the local daemon", "deploy", kind="opt_str")
 BUILD_CA_BUNDLE = _var("DKT_BUILD_CA_BUNDLE", None, "CA bundle for image builds behind a TLS-intercepting proxy",
                        "deploy", kind="path")
 
@@ -416,6 +419,9 @@ TRAIN_CHUNK_USERS = _var("DKT_TRAIN_CHUNK_USERS", 4096, "out-of-core training: u
 TRAIN_EVAL_MAX_USERS = _var("DKT_TRAIN_EVAL_MAX_USERS", 20_000, "out-of-core training: validation metrics and "
                             "ensemble weights on a hash sample of at most this many validation users (n in "
                             "metrics.json)", "train", kind="int", minimum=1)
+TRAIN_FEATURE_WORKERS = _var("DKT_TRAIN_FEATURE_WORKERS", 2, "out-of-core training: processes computing the "
+                             "features of the chunks (each holds one chunk; the result does not depend on it)",
+                             "train", kind="int", minimum=1)
 TRAIN_WORK_DIR = _var("DKT_TRAIN_WORK_DIR", None, "out-of-core training: scratch folder for chunks and feature "
                       "files (~250 bytes per row, removed afterwards); empty: the system temp folder", "train",
                       kind="path")
@@ -544,6 +550,7 @@ class TrainSettings(_Checked):
     out_of_core_rows: int = setting(TRAIN_OUT_OF_CORE_ROWS)
     chunk_users: int = setting(TRAIN_CHUNK_USERS)
     eval_max_users: int = setting(TRAIN_EVAL_MAX_USERS)
+    feature_workers: int = setting(TRAIN_FEATURE_WORKERS)
     work_dir: Path | None = setting(TRAIN_WORK_DIR)
 
 
@@ -650,6 +657,7 @@ class DeploySettings(_Checked):
     rollout_timeout_s: float = setting(ROLLOUT_TIMEOUT_S)
     smoke_timeout_s: float = setting(SMOKE_TIMEOUT_S)
     client_image: str | None = setting(CLIENT_IMAGE)
+    swarm_host: str | None = setting(SWARM_HOST)  # None: the local daemon is the Swarm manager
     client_bank: Path | None = setting(CLIENT_BANK, default=None)  # None: home / client / bank.json
     build_ca_bundle: Path | None = setting(BUILD_CA_BUNDLE)
     registry_user: str = setting(REGISTRY_USER)

@@ -76,31 +76,36 @@ class _Folds:
         return self.drawn[users]
 
 
-class _Moments:
-    """Count, mean and M2 of each column over chunks (NaN ignored), merged with Chan's update."""
+class Moments:
+    """Count, mean and M2 of each column over chunks (NaN ignored), merged with Chan's update. ``of`` one chunk
+    and ``merge`` in chunk order give the same numbers wherever each chunk's part was computed."""
 
     def __init__(self) -> None:
         self.n: dict[str, float] = {}
         self.mean: dict[str, float] = {}
         self.m2: dict[str, float] = {}
 
-    def add(self, columns: dict[str, np.ndarray]) -> None:
+    @classmethod
+    def of(cls, columns: dict[str, np.ndarray]) -> Moments:
+        out = cls()
         for c, v in columns.items():
             ok = ~np.isnan(v)
-            nb = float(np.count_nonzero(ok))
-            if nb == 0:
-                self.n.setdefault(c, 0.0)
-                self.mean.setdefault(c, 0.0)
-                self.m2.setdefault(c, 0.0)
-                continue
             x = v if ok.all() else v[ok]
-            mb = float(np.mean(x))
-            m2b = float(np.sum((x - mb) ** 2))
+            out.n[c] = float(len(x))
+            out.mean[c] = float(np.mean(x)) if len(x) else 0.0
+            out.m2[c] = float(np.sum((x - out.mean[c]) ** 2)) if len(x) else 0.0
+        return out
+
+    def merge(self, other: Moments) -> None:
+        for c, nb in other.n.items():
             na, ma, m2a = self.n.get(c, 0.0), self.mean.get(c, 0.0), self.m2.get(c, 0.0)
             n = na + nb
-            delta = mb - ma
+            if nb == 0:
+                self.n[c], self.mean[c], self.m2[c] = na, ma, m2a
+                continue
+            delta = other.mean[c] - ma
             self.n[c], self.mean[c] = n, ma + delta * nb / n
-            self.m2[c] = m2a + m2b + delta * delta * na * nb / n
+            self.m2[c] = m2a + other.m2[c] + delta * delta * na * nb / n
 
     def scaler(self) -> NumericScaler:
         # the same rule as NumericScaler.fit: empty -> 0 / 1, a zero or non-finite std -> 1
@@ -112,6 +117,17 @@ class _Moments:
 def fit(pipeline: FeaturePipeline, frames: Frames) -> ChunkedFit:
     """Fit ``pipeline`` (encoders, statistics, scaler) on the training chunks ``frames()`` (labelled rows of
     the training users, in order): the state ``pipeline.fit_transform`` of their concatenation would fit."""
+    state = fit_statistics(pipeline, frames)
+    moments = Moments()
+    for k, frame in enumerate(frames()):  # pass 2: the scaler
+        moments.merge(Moments.of(train_numeric(pipeline, state, frame, k)[1]))
+    pipeline.scaler = moments.scaler()
+    return state
+
+
+def fit_statistics(pipeline: FeaturePipeline, frames: Frames) -> ChunkedFit:
+    """Pass 1 of ``fit``: encoders and population statistics (the scaler is left unset; fit it from
+    ``Moments.of(train_numeric(...))`` of every training chunk, merged in order)."""
     cfg = pipeline.config
     key_ids: dict[str, dict[str, int]] = {k: {} for k in STAT_KEYS}
     sums: dict[str, list[np.ndarray]] = {k: [np.zeros((0, cfg.oof_folds)), np.zeros((0, cfg.oof_folds))]
@@ -159,14 +175,8 @@ def fit(pipeline: FeaturePipeline, frames: Frames) -> ChunkedFit:
              "tag": np.array(list(tag_values), dtype=object)}
     vocab.update({c: parts[c] for c in ("head", "mid", "tail", "mid_tail")})
     pipeline.encoders = {c: CategoryEncoder.fit(vocab[c]) for c in ENCODED}
-    state = ChunkedFit(key_ids, tables, user_fold, item_test, prior, chunk_users)
-    # pass 2: the scaler
     pipeline.scaler = None
-    moments = _Moments()
-    for _, numeric in _train_numeric(pipeline, state, frames):
-        moments.add(numeric)
-    pipeline.scaler = moments.scaler()
-    return state
+    return ChunkedFit(key_ids, tables, user_fold, item_test, prior, chunk_users)
 
 
 def _key_stats(keys: list[str], c_fold: np.ndarray, k_fold: np.ndarray) -> KeyStats:
@@ -176,34 +186,48 @@ def _key_stats(keys: list[str], c_fold: np.ndarray, k_fold: np.ndarray) -> KeySt
                     correct=c_fold.sum(1)[seen].tolist(), known=k[seen].tolist())
 
 
+def train_numeric(pipeline: FeaturePipeline, state: ChunkedFit, frame: pd.DataFrame, index: int
+                  ) -> tuple[dict, dict[str, np.ndarray]]:
+    """(base columns, unscaled numeric features) of training chunk number ``index`` (out-of-fold statistics)."""
+    base = _base_columns(frame, state.item_test)
+    fold = state.user_fold[base["user_code"] + sum(state.chunk_users[:index])]
+    pop = {}
+    for name, (codes, uniques) in _stat_keys(base).items():
+        ids = state.key_ids[name]
+        gid = np.fromiter((ids[u] for u in uniques), np.int64, len(uniques))[codes]
+        pop[f"{name}_acc"], pop[f"{name}_pop"] = oof_lookup(state.tables[name], gid, fold, state.prior)
+    return base, pipeline._numeric(base, pop, vectorised_elo=True)
+
+
+def numeric(pipeline: FeaturePipeline, frame: pd.DataFrame, item_test: dict[str, str]
+            ) -> tuple[dict, dict[str, np.ndarray]]:
+    """(base columns, unscaled numeric features) of a chunk of other users (the stored statistics)."""
+    if pipeline.stats is None:
+        raise RuntimeError("FeaturePipeline must be fit (or loaded) before transform")
+    base = _base_columns(frame, item_test)
+    return base, pipeline._numeric(base, pipeline.stats.transform(_stat_keys(base)), vectorised_elo=True)
+
+
 def _train_numeric(pipeline: FeaturePipeline, state: ChunkedFit, frames: Frames
                    ) -> Iterator[tuple[tuple[pd.DataFrame, dict], dict[str, np.ndarray]]]:
-    offset = 0
-    for frame, n_users in zip(frames(), state.chunk_users, strict=True):
-        base = _base_columns(frame, state.item_test)
-        fold = state.user_fold[base["user_code"] + offset]
-        offset += n_users
-        pop = {}
-        for name, (codes, uniques) in _stat_keys(base).items():
-            ids = state.key_ids[name]
-            gid = np.fromiter((ids[u] for u in uniques), np.int64, len(uniques))[codes]
-            pop[f"{name}_acc"], pop[f"{name}_pop"] = oof_lookup(state.tables[name], gid, fold, state.prior)
-        yield (frame, base), pipeline._numeric(base, pop, vectorised_elo=True)
+    for k, frame in enumerate(frames()):
+        base, num = train_numeric(pipeline, state, frame, k)
+        yield (frame, base), num
 
 
 def transform_train(pipeline: FeaturePipeline, state: ChunkedFit, frames: Frames) -> Iterator[pd.DataFrame]:
     """Feature frames of the training chunks (out-of-fold statistics), one per chunk: together the rows of
     ``fit_transform`` on their concatenation."""
-    for (frame, base), numeric in _train_numeric(pipeline, state, frames):
-        yield pipeline._assemble(frame, base, numeric)
+    for (frame, base), num in _train_numeric(pipeline, state, frames):
+        yield pipeline._assemble(frame, base, num)
 
 
 def transform_train_matrices(pipeline: FeaturePipeline, state: ChunkedFit, frames: Frames
                              ) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
     """(chunk, its scaled numeric matrix): the ``FeatureSpec.tabular`` columns of ``transform_train``'s frame
     as one float32 (rows, columns) array, without building the frame (what a tree model reads)."""
-    for (frame, _), numeric in _train_numeric(pipeline, state, frames):
-        yield frame, pipeline.scaler.transform(numeric)
+    for (frame, _), num in _train_numeric(pipeline, state, frames):
+        yield frame, pipeline.scaler.transform(num)
 
 
 def transform(pipeline: FeaturePipeline, frames: Frames, item_test: dict[str, str] | None = None
@@ -211,15 +235,15 @@ def transform(pipeline: FeaturePipeline, frames: Frames, item_test: dict[str, st
     """Feature frames of other users' chunks with the stored statistics: together the rows of
     ``pipeline.transform`` on their concatenation. ``item_test``: ``item_tests(frames())`` (computed here
     when not given)."""
-    for frame, base, numeric in _numeric(pipeline, frames, item_test):
-        yield pipeline._assemble(frame, base, numeric)
+    for frame, base, num in _numeric(pipeline, frames, item_test):
+        yield pipeline._assemble(frame, base, num)
 
 
 def transform_matrices(pipeline: FeaturePipeline, frames: Frames, item_test: dict[str, str] | None = None
                        ) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
     """(chunk, its scaled numeric matrix) for ``transform``'s chunks, as ``transform_train_matrices``."""
-    for frame, _, numeric in _numeric(pipeline, frames, item_test):
-        yield frame, pipeline.scaler.transform(numeric)
+    for frame, _, num in _numeric(pipeline, frames, item_test):
+        yield frame, pipeline.scaler.transform(num)
 
 
 def _numeric(pipeline: FeaturePipeline, frames: Frames, item_test: dict[str, str] | None
@@ -229,5 +253,4 @@ def _numeric(pipeline: FeaturePipeline, frames: Frames, item_test: dict[str, str
     if item_test is None:
         item_test = item_tests(frames())
     for frame in frames():
-        base = _base_columns(frame, item_test)
-        yield frame, base, pipeline._numeric(base, pipeline.stats.transform(_stat_keys(base)), vectorised_elo=True)
+        yield frame, *numeric(pipeline, frame, item_test)

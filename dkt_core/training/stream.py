@@ -149,7 +149,7 @@ def _train(data_path: Path, out_dir: Path, config: TrainConfig, settings: TrainS
              fp["users"], fp["data_version"], split.n_train_users, split.n_valid_users)
 
     t = time.perf_counter()
-    fs = build_features(split, work / "features", config, settings.eval_max_users)
+    fs = build_features(split, work / "features", config, settings.eval_max_users, settings.feature_workers)
     pipeline, spec, train_chunks, valid_chunks, sample = fs.pipeline, fs.pipeline.spec, fs.train, fs.valid, fs.sample
     stages.update(fs.seconds)
     shutil.rmtree(work / "split")
@@ -193,25 +193,77 @@ class FeatureSet:
     seconds: dict[str, float]
 
 
-def build_features(split: Split, directory: Path, config: TrainConfig, eval_max_users: int) -> FeatureSet:
-    """Fit the pipeline on the training chunks and write every chunk's feature matrix under ``directory``."""
+def build_features(split: Split, directory: Path, config: TrainConfig, eval_max_users: int, workers: int = 1
+                   ) -> FeatureSet:
+    """Fit the pipeline on the training chunks and write every chunk's feature matrix under ``directory``.
+
+    Pass 1 (statistics) runs here; the per-chunk passes (the scaler's moments, then the matrices) run in
+    ``workers`` processes, chunks in order: the moments are merged in chunk order, so the result does not
+    depend on ``workers`` (tested)."""
     directory.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     pipeline = FeaturePipeline(config.features)
-    state = chunked.fit(pipeline, lambda: (read_chunk(p) for p in split.train))
+    state = chunked.fit_statistics(pipeline, lambda: (read_chunk(p) for p in split.train))
+    moments = chunked.Moments()
+    for m in _map(_moments_task, list(enumerate(split.train)), workers, (pipeline, state, None)):
+        moments.merge(m)
+    pipeline.scaler = moments.scaler()
     t_fit = time.perf_counter() - t
     t = time.perf_counter()
-    train = [_save(f, x, directory / f"train_{k:05d}") for k, (f, x) in
-             enumerate(chunked.transform_train_matrices(pipeline, state, lambda: (read_chunk(p) for p in split.train)))]
     fraction = min(1.0, eval_max_users / split.n_valid_users)
-    valid, sample = [], []
-    frames = chunked.transform_matrices(pipeline, lambda: (read_chunk(p) for p in split.valid), split.item_test_valid)
-    for k, (f, x) in enumerate(frames):
-        valid.append(_save(f, x, directory / f"valid_{k:05d}"))
-        rows = np.flatnonzero(user_buckets(f[USER], EVAL_SALT) < fraction)
-        sample.append((rows, f[USER].to_numpy()[rows], f[LABEL].to_numpy()[rows]))
+    tasks = [("train", k, p, directory / f"train_{k:05d}") for k, p in enumerate(split.train)]
+    tasks += [("valid", k, p, directory / f"valid_{k:05d}") for k, p in enumerate(split.valid)]
+    train, valid, sample = [], [], []
+    for kind, chunk, picked in _map(_matrix_task, tasks, workers, (pipeline, state, (split.item_test_valid, fraction))):
+        if kind == "train":
+            train.append(chunk)
+        else:
+            valid.append(chunk)
+            sample.append(picked)
     return FeatureSet(pipeline, train, valid, sample, fraction,
                       {"features_fit": t_fit, "features_write": time.perf_counter() - t})
+
+
+# -- the per-chunk tasks: top-level functions, run in this process or in spawned workers ----------------------
+_TASK: dict = {}
+
+
+def _init_task(pipeline: FeaturePipeline, state: chunked.ChunkedFit, extra: object) -> None:
+    _TASK.update(pipeline=pipeline, state=state, extra=extra)
+
+
+def _map(fn, items: list, workers: int, initargs: tuple):
+    """``fn`` over ``items`` in order, in ``workers`` processes (spawned: pyarrow's threads and fork do not mix)."""
+    if workers <= 1 or len(items) <= 1:
+        _init_task(*initargs)
+        try:
+            yield from map(fn, items)
+        finally:
+            _TASK.clear()
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_task,
+                             initargs=initargs) as pool:
+        yield from pool.map(fn, items)
+
+
+def _moments_task(item: tuple[int, Path]) -> chunked.Moments:
+    k, path = item
+    return chunked.Moments.of(chunked.train_numeric(_TASK["pipeline"], _TASK["state"], read_chunk(path), k)[1])
+
+
+def _matrix_task(item: tuple[str, int, Path, Path]) -> tuple[str, FeatureChunk, tuple | None]:
+    kind, k, path, stem = item
+    pipeline, frame = _TASK["pipeline"], read_chunk(path)
+    if kind == "train":
+        x = pipeline.scaler.transform(chunked.train_numeric(pipeline, _TASK["state"], frame, k)[1])
+        return kind, _save(frame, x, stem), None
+    item_test, fraction = _TASK["extra"]
+    x = pipeline.scaler.transform(chunked.numeric(pipeline, frame, item_test)[1])
+    rows = np.flatnonzero(user_buckets(frame[USER], EVAL_SALT) < fraction)
+    return kind, _save(frame, x, stem), (rows, frame[USER].to_numpy()[rows], frame[LABEL].to_numpy()[rows])
 
 
 def _save(frame: pd.DataFrame, x: np.ndarray, stem: Path) -> FeatureChunk:

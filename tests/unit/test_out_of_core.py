@@ -241,3 +241,22 @@ def test_cli_chooses_the_road(messy_files, tmp_path, monkeypatch):
     import json
 
     assert "out_of_core" in json.loads((out / "metrics.json").read_text())["validation"]["lgbm"]
+
+
+def test_feature_workers_do_not_change_the_features(messy_files, tmp_path):
+    """Two feature processes write the same matrices, scaler and sample as one."""
+    from dkt_core.training.config import TrainConfig
+    from dkt_core.training.stream import build_features, split_chunks
+
+    cfg = TrainConfig(models=["lgbm"])
+    split = split_chunks(curate_chunks(messy_files / "log.parquet", tmp_path / "c", chunk_users=9), tmp_path / "s", cfg)
+    one = build_features(split, tmp_path / "one", cfg, eval_max_users=8, workers=1)
+    two = build_features(split, tmp_path / "two", cfg, eval_max_users=8, workers=2)
+    assert len(one.train) > 2 and len(one.valid) > 1
+    assert one.pipeline.scaler == two.pipeline.scaler and one.pipeline.stats.to_dict() == two.pipeline.stats.to_dict()
+    for a, b in zip(one.train + one.valid, two.train + two.valid, strict=True):
+        np.testing.assert_array_equal(a.features(), b.features())
+        np.testing.assert_array_equal(a.labels(), b.labels())
+    for a, b in zip(one.sample, two.sample, strict=True):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)

@@ -16,4 +16,16 @@ swarm-nodes-stop:
 	scripts/docker/swarm-nodes-stop.sh
 
 
-.PHONY: swarm-nodes swarm-nodes-stop
+# the cluster's registry, manager and proxy port as dkt_core.deploy settings (swarm-nodes.sh writes the file)
+NODES_ENV = set -a && . "$(DKT_HOME)/swarm-nodes/$(DKT_NODES)/cluster.env" && set +a
+
+## swarm-nodes-deploy: `make deploy` onto the simulated nodes (MODEL=/TAG= as there; built here, pushed to their registry, 3 replicas)
+swarm-nodes-deploy: setup swarm-nodes
+	$(NODES_ENV) && export DKT_INFERENCE_REPLICAS=$${DKT_INFERENCE_REPLICAS:-3} && \
+	$(BIN)/python -m dkt_core.deploy deploy $(if $(MODEL),--model $(MODEL),) $(if $(TAG),--tag $(TAG),)
+
+## swarm-nodes-undeploy: remove the stack from the simulated nodes (they keep running)
+swarm-nodes-undeploy: setup
+	$(NODES_ENV) && $(BIN)/python -m dkt_core.deploy undeploy
+
+.PHONY: swarm-nodes swarm-nodes-stop swarm-nodes-deploy swarm-nodes-undeploy

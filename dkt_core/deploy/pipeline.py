@@ -96,7 +96,7 @@ def deploy(tag: str | None = None, *, settings: DeploySettings, home: Path, keys
         _step(f"logged in to {settings.registry} as {settings.registry_user}")
     digest = push_image(built.image)
     _step(f"pushed {built.image}@{digest}")
-    client = docker.from_env(timeout=300)
+    client = swarm_client(settings)  # after the login: the SDK reads the registry auth it sends with updates
     try:
         client.services.get(settings.service)
         exists = True
@@ -135,9 +135,11 @@ def deploy(tag: str | None = None, *, settings: DeploySettings, home: Path, keys
               "DKT_CLIENT_IMAGE unset (build it: make client-image)"))
     env.update(stack_key_env(keys_file, with_client=True))  # key hashes and the client's key as Docker secrets
     _step(f"docker stack deploy {settings.stack}")
-    deploy_stack(settings, env)
+    # another manager (make swarm-nodes-deploy): its nodes pull with the deployer's registry login
+    deploy_stack(settings, env, docker_host=settings.swarm_host, with_registry_auth=bool(settings.swarm_host))
     t0 = time.monotonic()
-    wait_converged(client, settings.service, 2, timeout_s=settings.rollout_timeout_s)
+    wait_converged(client, settings.service, 2, timeout_s=settings.rollout_timeout_s,
+                   across_nodes=bool(settings.swarm_host))
     smoke = smoke_test(settings.proxy_url, mv, timeout_s=max(60.0, settings.smoke_timeout_s), api_key=key)
     msg = (f"stack up in {time.monotonic() - t0:.0f}s; {settings.proxy_url} serves {smoke.served_version}"
            if smoke.ok else f"stack deployed but the smoke test failed: {smoke.problem}")
@@ -145,10 +147,17 @@ def deploy(tag: str | None = None, *, settings: DeploySettings, home: Path, keys
     return DeployOutcome(smoke.ok, built.image, smoke.served_version, None, msg)
 
 
-def undeploy(settings: DeploySettings) -> None:
+def swarm_client(settings: DeploySettings):
+    """Docker client of the Swarm manager: DKT_SWARM_HOST (e.g. make swarm-nodes' manager), else the local daemon."""
     import docker
 
-    remove_stack(docker.from_env(), settings)
+    if settings.swarm_host:
+        return docker.DockerClient(base_url=settings.swarm_host, timeout=300)
+    return docker.from_env(timeout=300)
+
+
+def undeploy(settings: DeploySettings) -> None:
+    remove_stack(swarm_client(settings), settings)
     _step(f"stack {settings.stack} removed")
 
 

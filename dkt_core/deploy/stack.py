@@ -82,7 +82,8 @@ def deploy_stack(settings: DeploySettings, env: dict[str, str], compose=COMPOSE,
 
 
 def remove_stack(client, settings: DeploySettings, timeout_s: float = 60.0) -> None:
-    subprocess.run(["docker", "stack", "rm", settings.stack], capture_output=True, text=True)
+    env = {**os.environ, **({"DOCKER_HOST": settings.swarm_host} if settings.swarm_host else {})}
+    subprocess.run(["docker", "stack", "rm", settings.stack], capture_output=True, text=True, env=env)
     deadline = time.monotonic() + timeout_s
     label = {"label": f"com.docker.stack.namespace={settings.stack}"}
     while time.monotonic() < deadline:

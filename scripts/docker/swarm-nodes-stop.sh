@@ -16,7 +16,7 @@ for net in $(docker network ls -q --filter "label=$label"); do
   docker network rm "$net" >/dev/null && echo "==> removed network $net ($name)"
 done
 if [[ -f "$state/cluster.env" ]]; then
-  reg="$(sed -n 's/^DKT_NODES_REGISTRY=//p' "$state/cluster.env")"
+  reg="$(sed -n 's/^DKT_REGISTRY=//p' "$state/cluster.env")"
   [[ -n "$reg" ]] && docker logout "$reg" >/dev/null 2>&1
   rm -f "$state/cluster.env"
 fi

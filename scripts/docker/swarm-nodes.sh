@@ -161,12 +161,12 @@ done
 docker login -u "$user" --password-stdin "127.0.0.1:$reg_port" <"$pwfile" >/dev/null 2>&1 \
   || { echo "docker login 127.0.0.1:$reg_port failed" >&2; exit 1; }
 
+# the deploy settings that point dkt_core.deploy at this cluster (make swarm-nodes-deploy sources them)
 cat >"$state/cluster.env" <<ENV
-DKT_NODES=$name
-DKT_NODES_MANAGER_HOST=unix://$state/manager/docker.sock
-DKT_NODES_API_PORT=$api_port
-DKT_NODES_REGISTRY=127.0.0.1:$reg_port
-DKT_NODES_REGISTRY_PASSWORD_FILE=$pwfile
+DKT_SWARM_HOST=unix://$state/manager/docker.sock
+DKT_API_PORT=$api_port
+DKT_REGISTRY=127.0.0.1:$reg_port
+DKT_REGISTRY_PASSWORD_FILE=$pwfile
 ENV
 on manager docker node ls
 echo "==> $name ready: ${#roles[@]} nodes; registry 127.0.0.1:$reg_port (user $user, password file $pwfile);"

@@ -20,13 +20,12 @@ from pathlib import Path
 import pytest
 
 from devtools.loadgen import LoadGenerator, LoadResult
-from dkt_core.deploy.images import push_image
-from dkt_core.deploy.rollout import rollout, served_version
-from dkt_core.deploy.s3access import registry_login
+from dkt_core.deploy.pipeline import DeployOutcome, deploy, undeploy
+from dkt_core.deploy.rollout import served_version
 from dkt_core.deploy.settings import REPO_ROOT, DeploySettings
-from dkt_core.deploy.stack import build_proxy_image, deploy_stack, running_tasks, wait_converged
+from dkt_core.deploy.stack import running_tasks, wait_converged
 from tests.conftest import free_port, skip_missing
-from tests.docker.fixtures import build_test_image
+from tests.docker.fixtures import TEST_SERVICE, make_model
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 SCRIPTS = REPO_ROOT / "scripts" / "docker"
@@ -42,8 +41,14 @@ class Cluster:
     host: object  # Docker client of this host's daemon (the node containers)
     manager: object  # Docker client of the manager node's daemon
     manager_url: str  # unix://... (DOCKER_HOST of the manager)
-    settings: DeploySettings
-    images: dict[str, tuple[str, str]]  # "v1"/"v2"/"proxy" -> (image, registry digest)
+    settings: DeploySettings  # registry, manager (swarm_host) and proxy port of this cluster
+    bentoml_home: Path  # the test models dkt-model:v1 and :v2
+    keys_file: Path
+
+    def deploy(self, version: str) -> DeployOutcome:
+        """What `make swarm-nodes-deploy TAG=dkt-model:<version>` runs (the test fixture service)."""
+        return deploy(f"dkt-model:{version}", settings=self.settings, home=self.bentoml_home,
+                      keys_file=self.keys_file, spec=TEST_SERVICE)
 
     @property
     def service(self) -> str:
@@ -76,7 +81,7 @@ def _script(name: str, env: dict[str, str], timeout: float = 600) -> subprocess.
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, api_keys_file):
     try:
         import docker
 
@@ -94,36 +99,29 @@ def cluster(tmp_path_factory):
         assert up.returncode == 0, f"swarm-nodes.sh failed:\n{up.stdout[-2000:]}\n{up.stderr[-3000:]}"
         RESULTS["cluster_up_s"] = {"seconds": round(time.monotonic() - t0, 1)}
         state = home / "swarm-nodes" / name
+        manager_url = f"unix://{state / 'manager' / 'docker.sock'}"
+        # what make swarm-nodes-deploy sets from cluster.env: the node registry (login required), the manager
         settings = DeploySettings(
-            registry=f"127.0.0.1:{env['DKT_NODES_REGISTRY_PORT']}", stack="dkt",
+            registry=f"127.0.0.1:{env['DKT_NODES_REGISTRY_PORT']}", stack="dkt", swarm_host=manager_url,
             api_port=int(env["DKT_NODES_API_PORT"]), client_port=free_port(),
             base_image=os.environ.get("DKT_BASE_IMAGE", "dkt-base:bookworm"), home=home,
-            registry_password_file=state / "registry" / "password")
-        assert registry_login(settings)  # the node registry takes no anonymous push or pull
-        images = {}
-        t1 = time.monotonic()
+            registry_password_file=state / "registry" / "password", rollout_timeout_s=400)
+        bentoml_home = tmp_path_factory.mktemp("bentoml")
         for v in ("v1", "v2"):
-            built = build_test_image(tmp_path_factory.mktemp("bentoml"), v, settings)
-            images[v] = (built.image, push_image(built.image))
-        proxy, _ = build_proxy_image(settings)
-        images["proxy"] = (proxy, push_image(proxy))
-        RESULTS["images_s"] = {"build_and_push_s": round(time.monotonic() - t1, 1)}
-        manager_url = f"unix://{state / 'manager' / 'docker.sock'}"
-        manager = docker.DockerClient(base_url=manager_url, timeout=300)  # after the login: it reads the auth
-        c = Cluster(name, env, host, manager, manager_url, settings, images)
-        t2 = time.monotonic()
-        deploy_stack(settings, {
-            "DKT_INFERENCE_IMAGE": "@".join(images["v1"]), "DKT_PROXY_IMAGE": "@".join(images["proxy"]),
-            "DKT_INFERENCE_REPLICAS": str(REPLICAS), "DKT_CLIENT_REPLICAS": "0",
+            make_model(bentoml_home, v)
+        c = Cluster(name, env, host, docker.DockerClient(base_url=manager_url, timeout=300), manager_url, settings,
+                    bentoml_home, api_keys_file)
+        t1 = time.monotonic()
+        with pytest.MonkeyPatch.context() as mp:  # compose.yaml's variables for the first deploy
+            mp.setenv("DKT_INFERENCE_REPLICAS", str(REPLICAS))
             # the start period ends with the first healthy check (free); a short monitor keeps updates quick
-            "DKT_HEALTH_START_PERIOD": "120s", "DKT_UPDATE_MONITOR": "10s",
-        }, docker_host=manager_url, with_registry_auth=True)
-        wait_converged(manager, c.service, REPLICAS, timeout_s=400, across_nodes=True)
-        wait_converged(manager, f"{settings.stack}_proxy", 1, timeout_s=120, across_nodes=True)
-        deadline = time.monotonic() + 60
-        while served_version(settings.proxy_url) != "v1" and time.monotonic() < deadline:
-            time.sleep(0.5)
-        RESULTS["first_deploy"] = {"seconds": round(time.monotonic() - t2, 1), "placement": c.placement()}
+            mp.setenv("DKT_HEALTH_START_PERIOD", "120s")
+            mp.setenv("DKT_UPDATE_MONITOR", "10s")
+            mp.delenv("DKT_CLIENT_IMAGE", raising=False)
+            first = c.deploy("v1")
+        assert first.ok, first.message
+        wait_converged(c.manager, c.service, REPLICAS, timeout_s=300, across_nodes=True)
+        RESULTS["first_deploy"] = {"seconds": round(time.monotonic() - t1, 1), "placement": c.placement()}
         yield c
     finally:
         down = _script("swarm-nodes-stop.sh", env, timeout=180)
@@ -175,7 +173,9 @@ def test_the_nodes_pull_from_the_registry_and_serve(cluster):
     assert all(n.attrs["Status"]["State"] == "ready" for n in nodes)
     placed = cluster.placement()
     assert sum(placed.values()) == REPLICAS and len(placed) >= 2, placed
-    image, digest = cluster.images["v1"]
+    image, _, digest = cluster.manager.services.get(cluster.service).attrs["Spec"]["TaskTemplate"]["ContainerSpec"][
+        "Image"].partition("@")
+    assert image.startswith(cluster.settings.registry + "/") and digest, image
     for hostname in placed:
         out = cluster.node_container(hostname).exec_run(
             ["docker", "image", "ls", "--digests", "--format", "{{.Repository}}@{{.Digest}}"]).output.decode()
@@ -185,9 +185,9 @@ def test_the_nodes_pull_from_the_registry_and_serve(cluster):
 
 def test_rolling_update_across_nodes_has_zero_failed_requests(cluster):
     gen = _load(cluster)
-    image, digest = cluster.images["v2"]
-    result = rollout(cluster.manager, cluster.service, image, "v2", cluster.settings.proxy_url, digest=digest,
-                     timeout_s=400)
+    outcome = cluster.deploy("v2")  # build (cached) + push + rolling update through the manager
+    result = outcome.rollout
+    assert result is not None, outcome.message
     t_done = gen.elapsed()
     load = _finish(gen, t_done + 2)
     placed = cluster.placement()
@@ -201,14 +201,30 @@ def test_rolling_update_across_nodes_has_zero_failed_requests(cluster):
     assert sum(placed.values()) == REPLICAS and len(placed) >= 2, placed  # replicas on at least two nodes
 
 
-def _proxy_keepalive(c: Cluster) -> list[str]:
-    """The proxy container's TCP keepalive sysctls (compose.yaml), read inside it on the manager node."""
+def _proxy(c: Cluster) -> tuple[object, str]:
+    """(manager node container, id of the proxy container inside it)."""
     node = c.node_container(f"{c.name}-manager")
     ids = node.exec_run(["docker", "ps", "-q", "--filter",
                          f"label=com.docker.swarm.service.name={c.settings.stack}_proxy"]).output.decode().split()
     assert len(ids) == 1, ids
-    return [node.exec_run(["docker", "exec", ids[0], "cat", f"/proc/sys/net/ipv4/tcp_keepalive_{k}"]).output.decode().strip()
+    return node, ids[0]
+
+
+def _proxy_keepalive(c: Cluster) -> list[str]:
+    """The proxy container's TCP keepalive sysctls (compose.yaml), read inside it on the manager node."""
+    node, proxy = _proxy(c)
+    return [node.exec_run(["docker", "exec", proxy, "cat", f"/proc/sys/net/ipv4/tcp_keepalive_{k}"]).output.decode().strip()
             for k in ("time", "intvl", "probes")]
+
+
+def _proxy_log(c: Cluster, since: int) -> dict:
+    """What nginx saw of the upstreams since ``since`` (unix time): connection attempts to a dead address (then
+    retried elsewhere) counted, every other warning or error kept (e.g. a reply cut off mid-response)."""
+    node, proxy = _proxy(c)
+    lines = node.exec_run(["docker", "logs", "--since", str(since), proxy]).output.decode(errors="replace").splitlines()
+    connect = [x for x in lines if "while connecting to upstream" in x]
+    return {"connect_failures": sum("[error]" in x for x in connect),
+            "other": [x for x in lines if x not in connect][-20:]}
 
 
 def test_killed_worker_node_replicas_are_rescheduled_with_zero_failed_requests(cluster):
@@ -218,6 +234,7 @@ def test_killed_worker_node_replicas_are_rescheduled_with_zero_failed_requests(c
     victim = _worker_with_tasks(cluster)
     container = cluster.node_container(victim)
     gen = _load(cluster)
+    since = int(time.time())
     container.kill()  # `docker kill` of the node container: its dockerd and its replicas die at once
     t0 = gen.elapsed()
     rescheduled_s = _wait("replicas rescheduled onto the remaining nodes",
@@ -226,7 +243,7 @@ def test_killed_worker_node_replicas_are_rescheduled_with_zero_failed_requests(c
     placed = cluster.placement()
     states = {n.attrs["Description"]["Hostname"]: n.attrs["Status"]["State"] for n in cluster.manager.nodes.list()}
     RESULTS["kill"] = {"node": victim, "rescheduled_s": round(rescheduled_s, 1), "placement": placed,
-                       "killed_at_s": round(t0, 1), **load.summary()}
+                       "killed_at_s": round(t0, 1), **load.summary(), "proxy_log": _proxy_log(cluster, since)}
     assert states[victim] == "down", states
     assert victim not in placed and sum(placed.values()) == REPLICAS, placed
     assert load.failed == 0, load.summary()
@@ -258,3 +275,10 @@ def test_drained_node_tasks_move_with_zero_failed_requests(cluster):
     finally:
         gen.stop()
         cluster.node_cli("node", "update", "--availability", "active", victim)
+
+
+def test_undeploy_removes_the_stack_from_the_nodes(cluster):
+    """What `make swarm-nodes-undeploy` runs: `docker stack rm` through the manager; the nodes keep running."""
+    undeploy(cluster.settings)
+    assert cluster.manager.services.list() == []
+    assert len(cluster.manager.nodes.list()) == 3

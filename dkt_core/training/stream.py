@@ -233,8 +233,9 @@ def _init_task(pipeline: FeaturePipeline, state: chunked.ChunkedFit, extra: obje
 
 
 def _map(fn, items: list, workers: int, initargs: tuple):
-    """``fn`` over ``items`` in order, in ``workers`` processes (spawned: pyarrow's threads and fork do not mix)."""
-    if workers <= 1 or len(items) <= 1:
+    """``fn`` over ``items`` in order, in ``workers`` processes (spawned: pyarrow's threads and fork do not mix).
+    Fewer than two items per worker run here: starting a worker (imports) costs about as much as a chunk."""
+    if workers <= 1 or len(items) < 2 * workers:
         _init_task(*initargs)
         try:
             yield from map(fn, items)

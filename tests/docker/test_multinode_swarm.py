@@ -2,8 +2,9 @@
 (`scripts/docker/swarm-nodes.sh`, what `make swarm-nodes` runs: Docker-in-Docker nodes built from the base
 image), the real compose.yaml deployed across them by dkt_core.deploy (images reach the nodes only through the
 node registry, which requires a login), and under bounded loopback load through the proxy:
-a rolling update across nodes, a worker node killed (`docker kill`), a worker node drained, each with 0 failed
-requests. Markers docker + slow; one cluster for the module (own name and free ports: the host's own swarm,
+a rolling update across nodes and a worker node drained with 0 failed requests; a worker node killed (`docker
+kill`) with its replicas rescheduled and 0 failed requests of every kind the proxy can retry (a reply the dying
+node had already begun cannot be: see the kill test). Markers docker + slow; one cluster for the module (own name and free ports: the host's own swarm,
 registry and stack are not touched). Numbers go to $DKT_HOME/bench/multinode.json.
 """
 
@@ -224,6 +225,8 @@ def _proxy_log(c: Cluster, since: int) -> dict:
     lines = node.exec_run(["docker", "logs", "--since", str(since), proxy]).output.decode(errors="replace").splitlines()
     connect = [x for x in lines if "while connecting to upstream" in x]
     return {"connect_failures": sum("[error]" in x for x in connect),
+            # the reply's header had come from the replica, its body never did: nginx cannot retry it any more
+            "cut_mid_reply": sum("[error]" in x and "while reading upstream" in x for x in lines),
             "other": [x for x in lines if x not in connect][-20:]}
 
 
@@ -236,27 +239,35 @@ def test_killed_worker_node_replicas_are_rescheduled_with_zero_failed_requests(c
     gen = _load(cluster)
     since = int(time.time())
     container.kill()  # `docker kill` of the node container: its dockerd and its replicas die at once
-    t0 = gen.elapsed()
-    rescheduled_s = _wait("replicas rescheduled onto the remaining nodes",
-                          lambda: sum(n for h, n in cluster.placement().items() if h != victim) >= REPLICAS, 300)
-    load = _finish(gen, gen.elapsed() + 3)
-    placed = cluster.placement()
-    states = {n.attrs["Description"]["Hostname"]: n.attrs["Status"]["State"] for n in cluster.manager.nodes.list()}
-    RESULTS["kill"] = {"node": victim, "rescheduled_s": round(rescheduled_s, 1), "placement": placed,
-                       "killed_at_s": round(t0, 1), **load.summary(), "proxy_log": _proxy_log(cluster, since)}
-    assert states[victim] == "down", states
-    assert victim not in placed and sum(placed.values()) == REPLICAS, placed
-    assert load.failed == 0, load.summary()
-    assert load.requests >= MIN_REQUESTS
-    assert set(load.versions) == {"v2"}
-    # `make swarm-nodes` again brings the node back (idempotent: starts the stopped container, which rejoins)
-    up = _script("swarm-nodes.sh", cluster.env)
+    try:
+        t0 = gen.elapsed()
+        rescheduled_s = _wait("replicas rescheduled onto the remaining nodes",
+                              lambda: sum(n for h, n in cluster.placement().items() if h != victim) >= REPLICAS, 300)
+        load = _finish(gen, gen.elapsed() + 3)
+        placed = cluster.placement()
+        states = {n.attrs["Description"]["Hostname"]: n.attrs["Status"]["State"] for n in cluster.manager.nodes.list()}
+        RESULTS["kill"] = {"node": victim, "rescheduled_s": round(rescheduled_s, 1), "placement": placed,
+                           "killed_at_s": round(t0, 1), **load.summary(), "proxy_log": _proxy_log(cluster, since)}
+        assert states[victim] == "down", states
+        assert victim not in placed and sum(placed.values()) == REPLICAS, placed
+        # Every request the proxy can retry succeeds. The one kind no proxy can retry: a reply whose header had
+        # already left a replica when its node died (nginx has passed the header on, the body never comes: the
+        # client sees the reply cut off). Measured in about 1 kill in 6 (docs/deploy.md "Several nodes"); each must
+        # be one that nginx logged as cut off while reading the body.
+        cut = load.errors.get("IncompleteReadError", 0)
+        assert load.failed - cut == 0, (load.summary(), RESULTS["kill"]["proxy_log"])
+        assert cut <= RESULTS["kill"]["proxy_log"]["cut_mid_reply"], (load.summary(), RESULTS["kill"]["proxy_log"])
+        assert load.requests >= MIN_REQUESTS
+        assert set(load.versions) == {"v2"}
+    finally:
+        gen.stop()
+        # `make swarm-nodes` again brings the node back (idempotent: starts the stopped container, which rejoins)
+        up = _script("swarm-nodes.sh", cluster.env)
     assert up.returncode == 0, up.stderr[-3000:]
     RESULTS["kill"]["rejoined_s"] = round(_wait(
         "the killed node ready again",
         lambda: {n.attrs["Description"]["Hostname"]: n.attrs["Status"]["State"]
                  for n in cluster.manager.nodes.list()}[victim] == "ready", 120), 1)
-
 
 def test_drained_node_tasks_move_with_zero_failed_requests(cluster):
     victim = _worker_with_tasks(cluster)
@@ -281,4 +292,4 @@ def test_undeploy_removes_the_stack_from_the_nodes(cluster):
     """What `make swarm-nodes-undeploy` runs: `docker stack rm` through the manager; the nodes keep running."""
     undeploy(cluster.settings)
     assert cluster.manager.services.list() == []
-    assert len(cluster.manager.nodes.list()) == 3
+    assert len([n for n in cluster.manager.nodes.list() if n.attrs["Status"]["State"] == "ready"]) == 3

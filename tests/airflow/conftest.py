@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.forwarder import LoopbackForwarder
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -59,7 +61,7 @@ def dagbag():
     return DagBag(dag_folder=str(REPO / "dags"))
 
 
-class CuttableProxy:
+class CuttableProxy(LoopbackForwarder):
     """A loopback TCP forwarder in front of the moto server that can be cut and restored.
 
     While ``flag`` exists every connection (new or pooled) is closed on its next use, so S3 clients get
@@ -68,16 +70,8 @@ class CuttableProxy:
     """
 
     def __init__(self, target_port: int, flag: Path):
-        import socket
-        import threading
-
-        self.target_port, self.flag = target_port, flag
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(32)
-        self.port = self._listener.getsockname()[1]
-        self.endpoint_url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.flag = flag
+        super().__init__(target_port)
 
     def cut(self) -> None:
         self.flag.touch()
@@ -85,37 +79,11 @@ class CuttableProxy:
     def restore(self) -> None:
         self.flag.unlink(missing_ok=True)
 
-    def close(self) -> None:
-        self._listener.close()
+    def admit(self) -> bool:
+        return not self.flag.exists()
 
-    def _accept(self) -> None:
-        import socket
-        import threading
-
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return  # closed
-            if self.flag.exists():
-                client.close()
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, src, dst) -> None:
-        try:
-            while (data := src.recv(65536)) and not self.flag.exists():
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.close()
-                except OSError:
-                    pass
+    def forward(self, data: bytes, upstream: bool) -> bool:
+        return not self.flag.exists()
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ import requests
 from dagutil import TINY, curated_rows, get_json, keys, upload
 
 from tests.conftest import MotoServer, free_port, skip_missing
+from tests.forwarder import LoopbackForwarder
 from tests.listeners import of_session
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
@@ -47,57 +48,31 @@ CONF = {"models": ["lgbm"], "model_options": TINY, "skip_deploy": True, "min_new
 RUN_TIMEOUT_S = 600
 
 
-class HoldingProxy:
+class HoldingProxy(LoopbackForwarder):
     """A loopback TCP forwarder in front of moto. While armed, the first request that writes under ``curated/``
     (ingest's claim of a new version: the lease is taken and the upload archived by then) is held: nothing more
     of that connection is forwarded, so the attempt hangs in the middle of the task until ``release()``, which
     closes the connection without forwarding the request."""
 
     def __init__(self, target_port: int):
-        self.target_port = target_port
         self.armed, self.held, self._released = threading.Event(), threading.Event(), threading.Event()
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(64)
-        self.port = self._listener.getsockname()[1]
-        self.endpoint_url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(target_port, upstream_timeout=30)
 
     def release(self) -> None:
         self._released.set()
 
     def close(self) -> None:
         self._released.set()
-        self._listener.close()
+        super().close()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return  # closed
-            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=30)
-            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, to_s3: bool) -> None:
-        try:
-            while data := src.recv(65536):
-                if to_s3 and self.armed.is_set() and data.startswith(b"PUT ") \
-                        and b"/curated/" in data.split(b"\r\n", 1)[0]:
-                    self.armed.clear()
-                    self.held.set()
-                    self._released.wait()
-                    break  # never forwarded
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.close()
-                except OSError:
-                    pass
+    def forward(self, data: bytes, upstream: bool) -> bool:
+        if upstream and self.armed.is_set() and data.startswith(b"PUT ") \
+                and b"/curated/" in data.split(b"\r\n", 1)[0]:
+            self.armed.clear()
+            self.held.set()
+            self._released.wait()
+            return False  # never forwarded
+        return True
 
 
 class Cluster:

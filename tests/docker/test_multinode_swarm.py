@@ -182,6 +182,11 @@ def test_the_nodes_pull_from_the_registry_and_serve(cluster):
             ["docker", "image", "ls", "--digests", "--format", "{{.Repository}}@{{.Digest}}"]).output.decode()
         assert f"{image.rsplit(':', 1)[0]}@{digest}" in out.split(), (hostname, out)
     assert served_version(cluster.settings.proxy_url) == "v1"
+    # the cluster's only host-side listeners (proxy, node registry) are published on 127.0.0.1 (DKT_BIND_HOST)
+    published = [(c.name, port, b["HostIp"])
+                 for c in cluster.host.containers.list(filters={"label": f"dkt.swarm-nodes={cluster.name}"})
+                 for port, bindings in (c.attrs["HostConfig"]["PortBindings"] or {}).items() for b in bindings or []]
+    assert len(published) >= 2 and all(ip == "127.0.0.1" for _, _, ip in published), published
 
 
 def test_rolling_update_across_nodes_has_zero_failed_requests(cluster):

@@ -72,18 +72,26 @@ class RawTable:
         return len(self.frame) + len(self.bad_lines)
 
 
+def _unreadable(path: Path, exc: OSError) -> DataFileError:
+    return DataFileError(f"{path}: cannot be read ({exc.strerror or exc})")
+
+
+def _open_local(path: Path) -> typing.BinaryIO:
+    """``path`` opened for reading; a local file that cannot be opened is a ``DataFileError`` naming it."""
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+
+
 def read_raw(path: str | Path, limits: ReadLimits | None = None) -> RawTable:
     """Read ``path`` (CSV, gzip'd CSV or Parquet, detected by content) into a ``RawTable``."""
     path = Path(path)
-    try:
-        f = path.open("rb")
-    except OSError as exc:
-        raise DataFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    with f:
+    with _open_local(path) as f:
         try:
             return read_raw_stream(f, str(path), limits or ReadLimits())
         except OSError as exc:  # a local read failing is this file's problem, unlike a network stream's
-            raise DataFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+            raise _unreadable(path, exc) from None
 
 
 def read_raw_bytes(data: bytes, name: str, limits: ReadLimits | None = None) -> RawTable:
@@ -488,11 +496,7 @@ def iter_raw(path: str | Path, batch_rows: int = 1 << 20) -> typing.Iterator[Raw
     """
     path = Path(path)
     name = str(path)
-    try:
-        f = path.open("rb")
-    except OSError as exc:
-        raise DataFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    with f:
+    with _open_local(path) as f:
         if f.read(len(PARQUET_MAGIC)) == PARQUET_MAGIC:
             yield from _iter_parquet(path, name, batch_rows)
             return

@@ -127,14 +127,19 @@ class Prepared:
     @classmethod
     def load(cls, directory: str | Path) -> Prepared:
         directory = Path(directory)
-        if not (directory / PREPARED_FILE).is_file():
-            raise FileNotFoundError(f"{directory} holds no {PREPARED_FILE}: not a prepared training set")
-        meta = json.loads((directory / PREPARED_FILE).read_text())
+        meta = _read_marker(directory, PREPARED_FILE, "a prepared training set")
         return cls(config=TrainConfig(**meta["config"]), fingerprint=meta["fingerprint"],
                    pipeline=FeaturePipeline.load(directory / "features"),
                    train=pd.read_parquet(directory / "train.parquet"), valid=pd.read_parquet(directory / "valid.parquet"),
                    n_train_users=int(meta["n_train_users"]), n_valid_users=int(meta["n_valid_users"]),
                    train_user_hashes=(directory / TRAIN_USERS_FILE).read_text().split(), seconds=float(meta["seconds"]))
+
+
+def _read_marker(directory: Path, marker: str, what: str) -> dict:
+    """The JSON marker a save wrote last (so its presence means a complete copy); a clear error without it."""
+    if not (directory / marker).is_file():
+        raise FileNotFoundError(f"{directory} holds no {marker}: not {what}")
+    return json.loads((directory / marker).read_text())
 
 
 @dataclass
@@ -158,9 +163,7 @@ class Member:
     @classmethod
     def load(cls, directory: str | Path) -> Member:
         directory = Path(directory)
-        if not (directory / MEMBER_FILE).is_file():
-            raise FileNotFoundError(f"{directory} holds no {MEMBER_FILE}: not a trained member")
-        meta = json.loads((directory / MEMBER_FILE).read_text())
+        meta = _read_marker(directory, MEMBER_FILE, "a trained member")
         name = meta["name"]
         model = get_model_class(name).load(directory / "model")
         pred = np.load(directory / "valid_pred.npy", allow_pickle=False)  # plain floats, never objects

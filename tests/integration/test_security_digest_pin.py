@@ -76,14 +76,15 @@ def test_a_repushed_tag_does_not_change_what_runs(pinned_stack, tmp_path):
     home = tmp_path / "bentoml"
     version = f"pin{secrets.token_hex(3)}"
     tag = make_model(home, version)
-    first = deploy(tag, settings, spec=TEST_SERVICE, home=home)
+    keys_file = load(ServingSettings).api_keys_file  # this test's key-hash file (the fixture's DKT_API_KEYS_FILE)
+    first = deploy(tag, settings=settings, spec=TEST_SERVICE, home=home, keys_file=keys_file)
     assert first.ok, first.message
     svc = client.services.get(settings.service)
     name, _, digest = _spec_image(svc).partition("@")
     assert name == first.image and digest.startswith("sha256:"), _spec_image(svc)
     assert _registry_digest(settings, first.image) == digest
     good_id = client.images.get(first.image).id
-    key = smoke_key(load(ServingSettings).api_keys_file)
+    key = smoke_key(keys_file)
 
     # Someone with push rights replaces the tag: same name, other content (its /predict answers 500).
     ctx = tmp_path / "other"
@@ -109,7 +110,7 @@ def test_a_repushed_tag_does_not_change_what_runs(pinned_stack, tmp_path):
     assert predict_problem(settings.proxy_url, version, api_key=key) is None  # the other image would answer 500
 
     # A re-deploy of that version builds and pushes its own image again: the digest it pinned, no update.
-    again = deploy(tag, settings, spec=TEST_SERVICE, home=home)
+    again = deploy(tag, settings=settings, spec=TEST_SERVICE, home=home, keys_file=keys_file)
     assert again.ok and again.image == first.image, again.message
     assert again.rollout is not None and again.rollout.state == UNCHANGED, again.rollout
     assert _spec_image(svc) == f"{first.image}@{digest}"

@@ -118,13 +118,17 @@ def read_raw_stream(stream: typing.BinaryIO, name: str, limits: ReadLimits = Rea
             parsed = _read_csv(src, name)
         return _to_raw(parsed, name)
     except Exception as exc:
-        if src.failure is not None:  # raised inside a read (maybe re-wrapped by pyarrow): the real cause
-            raise src.failure from None
-        if isinstance(exc, DataFileError):
-            raise
-        if isinstance(exc, _BAD_FILE_ERRORS):
-            raise DataFileError(f"{name}: cannot be read as CSV or Parquet ({_short(exc)})") from None
-        raise
+        raise _read_failure(exc, src, name) from None
+
+
+def _read_failure(exc: Exception, src: _Source, name: str) -> BaseException:
+    """What a failed read of ``src`` raises: the stream's own failure first (raised inside a read, maybe
+    re-wrapped by pyarrow: the real cause), a ``DataFileError`` naming the file for a malformed one, else ``exc``."""
+    if src.failure is not None:
+        return src.failure
+    if isinstance(exc, _BAD_FILE_ERRORS):  # DataFileError is none of these: it passes as it is
+        return DataFileError(f"{name}: cannot be read as CSV or Parquet ({_short(exc)})")
+    return exc
 
 
 def _short(exc: BaseException) -> str:
@@ -507,13 +511,7 @@ def iter_raw(path: str | Path, batch_rows: int = 1 << 20) -> typing.Iterator[Raw
         try:
             yield from _iter_csv(src, name, batch_rows)
         except Exception as exc:
-            if src.failure is not None:
-                raise src.failure from None
-            if isinstance(exc, DataFileError):
-                raise
-            if isinstance(exc, _BAD_FILE_ERRORS):
-                raise DataFileError(f"{name}: cannot be read as CSV or Parquet ({_short(exc)})") from None
-            raise
+            raise _read_failure(exc, src, name) from None
 
 
 def _iter_parquet(path: Path, name: str, batch_rows: int) -> typing.Iterator[RawTable]:

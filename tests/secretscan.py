@@ -9,8 +9,10 @@ test does not print the secret it found.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import subprocess
+import tarfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,8 +55,22 @@ def leaks(secrets: Iterable[Secret], places: Mapping[str, str | bytes]) -> list[
 
 
 def files_under(root: Path) -> dict[str, bytes]:
-    """Every regular file under ``root`` (logs, configuration, SQLite databases), by path."""
-    return {str(p): p.read_bytes() for p in sorted(Path(root).rglob("*")) if p.is_file() and not p.is_symlink()}
+    """Every regular file under ``root`` (logs, configuration, SQLite databases), by path.
+
+    Read by another process (tar), never opened here: this process may hold the same SQLite database open
+    (Airflow's metadata DB, in WAL mode), and closing any descriptor of a file drops every POSIX lock the
+    process holds on it, SQLite's included; its later queries then fail with "disk I/O error"."""
+    root = Path(root)
+    proc = subprocess.run(["tar", "-C", str(root), "--warning=no-file-changed", "-cf", "-", "."],
+                          capture_output=True, timeout=300)
+    # 1: a file changed while it was read (a live log); its bytes are still in the archive
+    assert proc.returncode in (0, 1), f"tar of {root} failed: {proc.stderr.decode(errors='replace')[-500:]}"
+    files = {}
+    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+        for member in tar:
+            if member.isfile():
+                files[str(root / member.name)] = tar.extractfile(member).read()
+    return files
 
 
 def stack_places(stack: str) -> dict[str, str]:

@@ -68,7 +68,7 @@ def api_server(env, airflow_home, tmp_path):
 
 @pytest.fixture
 def browser(tmp_path):
-    driver = headless_chromium(tmp_path / "chrome-profile", "--window-size=1400,1000", page_load_timeout=60)
+    driver = headless_chromium(tmp_path / "chrome-profile", "--window-size=1400,1000", page_load_timeout=120)
     yield driver
     driver.quit()
 
@@ -85,7 +85,7 @@ def test_engineer_logs_in_and_opens_the_latest_report_with_its_roc_plot(dagbag, 
     assert str(run.state) == "success", states(run)
     version = json.loads(client.get_object(Bucket=bucket, Key="models/champion.json")["Body"].read())["model_version"]
 
-    wait = WebDriverWait(browser, 60)
+    wait = WebDriverWait(browser, 120)  # the React UI on 2 busy cores (CI runs the suite alone; it once took > 60 s)
     # no session: the report sends the browser to Airflow's login page
     browser.get(f"{api_server}/dkt-reports/latest")
     wait.until(lambda d: "/auth/login" in d.current_url)

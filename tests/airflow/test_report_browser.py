@@ -73,8 +73,35 @@ def browser(tmp_path):
     driver.quit()
 
 
+def _open_from_browse_menu(label: str):
+    """A wait condition: done when the plugin page is open; otherwise opens Browse and clicks ``label``.
+
+    One click each is not enough: the React UI re-renders its navigation while its first queries land (on
+    2 busy cores that can be seconds after the page looks ready), which closes an open menu or swaps the
+    element under a click, and the URL then never changes (CI, once). So each poll looks again."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.common.by import By
+
+    def step(driver) -> bool:
+        if driver.current_url.rstrip("/").endswith("/plugin/dkt-reports"):
+            return True
+        try:
+            items = [e for e in driver.find_elements(By.XPATH, f"//*[@role='menuitem' or self::a]"
+                                                               f"[normalize-space()='{label}']") if e.is_displayed()]
+            if items:
+                items[0].click()
+            else:
+                driver.find_element(By.XPATH, "//button[normalize-space()='Browse']").click()
+        except WebDriverException:
+            pass  # not there yet, stale or covered: the next poll looks again
+        return driver.current_url.rstrip("/").endswith("/plugin/dkt-reports")
+
+    return step
+
+
 def test_engineer_logs_in_and_opens_the_latest_report_with_its_roc_plot(dagbag, env, s3_env, logs, api_server,
                                                                        browser, tmp_path):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -96,9 +123,13 @@ def test_engineer_logs_in_and_opens_the_latest_report_with_its_roc_plot(dagbag, 
 
     # Airflow's navigation: Browse → DKT run reports (the plugin's external view, embedded in the UI)
     browser.get(f"{api_server}/")
-    wait.until(ec.element_to_be_clickable((By.XPATH, "//button[normalize-space()='Browse']"))).click()
-    wait.until(ec.element_to_be_clickable((By.XPATH, "//*[normalize-space()='DKT run reports']"))).click()
-    wait.until(lambda d: d.current_url.rstrip("/").endswith("/plugin/dkt-reports"))
+    try:
+        WebDriverWait(browser, 180, poll_frequency=3).until(_open_from_browse_menu("DKT run reports"))
+    except TimeoutException:
+        (tmp_path / "page.html").write_text(browser.page_source)  # what the UI showed instead, for the log
+        browser.save_screenshot(str(tmp_path / "menu.png"))
+        raise AssertionError(f"Browse → DKT run reports never reached /plugin/dkt-reports (now at "
+                             f"{browser.current_url}); the page: {tmp_path / 'page.html'}") from None
     wait.until(ec.frame_to_be_available_and_switch_to_it((By.TAG_NAME, "iframe")))
     wait.until(ec.presence_of_element_located((By.LINK_TEXT, version)))
     assert "PROMOTE" in browser.find_element(By.TAG_NAME, "body").text

@@ -235,6 +235,9 @@ MIN_NEW_USERS = _var("DKT_RETRAIN_MIN_NEW_USERS", 20, "... from at least this ma
 JUDGE_MIN_ROWS = _var("DKT_JUDGE_MIN_ROWS", 200, "live AUC and drift on fewer rows are marked \"too few to judge\"",
                       "retrain", kind="int", minimum=0)
 JUDGE_MIN_USERS = _var("DKT_JUDGE_MIN_USERS", 20, "... or on fewer users", "retrain", kind="int", minimum=0)
+TRAIN_SCRATCH_DAYS = _var("DKT_TRAIN_SCRATCH_DAYS", 7, "a run's training scratch (`runs/<run>/train/`) left by a run "
+                          "that never committed is deleted this many days after its newest object (0: never); a "
+                          "committed run's is deleted at once", "retrain", kind="int", minimum=0)
 
 # serving
 MODEL_TAG = _var("DKT_MODEL_TAG", None, "BentoML model `dkt serve` and the service load", "serving",
@@ -536,6 +539,9 @@ class RetrainSettings(_Checked):
     # Live AUC and drift on fewer rows or users than this are reported but marked "too few to judge".
     judge_min_rows: int = setting(JUDGE_MIN_ROWS)
     judge_min_users: int = setting(JUDGE_MIN_USERS)
+    # Days after its newest object that a never-committed run's runs/<run>/train/ is kept for its retry
+    # (0: kept until deleted by hand); a committed run's scratch goes at once (dkt_core.retrain.scratch).
+    train_scratch_days: int = setting(TRAIN_SCRATCH_DAYS)
 
     def too_few(self, n_rows: int, n_users: int) -> str | None:
         """Why a metric on ``n_rows`` rows of ``n_users`` users cannot be judged (None: enough)."""

@@ -23,7 +23,14 @@ splits/v=NNNNNN/holdout.parquet      rows of the fixed hold-out users (they neve
 splits/v=NNNNNN/split.json           counts, fraction, salt (written last: marks a complete split)
 splits/v=NNNNNN/new_since_v=MMMMMM.parquet  which rows v=N adds to v=M, the version last trained on (the
                                      minimum batch computes it once; live evaluation and the report read it)
-runs/<run>/challenger.json           what a run trained (a retry reuses it instead of retraining)
+runs/<run>/challenger.json           what a run trained (a retry reuses it instead of retraining); kept
+runs/<run>/train/prepared.tar.gz     the run's training scratch (``train_key``): split + fitted features once,
+runs/<run>/train/prepared.json       its record (written after the tarball: marks it done),
+runs/<run>/train/members/<model>.tar.gz  each member's model + validation predictions (+ ``.json`` record).
+                                     Deleted once the run committed (challenger.json + its artifact exist);
+                                     a run that failed keeps it for its retry until the age rule
+                                     (DKT_TRAIN_SCRATCH_DAYS after its newest object) removes it
+                                     (``dkt_core.retrain.scratch``)
 models/<model_version>/artifact.tar.gz   the trained artifact directory
 models/<model_version>/evaluation.json   challenger + champion metrics on the same hold-out
 models/<model_version>/holdout_predictions.parquet
@@ -60,6 +67,8 @@ UNSAFE_KEYS_DIR = "unsafe-keys/"
 DATASET_FILE = "interactions.parquet"
 METADATA_FILE = "metadata.json"
 CLAIM_FILE = "CLAIM"
+RUNS_PREFIX = "runs/"
+TRAIN_DIR = "train/"
 MODELS_PREFIX = "models/"
 CHAMPION_KEY = "models/champion.json"
 LAST_TRAINED_KEY = "models/last_trained.json"
@@ -80,6 +89,8 @@ _SAFE_PREFIX = re.compile(rf"^(?:{_SEGMENT}/)*(?:{_SEGMENT})?$")
 # Airflow's run ids (manual__2026-01-02T03:04:05.123456+00:00, scheduled__..., asset_triggered__...)
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.~:+@=-]{0,249}$")
 _ETAG = re.compile(r"^[A-Za-z0-9-]{1,80}$")
+# What ``run_slug`` produces: letters, digits and ._=- (a '.'-only or '..'-containing name is refused).
+_SLUG = re.compile(r"^[A-Za-z0-9._=-]{1,300}$")
 
 
 def run_slug(run_id: str) -> str:
@@ -208,7 +219,38 @@ def new_rows_key(version: int, base: int | None) -> str:
 
 
 def challenger_record_key(run_id: str) -> str:
-    return f"runs/{run_slug(run_id)}/challenger.json"
+    return f"{RUNS_PREFIX}{run_slug(run_id)}/challenger.json"
+
+
+def check_run_slug(slug: str) -> str:
+    """A run's key name (``run_slug``'s output, e.g. read back from a listing of ``runs/``) matches its pattern."""
+    if not isinstance(slug, str) or not _SLUG.match(slug) or ".." in slug or slug.strip(".") == "":
+        raise ValueError(f"run key name {str(slug)[:80]!r} is not one run_slug makes (letters, digits and ._=-)")
+    return slug
+
+
+def train_prefix(run_id: str | None = None, *, slug: str | None = None) -> str:
+    """``runs/<run>/train/``: the run's training scratch, from its run id or from a checked slug that a
+    listing of ``runs/`` returned (exactly one of the two)."""
+    if (run_id is None) == (slug is None):
+        raise ValueError("give either run_id or slug")
+    return f"{RUNS_PREFIX}{run_slug(run_id) if run_id is not None else check_run_slug(slug)}/{TRAIN_DIR}"
+
+
+def slug_of_run_prefix(prefix: str) -> str:
+    """The checked slug of a common prefix ``runs/<slug>/`` from a delimited listing of ``runs/`` (ValueError
+    for anything else: such a name never becomes a key to delete)."""
+    if not isinstance(prefix, str) or not prefix.startswith(RUNS_PREFIX) or not prefix.endswith("/"):
+        raise ValueError(f"{str(prefix)[:80]!r} is not a run prefix 'runs/<run>/'")
+    return check_run_slug(prefix[len(RUNS_PREFIX):-1])
+
+
+def train_key(run_id: str, name: str) -> str:
+    """An object of the run's training scratch: ``runs/<run>/train/<name>`` (``name`` a safe relative key,
+    e.g. ``prepared.json`` or ``members/lgbm.tar.gz``)."""
+    if raw_key_problem(name):
+        raise ValueError(f"refusing to build a training key from {name[:80]!r}: {raw_key_problem(name)}")
+    return train_prefix(run_id) + name
 
 
 def model_key(model_version: str, name: str) -> str:

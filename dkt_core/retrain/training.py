@@ -11,7 +11,8 @@ through the bucket under ``runs/<run>/train/``):
    kept failing is left out (named in ``members_failed``); with none, it fails.
 
 Every object is written before the small JSON record that marks it done, so a retry reuses finished work
-(``runs/<run>/challenger.json`` for the whole training). Keys come from the run id and the checked model
+(``runs/<run>/challenger.json`` for the whole training). Once that record and its artifact exist, the run's
+``runs/<run>/train/`` is deleted (``dkt_core.retrain.scratch``: the DAG's ``clean_scratch`` task). Keys come from the run id and the checked model
 name, never from XCom; tarballs are checked against their recorded sha256 before they are extracted.
 ``train_challenger`` runs the three in one call.
 """
@@ -30,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from dkt_core.data.columns import LABEL, USER
-from dkt_core.ingest.layout import ARTIFACT_FILE, challenger_record_key, model_key, run_slug
+from dkt_core.ingest.layout import ARTIFACT_FILE, challenger_record_key, model_key, train_key
 from dkt_core.packaging.store import artifact_models
 from dkt_core.retrain.artifacts import cache_local_artifact, upload_artifact, verify_sha256
 from dkt_core.retrain.batch import record_training
@@ -55,15 +56,11 @@ def window(frame: pd.DataFrame, days: int | None) -> pd.DataFrame:
     return frame[frame["Timestamp"] >= cutoff].reset_index(drop=True)
 
 
-def _train_key(run_id: str, name: str) -> str:
-    return f"runs/{run_slug(run_id)}/train/{name}"
-
-
 def _member_key(run_id: str, model: str, suffix: str) -> str:
     from dkt_core.models import get_model_class
 
     get_model_class(model)  # a registered name (ValueError otherwise): never an arbitrary key part
-    return _train_key(run_id, f"members/{model}{suffix}")
+    return train_key(run_id, f"members/{model}{suffix}")
 
 
 def _reused(run_id: str, ws: Workspace) -> dict[str, Any] | None:
@@ -87,7 +84,7 @@ def prepare_training(run_id: str, data_version: str, train_uri: str, models: lis
     if _reused(run_id, ws) is not None:
         log.info("run %s already trained its challenger; nothing to prepare", run_id)
         return [{**j, "reused": True} for j in jobs]
-    record_key = _train_key(run_id, "prepared.json")
+    record_key = train_key(run_id, "prepared.json")
     record = read_json(ws.client, ws.bucket, record_key)
     if record is None:
         config = TrainConfig(models=list(models), seed=seed, model_options=model_options or {},
@@ -97,7 +94,7 @@ def prepare_training(run_id: str, data_version: str, train_uri: str, models: lis
             raise ValueError(f"no training rows left after the {training_window_days}-day window; widen it")
         with _workdir(ws) as work:
             prepared = prepare(frame, config)
-            uri, sha256 = upload_artifact(ws.client, ws.bucket, _train_key(run_id, "prepared.tar.gz"),
+            uri, sha256 = upload_artifact(ws.client, ws.bucket, train_key(run_id, "prepared.tar.gz"),
                                           prepared.save(work / "prepared"))
         record = {"run_id": run_id, "data_version": data_version, "models": list(models), "uri": uri,
                   "sha256": sha256, "train_rows": int(len(frame)), "training_window_days": training_window_days,
@@ -146,9 +143,9 @@ def assemble_challenger(run_id: str, models: list[str], *, ws: Workspace) -> dic
         log.info("run %s already trained %s; reusing it", run_id, done["model_version"])
         record_training(ws.client, ws.bucket, {k: done[k] for k in ("run_id", "model_version", "data_version")})
         return {**done, "reused": True}
-    prep = read_json(ws.client, ws.bucket, _train_key(run_id, "prepared.json"))
+    prep = read_json(ws.client, ws.bucket, train_key(run_id, "prepared.json"))
     if prep is None:
-        raise FileNotFoundError(f"run {run_id} has no prepared training set ({_train_key(run_id, 'prepared.json')}); "
+        raise FileNotFoundError(f"run {run_id} has no prepared training set ({train_key(run_id, 'prepared.json')}); "
                                 "the prepare task must succeed first")
     records = {m: read_json(ws.client, ws.bucket, _member_key(run_id, m, ".json")) for m in models}
     failed = [m for m, r in records.items() if r is None]
@@ -219,10 +216,10 @@ def _record(run_id: str, record: dict[str, Any], ws: Workspace) -> dict[str, Any
 
 
 def _fetch_prepared(run_id: str, ws: Workspace, work: Path, record: dict | None = None) -> Path:
-    record = record or read_json(ws.client, ws.bucket, _train_key(run_id, "prepared.json"))
+    record = record or read_json(ws.client, ws.bucket, train_key(run_id, "prepared.json"))
     if record is None:
         raise FileNotFoundError(f"run {run_id} has no prepared training set; the prepare task must succeed first")
-    return _fetch_dir(ws, _train_key(run_id, "prepared.tar.gz"), record.get("sha256"), work / "prepared")
+    return _fetch_dir(ws, train_key(run_id, "prepared.tar.gz"), record.get("sha256"), work / "prepared")
 
 
 def _fetch_dir(ws: Workspace, key: str, sha256: str | None, dest: Path) -> Path:

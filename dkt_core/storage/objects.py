@@ -172,12 +172,36 @@ def get_json(client, bucket: str, key: str) -> tuple[Any, str] | None:
 
 
 def list_objects(client, bucket: str, prefix: str) -> list[dict[str, Any]]:
-    """Key, ETag and size of every object under ``prefix``, sorted by key (paginated)."""
+    """Key, ETag, size and last-modified time (aware datetime) of every object under ``prefix``, sorted by
+    key (paginated)."""
     out: list[dict[str, Any]] = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            out.append({"key": obj["Key"], "etag": norm_etag(obj["ETag"]), "size": int(obj["Size"])})
+            out.append({"key": obj["Key"], "etag": norm_etag(obj["ETag"]), "size": int(obj["Size"]),
+                        "modified": obj["LastModified"]})
     return sorted(out, key=lambda o: o["key"])
+
+
+def list_subprefixes(client, bucket: str, prefix: str) -> list[str]:
+    """The '/'-delimited common prefixes directly under ``prefix`` (``runs/a/``, ``runs/b/``), sorted."""
+    out: list[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        out.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
+    return sorted(out)
+
+
+def delete_keys(client, bucket: str, keys: list[str]) -> int:
+    """Delete ``keys`` (1000 per request); a key already gone counts as deleted (S3 answers that the same),
+    so a retry is a no-op. Any per-key error raises naming the key. Returns how many were asked for."""
+    for start in range(0, len(keys), 1000):
+        batch = keys[start:start + 1000]
+        resp = client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+        errors = resp.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise RuntimeError(f"could not delete {len(errors)} object(s) of s3://{bucket}/, e.g. {first.get('Key')}: "
+                               f"{first.get('Code')} {first.get('Message')}; check the role's s3:DeleteObject grant")
+    return len(keys)
 
 
 class ConflictExhausted(RuntimeError):

@@ -20,6 +20,9 @@ once per task from the Airflow connection; XCom carries only ids, URIs and small
    grid labels each with its model, validation AUC and time) → `ensemble` (soft-vote weights from the
    members' validation predictions, the one artifact → `models/<model_version>/artifact.tar.gz`). A member
    is retried once; if it keeps failing, `ensemble` assembles the members that finished (at least one).
+   `clean_scratch` (once `ensemble` is done, either way): the run's `runs/<run>/train/` is deleted when it
+   committed (`runs/<run>/challenger.json` + its artifact), kept for a retry when not; other runs' scratch
+   older than `DKT_TRAIN_SCRATCH_DAYS` is swept.
 7. `evaluate` — challenger **and** champion on the same hold-out users; paired difference with interval.
 8. `report` — `models/<model_version>/report.html`: metrics, ROC + calibration, data quality, drift,
    live-AUC trend. Open it from the task's extra link "Run report", the run's "Run report" tab or the
@@ -210,6 +213,17 @@ def dkt_retrain():
         except NoMemberTrained as err:  # every member failed after its retries: retrying here changes nothing
             raise AirflowFailException(str(err)) from err
 
+    # all_done: after ensemble whatever its state; the step decides from the bucket (a run that did not commit
+    # keeps its scratch for its retry). A run stopped by has_new_data skips it with the rest.
+    @task(task_id="clean_scratch", trigger_rule="all_done", **cfg.S3_RETRY)
+    def clean_scratch(run_plan: dict) -> dict:
+        """Delete this run's training scratch once it committed; sweep other runs' stale scratch."""
+        from dkt_airflow.s3env import workspace
+
+        from dkt_core.retrain.scratch import clean_training_scratch
+
+        return clean_training_scratch(run_plan["run_id"], settings=cfg.retrain_settings(), ws=workspace())
+
     @task(task_id="evaluate", **cfg.S3_RETRY)
     def evaluate(trained: dict, split: dict) -> dict:
         """Challenger and champion on the same hold-out users."""
@@ -318,6 +332,7 @@ def dkt_retrain():
     members = train_member.expand(job=jobs)
     trained = ensemble(run_plan)
     members >> trained
+    trained >> clean_scratch(run_plan)
     evaluated = evaluate(trained, split)
     reported = report(run_plan, batch, evaluated, live)
     decision = gate(reported)

@@ -91,6 +91,7 @@ def _train(ws: Workspace, run_id: str, ingested: dict) -> dict:
     from dkt_core.retrain.holdout import prepare_split
     from dkt_core.retrain.live_eval import live_evaluate
     from dkt_core.retrain.report import build_report
+    from dkt_core.retrain.scratch import clean_training_scratch
     from dkt_core.retrain.training import assemble_challenger, prepare_training, train_run_member
     from dkt_core.settings import RetrainSettings, load
 
@@ -104,6 +105,8 @@ def _train(ws: Workspace, run_id: str, ingested: dict) -> dict:
     for job in jobs:
         train_run_member(job["run_id"], job["model"], ws=ws)
     trained = assemble_challenger(run_id, ["lgbm"], ws=ws)
+    cleaned = clean_training_scratch(run_id, settings=settings, ws=ws)  # the DAG's clean_scratch task
+    assert cleaned["released"]["released"] and cleaned["released"]["objects"] == 4, cleaned
     evaluation = evaluate_candidates(trained["model_version"], trained["artifact_uri"], split["holdout_uri"],
                                      artifact_sha256=trained.get("artifact_sha256"), settings=settings, ws=ws)
     reported = build_report(run_id, batch["data_version"], batch["parent_version"], evaluation, tolerance=1.0,
@@ -154,6 +157,8 @@ def test_each_role_does_its_work_with_its_policy_and_nothing_else(roles):
     for prefix in ("archive/", "quarantine/", "curated/", "manifest/", "splits/", "runs/", "models/", "reports/"):
         assert any(k.startswith(prefix) for k in keys), f"no role wrote under {prefix}"
     assert "manifest/ingest.lock" not in keys  # ingestion deleted its lease (its one delete)
+    assert not any("/train/" in k for k in keys if k.startswith("runs/"))  # the trainer released its scratch
+    assert {"runs/run-1/challenger.json", "runs/run-2/challenger.json"} <= keys
 
     v2 = t2["trained"]["model_version"]
     artifact = f"models/{v2}/artifact.tar.gz"
@@ -177,6 +182,10 @@ def test_each_role_does_its_work_with_its_policy_and_nothing_else(roles):
             "write a raw upload": lambda c: c.put_object(Bucket=BUCKET, Key="interactions/x.csv", Body=b"x"),
             "read the manifest": lambda c: c.get_object(Bucket=BUCKET, Key="manifest/index.json"),
             "delete an artifact": lambda c: c.delete_object(Bucket=BUCKET, Key=artifact),
+            "delete a run's challenger record": lambda c: c.delete_object(Bucket=BUCKET,
+                                                                          Key="runs/run-2/challenger.json"),
+            "delete a split": lambda c: c.delete_object(Bucket=BUCKET, Key=next(k for k in keys
+                                                                                if k.startswith("splits/"))),
             "write to the archive": lambda c: c.put_object(Bucket=BUCKET, Key="archive/x", Body=b"x"),
             "create a bucket": lambda c: c.create_bucket(Bucket="dkt-other"),
         },
@@ -216,9 +225,10 @@ def test_the_policies_name_only_the_roles_actions_and_prefixes():
     g = {role: grants(role) for role in ROLES}
     assert {r: set(a) for r, a in g.items()} == {
         "ingest": {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
-        "trainer": {"s3:ListBucket", "s3:GetObject", "s3:PutObject"},
+        "trainer": {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
         "deployer": {"s3:ListBucket", "s3:GetObject", "s3:PutObject"}}
     assert g["ingest"]["s3:DeleteObject"] == {f"{arn}/manifest/ingest.lock"}
+    assert g["trainer"]["s3:DeleteObject"] == {f"{arn}/runs/*/train/*"}  # a run's training scratch only
     assert g["deployer"]["s3:PutObject"] == {f"{arn}/models/champion.json"}
     for role in ROLES:
         assert g[role]["s3:ListBucket"] == {arn}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from dagutil import PROMOTE_PATH, TINY, get_json, keys, states, upload, xcom
 
-from dkt_core.ingest.layout import run_slug
+from dkt_core.ingest.layout import challenger_record_key, train_prefix
 
 pytestmark = pytest.mark.airflow
 
@@ -47,11 +47,15 @@ def test_a_member_that_keeps_failing_is_retried_then_left_out(dagbag, env, s3_en
     assert set(trained["member_scores"]) == {"lgbm"}
     assert all(st[t] == "success" for t in ["evaluate", "report", "gate", *PROMOTE_PATH]), st
     assert get_json(client, bucket, "models/champion.json")["model_version"] == trained["model_version"]
-    # what the steps left under the run: the prepared set once, the finished member only
-    prefix = f"runs/{run_slug(trained['run_id'])}/train/"
-    stored = keys(client, bucket, prefix)
-    assert {prefix + k for k in ("prepared.tar.gz", "prepared.json", "members/lgbm.tar.gz",
-                                 "members/lgbm.json")} == set(stored)  # nothing of the failed member
+    # what the steps wrote under the run (the prepared set once, the finished member only) was released by
+    # clean_scratch once the run committed; the challenger record and the artifact stay
+    cleaned = xcom(run, "clean_scratch")
+    assert st["clean_scratch"] == "success" and cleaned["released"]["released"], cleaned
+    assert cleaned["released"]["objects"] == 4  # prepared.tar.gz + .json, members/lgbm.tar.gz + .json
+    prefix = train_prefix(trained["run_id"])
+    assert keys(client, bucket, prefix) == []
+    assert keys(client, bucket, challenger_record_key(trained["run_id"])) == [challenger_record_key(trained["run_id"])]
+    assert keys(client, bucket, f"models/{trained['model_version']}/artifact.tar.gz")
 
 
 def test_no_member_finishing_fails_the_run_with_nothing_promoted(dagbag, env, s3_env, logs):
@@ -66,3 +70,8 @@ def test_no_member_finishing_fails_the_run_with_nothing_promoted(dagbag, env, s3
     assert ensemble_ti.try_number == 1  # not retried: no member finished, a retry could not change that
     assert all(st[t] in ("upstream_failed", "skipped") for t in ["evaluate", "gate", *PROMOTE_PATH]), st
     assert keys(client, bucket, "models/champion.json") == []
+    # clean_scratch ran (all_done) and kept the run's prepared set: the run did not commit, a retry reuses it
+    cleaned = xcom(run, "clean_scratch")
+    assert st["clean_scratch"] == "success" and not cleaned["released"]["released"], cleaned
+    prefix = train_prefix(run.run_id)
+    assert set(keys(client, bucket, prefix)) == {prefix + "prepared.tar.gz", prefix + "prepared.json"}

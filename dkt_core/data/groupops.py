@@ -49,8 +49,12 @@ class Grouping:
         return out
 
     def count_before(self) -> np.ndarray:
-        """Number of earlier rows in the same group."""
-        return self._to_original(self._pos_in_group.copy())
+        """Number of earlier rows in the same group (read-only: shared, not copied, when rows are in group order)."""
+        if self.order is None:
+            view = self._pos_in_group.view()
+            view.flags.writeable = False
+            return view
+        return self._to_original(self._pos_in_group)
 
     def _excl_cumsum(self, values: np.ndarray) -> np.ndarray:
         """Exclusive cumulative sum within each group, in sorted order. In place where possible: on millions
@@ -109,3 +113,7 @@ class UserGroupings:
         if name not in self._cache:
             self._cache[name] = Grouping(self.user if key is None else combine_codes(self.user, key))
         return self._cache[name]
+
+    def release(self, name: str) -> None:
+        """Forget the grouping ``name`` (its arrays are as large as the log; built again if asked for)."""
+        self._cache.pop(name, None)

@@ -190,13 +190,26 @@ def train_numeric(pipeline: FeaturePipeline, state: ChunkedFit, frame: pd.DataFr
                   ) -> tuple[dict, dict[str, np.ndarray]]:
     """(base columns, unscaled numeric features) of training chunk number ``index`` (out-of-fold statistics)."""
     base = _base_columns(frame, state.item_test)
+    return base, pipeline._numeric(base, _train_pop(state, base, index), vectorised_elo=True)
+
+
+def _train_pop(state: ChunkedFit, base: dict, index: int) -> dict[str, np.ndarray]:
+    """The out-of-fold population statistics of training chunk number ``index``'s rows."""
     fold = state.user_fold[base["user_code"] + sum(state.chunk_users[:index])]
     pop = {}
     for name, (codes, uniques) in _stat_keys(base).items():
         ids = state.key_ids[name]
         gid = np.fromiter((ids[u] for u in uniques), np.int64, len(uniques))[codes]
         pop[f"{name}_acc"], pop[f"{name}_pop"] = oof_lookup(state.tables[name], gid, fold, state.prior)
-    return base, pipeline._numeric(base, pop, vectorised_elo=True)
+    return pop
+
+
+def train_matrix(pipeline: FeaturePipeline, state: ChunkedFit, frame: pd.DataFrame, index: int
+                 ) -> tuple[dict, np.ndarray]:
+    """(base columns, scaled float32 numeric matrix) of training chunk number ``index``: ``train_numeric``
+    through the fitted scaler, each column scaled as it is computed (a few float64 columns alive, not all)."""
+    base = _base_columns(frame, state.item_test)
+    return base, pipeline._matrix(base, _train_pop(state, base, index), vectorised_elo=True)
 
 
 def numeric(pipeline: FeaturePipeline, frame: pd.DataFrame, item_test: dict[str, str]
@@ -208,26 +221,34 @@ def numeric(pipeline: FeaturePipeline, frame: pd.DataFrame, item_test: dict[str,
     return base, pipeline._numeric(base, pipeline.stats.transform(_stat_keys(base)), vectorised_elo=True)
 
 
-def _train_numeric(pipeline: FeaturePipeline, state: ChunkedFit, frames: Frames
-                   ) -> Iterator[tuple[tuple[pd.DataFrame, dict], dict[str, np.ndarray]]]:
+def matrix(pipeline: FeaturePipeline, frame: pd.DataFrame, item_test: dict[str, str]) -> tuple[dict, np.ndarray]:
+    """(base columns, scaled float32 numeric matrix) of a chunk of other users: ``numeric`` through the
+    scaler, column by column."""
+    if pipeline.stats is None or pipeline.scaler is None:
+        raise RuntimeError("FeaturePipeline must be fit (or loaded) before transform")
+    base = _base_columns(frame, item_test)
+    return base, pipeline._matrix(base, pipeline.stats.transform(_stat_keys(base)), vectorised_elo=True)
+
+
+def _train_matrices(pipeline: FeaturePipeline, state: ChunkedFit, frames: Frames
+                    ) -> Iterator[tuple[pd.DataFrame, dict, np.ndarray]]:
     for k, frame in enumerate(frames()):
-        base, num = train_numeric(pipeline, state, frame, k)
-        yield (frame, base), num
+        yield frame, *train_matrix(pipeline, state, frame, k)
 
 
 def transform_train(pipeline: FeaturePipeline, state: ChunkedFit, frames: Frames) -> Iterator[pd.DataFrame]:
     """Feature frames of the training chunks (out-of-fold statistics), one per chunk: together the rows of
     ``fit_transform`` on their concatenation."""
-    for (frame, base), num in _train_numeric(pipeline, state, frames):
-        yield pipeline._assemble(frame, base, num)
+    for frame, base, x in _train_matrices(pipeline, state, frames):
+        yield pipeline._assemble(frame, base, x)
 
 
 def transform_train_matrices(pipeline: FeaturePipeline, state: ChunkedFit, frames: Frames
                              ) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
     """(chunk, its scaled numeric matrix): the ``FeatureSpec.tabular`` columns of ``transform_train``'s frame
     as one float32 (rows, columns) array, without building the frame (what a tree model reads)."""
-    for (frame, _), num in _train_numeric(pipeline, state, frames):
-        yield frame, pipeline.scaler.transform(num)
+    for frame, _, x in _train_matrices(pipeline, state, frames):
+        yield frame, x
 
 
 def transform(pipeline: FeaturePipeline, frames: Frames, item_test: dict[str, str] | None = None
@@ -235,22 +256,22 @@ def transform(pipeline: FeaturePipeline, frames: Frames, item_test: dict[str, st
     """Feature frames of other users' chunks with the stored statistics: together the rows of
     ``pipeline.transform`` on their concatenation. ``item_test``: ``item_tests(frames())`` (computed here
     when not given)."""
-    for frame, base, num in _numeric(pipeline, frames, item_test):
-        yield pipeline._assemble(frame, base, num)
+    for frame, base, x in _matrices(pipeline, frames, item_test):
+        yield pipeline._assemble(frame, base, x)
 
 
 def transform_matrices(pipeline: FeaturePipeline, frames: Frames, item_test: dict[str, str] | None = None
                        ) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
     """(chunk, its scaled numeric matrix) for ``transform``'s chunks, as ``transform_train_matrices``."""
-    for frame, _, num in _numeric(pipeline, frames, item_test):
-        yield frame, pipeline.scaler.transform(num)
+    for frame, _, x in _matrices(pipeline, frames, item_test):
+        yield frame, x
 
 
-def _numeric(pipeline: FeaturePipeline, frames: Frames, item_test: dict[str, str] | None
-             ) -> Iterator[tuple[pd.DataFrame, dict, dict[str, np.ndarray]]]:
+def _matrices(pipeline: FeaturePipeline, frames: Frames, item_test: dict[str, str] | None
+              ) -> Iterator[tuple[pd.DataFrame, dict, np.ndarray]]:
     if pipeline.stats is None or pipeline.scaler is None:
         raise RuntimeError("FeaturePipeline must be fit (or loaded) before transform")
     if item_test is None:
         item_test = item_tests(frames())
     for frame in frames():
-        yield frame, *numeric(pipeline, frame, item_test)
+        yield frame, *matrix(pipeline, frame, item_test)

@@ -57,18 +57,29 @@ class NumericScaler:
 
     @classmethod
     def fit(cls, columns: dict[str, np.ndarray]) -> NumericScaler:
-        mean = {c: float(np.nanmean(v)) if len(v) else 0.0 for c, v in columns.items()}
-        std = {c: float(np.nanstd(v)) if len(v) else 1.0 for c, v in columns.items()}
-        return cls(mean=mean, std={c: s if np.isfinite(s) and s > 0 else 1.0 for c, s in std.items()})
+        moments = {c: cls.moments(v) for c, v in columns.items()}
+        return cls(mean={c: m for c, (m, _) in moments.items()}, std={c: s for c, (_, s) in moments.items()})
+
+    @staticmethod
+    def moments(values: np.ndarray) -> tuple[float, float]:
+        """(mean, std) of one column as ``fit`` stores them (NaN ignored; empty -> 0 / 1, a zero or non-finite
+        std -> 1)."""
+        if not len(values):
+            return 0.0, 1.0
+        std = float(np.nanstd(values))
+        return float(np.nanmean(values)), std if np.isfinite(std) and std > 0 else 1.0
 
     def transform(self, columns: dict[str, np.ndarray]) -> np.ndarray:
         """(rows, columns) float32 matrix of the scaled columns, in fit order."""
         cols = list(self.mean)
         # column-major: each column is written contiguously, and pandas can wrap it without a copy
         out = np.empty((len(columns[cols[0]]) if cols else 0, len(cols)), dtype=np.float32, order="F")
-        for j, c in enumerate(cols):  # in place in the output: no temporary per column
-            col = out[:, j]
-            col[:] = columns[c]
-            col -= np.float32(self.mean[c])
-            col /= np.float32(self.std[c])
+        for j, c in enumerate(cols):
+            self.transform_column(c, columns[c], out[:, j])
         return out
+
+    def transform_column(self, name: str, values: np.ndarray, out: np.ndarray) -> None:
+        """Write the scaled float32 ``values`` of column ``name`` into ``out`` (in place: no temporary)."""
+        out[:] = values
+        out -= np.float32(self.mean[name])
+        out /= np.float32(self.std[name])

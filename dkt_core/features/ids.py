@@ -44,13 +44,15 @@ def _parts(item: str, test: str) -> tuple[str, str, str, str, str, float]:
     return "other", test, "other", f"other{test}", f"{test}_other", 0.0
 
 
-def elapsed_seconds(user_codes: np.ndarray, timestamps: pd.Series) -> np.ndarray:
-    """Seconds since the user's previous interaction, capped at 600 s.
+def elapsed_seconds(user_codes: np.ndarray, timestamps: pd.Series | np.ndarray) -> np.ndarray:
+    """Seconds since the user's previous interaction, capped at 600 s. ``timestamps``: datetimes, or whole
+    seconds as int64 (callers that already converted them).
 
     The seed back-filled a user's first row from the *next* gap; that reads the future, so the first
     row gets 0 here and the ``is_first`` flag / count features tell the models it is the first.
     """
-    ts = timestamps.to_numpy().astype("datetime64[s]").astype(np.int64)
+    ts = timestamps if isinstance(timestamps, np.ndarray) and timestamps.dtype == np.int64 else \
+        np.asarray(timestamps).astype("datetime64[s]").astype(np.int64)
     gap = np.zeros(len(ts), dtype=np.float64)
     gap[1:] = ts[1:] - ts[:-1]
     first = np.ones(len(ts), dtype=bool)

@@ -9,6 +9,7 @@ next to the model so a retrained model always ships with its own encoders.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from dkt_core.data.columns import LABEL, USER
 from dkt_core.data.groupops import UserGroupings
 from dkt_core.features.elo import difficulty_from_accuracy, elo_ratings
 from dkt_core.features.encoders import CategoryEncoder, NumericScaler
-from dkt_core.features.history import history_features, residual_features
+from dkt_core.features.history import history_columns
 from dkt_core.features.ids import decompose_items, elapsed_seconds
 from dkt_core.features.spec import FeatureSpec
 from dkt_core.features.stats import SMOOTHING, STAT_KEYS, PopulationStats, out_of_fold
@@ -28,6 +29,15 @@ from dkt_core.features.stats import SMOOTHING, STAT_KEYS, PopulationStats, out_o
 # previous answer: 2 wrong, 3 correct, 1 none).
 CATEGORICAL = ["item", "test", "tag", "head", "mid", "tail", "mid_tail", "elapsed_bin", "prev_answer"]
 ENCODED = ["item", "test", "tag", "head", "mid", "tail", "mid_tail"]
+# The numeric features in the order a pipeline fits them (its scaler's order: the feature frame's columns)
+NUMERIC = (
+    "user_cnt", "user_acc", "recent_acc_5", "recent_acc_10", "prev_answer_num", "correct_streak",
+    "user_tag_cnt", "user_tag_acc", "user_tag_recent_acc_3", "tag_seconds_since", "user_test_cnt", "user_test_acc",
+    "user_item_cnt", "user_item_acc", "user_item_last", "user_head_cnt", "user_head_acc", "cycle_pos", "cycle_acc",
+    "test_sittings_before", "is_first", "item_acc", "item_pop", "test_acc", "test_pop", "tag_acc", "tag_pop",
+    "head_acc", "head_pop", "item_acc_h", "user_resid", "user_tag_resid", "tag_acc_gap", "elo_theta", "elo_p",
+    "elapsed_log", "user_elapsed_mean", "tail_num",
+)
 
 
 @dataclass(frozen=True)
@@ -50,16 +60,13 @@ class FeaturePipeline:
         keys = _stat_keys(base)
         self.stats = PopulationStats.fit(keys, base["answer"])
         oof = out_of_fold(keys, base["answer"], base["user_code"], self.config.oof_folds, self.config.seed)
-        numeric = self._numeric(base, oof)
-        self.scaler = NumericScaler.fit(numeric)
-        return self._assemble(frame, base, numeric)
+        return self._assemble(frame, base, self._matrix(base, oof, fit=True))
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
         if self.stats is None or self.scaler is None:
             raise RuntimeError("FeaturePipeline must be fit (or loaded) before transform")
         base = _base_columns(frame)
-        numeric = self._numeric(base, self.stats.transform(_stat_keys(base)))
-        return self._assemble(frame, base, numeric)
+        return self._assemble(frame, base, self._matrix(base, self.stats.transform(_stat_keys(base))))
 
     @property
     def spec(self) -> FeatureSpec:
@@ -89,49 +96,91 @@ class FeaturePipeline:
         return pipe
 
     # -- internals -------------------------------------------------------------------------------------
-    def _numeric(self, base: dict, pop: dict[str, np.ndarray], *, vectorised_elo: bool = False
-                 ) -> dict[str, np.ndarray]:
-        # plain dicts of arrays: one DataFrame is built at the end (per-column pandas assignment was
-        # most of the cost on a single student's history)
+    def _numeric_columns(self, base: dict, pop: dict[str, np.ndarray], *, vectorised_elo: bool = False
+                         ) -> Iterator[tuple[str, np.ndarray]]:
+        """(name, float64 column) of every numeric feature, in no fixed order (``NUMERIC`` is the order). Consumes
+        ``pop`` (the population statistics per row): each column is dropped once it is not needed any more."""
         prior = self.stats.prior
         codes = {k: key[0] for k, key in _stat_keys(base).items()}
-        groups = base["groups"]
-        num = history_features(
-            groups, codes["item"], codes["test"], codes["tag"], codes["head"],
-            base["answer"], base["seconds"], prior,
-        )
-        num.update(pop)
         # item difficulty shrunk towards its test's accuracy instead of the global one: most items have
         # few answers, and their test says more about them than the population does
-        num["item_acc_h"] = pop["item_acc"] + SMOOTHING * (pop["test_acc"] - prior) / (np.expm1(pop["item_pop"]) + SMOOTHING)
-        num.update(residual_features(groups, codes["tag"], base["answer"], num["item_acc_h"]))
-        num["tag_acc_gap"] = num["user_tag_acc"] - num["tag_acc"]
-        difficulty = difficulty_from_accuracy(num["item_acc_h"])
-        num["elo_theta"], num["elo_p"] = elo_ratings(base["user_code"], base["pos"], difficulty, base["answer"],
-                                                   vectorised=vectorised_elo)
-        num["elapsed_log"] = np.log1p(base["elapsed"])
-        by_user = groups.by("user")
+        item_acc_h = pop["item_acc"] + SMOOTHING * (pop["test_acc"] - prior) / (np.expm1(pop["item_pop"]) + SMOOTHING)
+        tag_acc = pop["tag_acc"]
+        while pop:
+            yield pop.popitem()
+        yield "item_acc_h", item_acc_h
+        yield from history_columns(
+            base["groups"], codes["item"], codes["test"], codes["tag"], codes["head"],
+            base["answer"], base["seconds"], prior, expected=item_acc_h, tag_acc=tag_acc,
+        )
+        del tag_acc
+        difficulty = difficulty_from_accuracy(item_acc_h)
+        del item_acc_h
+        theta, p = elo_ratings(base["user_code"], base["pos"], difficulty, base["answer"], vectorised=vectorised_elo)
+        del difficulty
+        yield "elo_theta", theta
+        yield "elo_p", p
+        del theta, p
+        yield "elapsed_log", np.log1p(base["elapsed"])
         n_before = base["pos"]
-        num["user_elapsed_mean"] = np.log1p(by_user.sum_before(base["elapsed"]) / np.maximum(n_before, 1))
-        num["tail_num"] = base["tail_num"]
-        return {k: np.asarray(v, dtype=np.float64) for k, v in num.items()}
+        yield "user_elapsed_mean", np.log1p(base["groups"].by("user").sum_before(base["elapsed"]) / np.maximum(n_before, 1))
+        yield "tail_num", base["tail_num"]
 
-    def _assemble(self, frame: pd.DataFrame, base: dict, numeric: dict[str, np.ndarray]) -> pd.DataFrame:
-        # Three blocks joined without re-stacking: the user ids, one column-major int64 block (label and
-        # categorical codes), one float32 block (scaled numerics). Each is written once, in place.
+    def _numeric(self, base: dict, pop: dict[str, np.ndarray], *, vectorised_elo: bool = False
+                 ) -> dict[str, np.ndarray]:
+        """Every numeric feature (unscaled float64) by name, in ``NUMERIC`` order (consumes ``pop``)."""
+        columns = dict(self._numeric_columns(base, pop, vectorised_elo=vectorised_elo))
+        return {k: np.asarray(columns[k], dtype=np.float64) for k in NUMERIC}
+
+    def _matrix(self, base: dict, pop: dict[str, np.ndarray], *, vectorised_elo: bool = False, fit: bool = False
+                ) -> np.ndarray:
+        """The scaled numeric features as one column-major float32 (rows, columns) matrix in the scaler's order;
+        ``fit``: fit the scaler on them first (columns in ``NUMERIC`` order). Each column is scaled into the
+        matrix as soon as it is computed, so only a few float64 columns are alive at a time (consumes ``pop``)."""
+        names = list(NUMERIC) if fit else list(self.scaler.mean)
+        where = {c: j for j, c in enumerate(names)}
+        out = np.empty((len(base["answer"]), len(names)), dtype=np.float32, order="F")
+        scaler = NumericScaler(mean=dict.fromkeys(names, 0.0), std=dict.fromkeys(names, 1.0)) if fit else self.scaler
+        done = set()
+        for name, values in self._numeric_columns(base, pop, vectorised_elo=vectorised_elo):
+            if name not in where:
+                continue
+            values = np.asarray(values, dtype=np.float64)
+            if fit:
+                scaler.mean[name], scaler.std[name] = NumericScaler.moments(values)
+            scaler.transform_column(name, values, out[:, where[name]])
+            done.add(name)
+        if missing := [c for c in names if c not in done]:
+            raise KeyError(f"the fitted scaler has columns this pipeline does not compute: {missing}; "
+                           "refit the features (dkt train) with this version")
+        self.scaler = scaler
+        return out
+
+    def _assemble(self, frame: pd.DataFrame, base: dict, numeric: np.ndarray) -> pd.DataFrame:
+        """The feature frame: user ids, one column-major int64 block (label and categorical codes) and the scaled
+        float32 ``numeric`` matrix (``_matrix``), joined without re-stacking; each block is written once."""
         names = [LABEL, *ENCODED, "elapsed_bin", "prev_answer"]
         codes = np.empty((len(frame), len(names)), dtype=np.int64, order="F")
-        codes[:, 0] = base["answer"]
+        answer = base["answer"]
+        codes[:, 0] = answer
         for j, c in enumerate(ENCODED, start=1):
-            codes[:, j] = self.encoders[c].transform_codes(*base["categorical"][c])
-        codes[:, 1 + len(ENCODED)] = base["elapsed"].astype(np.int64) + 2
-        prev = base["groups"].by("user").previous(base["answer"], fill=-2)
-        codes[:, 2 + len(ENCODED)] = np.select([prev == 0, prev == 1], [2, 3], 1)
+            row_codes, uniques = base["categorical"][c]
+            np.take(self.encoders[c].transform(uniques), row_codes, out=codes[:, j])
+        elapsed_bin = codes[:, 1 + len(ENCODED)]
+        elapsed_bin[:] = base["elapsed"]  # whole seconds in [0, 600]
+        elapsed_bin += 2
+        # previous answer: 2 wrong, 3 correct, 1 none (first row of a user, or a row to predict)
+        prev = codes[:, 2 + len(ENCODED)]
+        np.take(np.array([1, 2, 3], dtype=np.int64), answer[:-1] + 1, out=prev[1:])
+        prev[base["groups"].by("user").count_before() == 0] = 1
         index = frame.index
+        users = frame[USER]
+        # an Arrow string column is shared as it is (immutable); anything else goes through numpy as before
+        users = users.array if isinstance(users.dtype, pd.StringDtype) else users.to_numpy()
         blocks = [
-            pd.DataFrame({USER: frame[USER].to_numpy()}, index=index),
+            pd.DataFrame({USER: users}, index=index),
             pd.DataFrame(codes, columns=names, index=index, copy=False),
-            pd.DataFrame(self.scaler.transform(numeric), columns=list(self.scaler.mean), index=index, copy=False),
+            pd.DataFrame(numeric, columns=list(self.scaler.mean), index=index, copy=False),
         ]
         return pd.concat(blocks, axis=1, copy=False)
 
@@ -168,7 +217,7 @@ def _base_columns(frame: pd.DataFrame, item_test: dict[str, str] | None = None) 
         "tail_num": parts["tail_num"][item[0]],
         "answer": frame[LABEL].to_numpy().astype(np.int64),
         "seconds": seconds,
-        "elapsed": elapsed_seconds(user_code, ts),
+        "elapsed": elapsed_seconds(user_code, seconds),
         "pos": groups.by("user").count_before(),
         "groups": groups,
     }

@@ -20,7 +20,10 @@ def combine_codes(*codes: np.ndarray) -> np.ndarray:
 
 
 class Grouping:
-    """Row groups defined by ``codes``; all results are returned in the original row order."""
+    """Row groups defined by ``codes``; all results are returned in the original row order.
+
+    Sums of boolean or integer values are exact integer sums (int64); of floats, float64 sums taken as one
+    running sum over the groups in code order (so they are reproducible bit for bit)."""
 
     def __init__(self, codes: np.ndarray):
         codes = np.asarray(codes, dtype=np.int64)
@@ -31,12 +34,12 @@ class Grouping:
         else:
             self.order = np.argsort(codes, kind="stable")
             sorted_codes = codes[self.order]
-        starts = np.ones(self.n, dtype=bool)
-        starts[1:] = sorted_codes[1:] != sorted_codes[:-1]
-        pos = np.arange(self.n, dtype=np.int64)
+        first = np.flatnonzero(sorted_codes[1:] != sorted_codes[:-1]) + 1
+        first = np.concatenate(([0], first)) if self.n else first
         # index (in sorted order) of the first row of each row's group
-        self._start = np.maximum.accumulate(np.where(starts, pos, 0))
-        self._pos_in_group = pos - self._start
+        self._start = np.repeat(first, np.diff(np.append(first, self.n)))
+        self._pos_in_group = np.arange(self.n, dtype=np.int64)
+        self._pos_in_group -= self._start
 
     def _to_sorted(self, values: np.ndarray) -> np.ndarray:
         return values if self.order is None else values[self.order]
@@ -59,7 +62,9 @@ class Grouping:
     def _excl_cumsum(self, values: np.ndarray) -> np.ndarray:
         """Exclusive cumulative sum within each group, in sorted order. In place where possible: on millions
         of rows every temporary is fresh memory, and its page faults cost more than the arithmetic."""
-        v = self._to_sorted(np.asarray(values, dtype=np.float64))
+        v = self._to_sorted(np.asarray(values))
+        exact = v.dtype == bool or np.issubdtype(v.dtype, np.integer)
+        v = v.astype(np.int64 if exact else np.float64, copy=False)
         excl = np.cumsum(v)
         excl -= v
         excl -= excl[self._start]
@@ -89,14 +94,16 @@ class Grouping:
         """Value of ``values`` at the most recent earlier row of the group where ``mask`` is true."""
         m = self._to_sorted(np.asarray(mask, dtype=bool))
         v = self._to_sorted(np.asarray(values))
-        idx = np.arange(self.n, dtype=np.int64)
         # index of the latest masked row at or before each row, then shift to "strictly before"
-        latest = np.maximum.accumulate(np.where(m, idx, -1))
-        before = np.full(self.n, -1, dtype=np.int64)
+        latest = np.arange(self.n, dtype=np.int64)
+        latest[~m] = -1
+        np.maximum.accumulate(latest, out=latest)
+        before = np.empty(self.n, dtype=np.int64)
+        before[:1] = -1
         before[1:] = latest[:-1]
-        ok = before >= self._start
-        out = np.full(self.n, fill, dtype=np.result_type(v.dtype, np.asarray(fill).dtype))
-        out[ok] = v[before[ok]]
+        del latest
+        out = v.take(before).astype(np.result_type(v.dtype, np.asarray(fill).dtype), copy=False)
+        out[before < self._start] = fill  # none in this group (-1 reads the last row above: overwritten here)
         return self._to_original(out)
 
 

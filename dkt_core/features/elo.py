@@ -33,19 +33,31 @@ def elo_ratings(user: np.ndarray, pos: np.ndarray, difficulty: np.ndarray, answe
         return _per_student(user, difficulty, answer)
     theta = np.zeros(n_users)
     answered = np.zeros(n_users)
-    before = np.zeros(len(user))
-    order = np.argsort(pos, kind="stable")  # rows grouped by position; users distinct within a group
+    # rows grouped by position (users are distinct within a group), gathered once into position-major
+    # arrays so each step works on contiguous slices; a stable radix sort when positions fit 16 bits
+    small = pos.max(initial=0) < np.iinfo(np.int16).max
+    order = np.argsort(pos.astype(np.int16) if small else pos, kind="stable")
     bounds = np.searchsorted(pos[order], np.arange(int(pos.max(initial=-1)) + 2))
+    users, diffs, answers = user[order], difficulty[order], answer[order]
+    all_known = bool((answer >= 0).all())
+    before_sorted = np.empty(len(user))
     for p in range(len(bounds) - 1):
-        rows = order[bounds[p]:bounds[p + 1]]
-        u = user[rows]
+        a, b = bounds[p], bounds[p + 1]
+        u = users[a:b]
         t = theta[u]
-        before[rows] = t
-        y = answer[rows]
+        before_sorted[a:b] = t
+        y = answers[a:b]
+        if all_known:
+            # every earlier row answered: each student here has answered exactly p rows, so the step size is
+            # one number (the same float arithmetic as the array expression below)
+            theta[u] = t + K / (1.0 + DECAY * float(p)) * (y - _sigmoid(t - diffs[a:b]))
+            continue
         known = y >= 0
-        step = K / (1.0 + DECAY * answered[u]) * (np.where(known, y, 0) - _sigmoid(t - difficulty[rows]))
+        step = K / (1.0 + DECAY * answered[u]) * (np.where(known, y, 0) - _sigmoid(t - diffs[a:b]))
         theta[u] = t + np.where(known, step, 0.0)
         answered[u] += known
+    before = np.empty(len(user))
+    before[order] = before_sorted
     return before, _sigmoid(before - difficulty)
 
 

@@ -80,6 +80,6 @@ class NumericScaler:
 
     def transform_column(self, name: str, values: np.ndarray, out: np.ndarray) -> None:
         """Write the scaled float32 ``values`` of column ``name`` into ``out`` (in place: no temporary)."""
-        out[:] = values
-        out -= np.float32(self.mean[name])
+        # float32(value) - float32(mean), / float32(std): the cast is done inside the subtraction (one pass less)
+        np.subtract(values, np.float32(self.mean[name]), out=out, dtype=np.float32, casting="unsafe")
         out /= np.float32(self.std[name])

@@ -24,7 +24,9 @@ RECENT_WINDOWS = (5, 10)
 
 
 def _acc(correct: np.ndarray, known: np.ndarray, prior: float) -> np.ndarray:
-    return (correct + PRIOR_STRENGTH * prior) / (known + PRIOR_STRENGTH)
+    out = np.add(correct, PRIOR_STRENGTH * prior, dtype=np.float64)
+    out /= np.add(known, PRIOR_STRENGTH, dtype=np.float64)
+    return out
 
 
 def history_columns(
@@ -43,8 +45,8 @@ def history_columns(
     int codes, ``answer`` in {-1,0,1}, ``expected`` P(correct) by item difficulty (for the residuals),
     ``tag_acc`` the tag's population accuracy (for the student's gap to it)."""
     all_known = bool((answer >= 0).all())  # labelled rows only (training, evaluation): counts are the sums
-    known = np.ones(len(answer)) if all_known else (answer >= 0).astype(np.float64)
-    correct = (answer == 1).astype(np.float64)
+    known = answer >= 0
+    correct = answer == 1  # 0/1 sums are exact integer sums (groupops): the same numbers as float sums
     resid = (answer == 1) - expected if all_known else np.where(answer >= 0, (answer == 1) - expected, 0.0)
 
     user = groups.user
@@ -73,7 +75,8 @@ def history_columns(
     new_cycle[1:] = (test[1:] != test[:-1]) | (user[1:] != user[:-1])
     by_cycle = Grouping(np.cumsum(new_cycle))
     yield "cycle_pos", by_cycle.count_before().astype(np.float64)
-    yield "cycle_acc", _acc(by_cycle.sum_before(correct), by_cycle.sum_before(known), prior)
+    yield "cycle_acc", _acc(by_cycle.sum_before(correct), by_cycle.count_before() if all_known else
+                            by_cycle.sum_before(known), prior)
     del by_cycle
 
     for name, key in (("tag", tag), ("test", test), ("item", item), ("head", head)):
@@ -90,7 +93,7 @@ def history_columns(
             yield "user_tag_resid", g.sum_before(resid) / (g_known + PRIOR_STRENGTH)
             yield "user_tag_recent_acc_3", _acc(g.window_sum_before(correct, 3), _window_known(g, known, 3, all_known),
                                                 prior)
-            last_seen = g.last_where_before(np.ones(len(user), bool), seconds, fill=-1)
+            last_seen = g.previous(seconds, fill=-1)  # the tag's previous row: the last time it was practised
             since = np.where(last_seen >= 0, seconds - last_seen, 10 * 86400)
             yield "tag_seconds_since", np.log1p(np.clip(since, 0, None)).astype(np.float64)
         if name == "test":

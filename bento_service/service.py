@@ -57,12 +57,16 @@ with bentoml.importing():
     from dkt_core.serving.auth import ApiKeyAuth, load_keys
     from dkt_core.serving.batched import BatchedPrediction
     from dkt_core.serving.keepalive import MaxRequestsPerConnection
+    from dkt_core.serving.one_write import install as one_write_replies
     from dkt_core.serving.openapi import OpenApiDocs, forbid_unknown_fields
     from dkt_core.serving.patches import patch_timeout_middleware, quiet_client_errors
     from dkt_core.settings import ServingSettings, load
 
 patch_timeout_middleware()  # BentoML's request timer otherwise pins every request's context for 30 s
 quiet_client_errors()  # a 4xx is one log line, not a traceback
+# uvicorn writes a reply's head and body in separate syscalls; one write leaves no head-without-body reply
+# to a proxy when a node dies between them (dkt_core/serving/one_write.py)
+one_write_replies()
 
 SETTINGS = load(ServingSettings)  # the edge: the one place the service reads the environment
 MODEL_TAG = SETTINGS.model_tag or "dkt-model:latest"

@@ -41,59 +41,72 @@ class Grouping:
         self._pos_in_group = np.arange(self.n, dtype=np.int64)
         self._pos_in_group -= self._start
 
-    def _to_sorted(self, values: np.ndarray) -> np.ndarray:
+    def grouped(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (row order) in group order: what the ``grouped=True`` forms take and return. Computing
+        several results in group order and ungrouping only the final one saves a scatter per intermediate."""
+        values = np.asarray(values)
         return values if self.order is None else values[self.order]
 
-    def _to_original(self, values: np.ndarray) -> np.ndarray:
+    def ungroup(self, values: np.ndarray) -> np.ndarray:
+        """``values`` in group order back in row order."""
         if self.order is None:
             return values
         out = np.empty_like(values)
         out[self.order] = values
         return out
 
-    def count_before(self) -> np.ndarray:
-        """Number of earlier rows in the same group (read-only: shared, not copied, when rows are in group order)."""
-        if self.order is None:
+    def count_before(self, *, grouped: bool = False) -> np.ndarray:
+        """Number of earlier rows in the same group (read-only: shared, not copied, where no reordering is needed)."""
+        if self.order is None or grouped:
             view = self._pos_in_group.view()
             view.flags.writeable = False
             return view
-        return self._to_original(self._pos_in_group)
+        return self.ungroup(self._pos_in_group)
 
-    def _excl_cumsum(self, values: np.ndarray) -> np.ndarray:
-        """Exclusive cumulative sum within each group, in sorted order. In place where possible: on millions
-        of rows every temporary is fresh memory, and its page faults cost more than the arithmetic."""
-        v = self._to_sorted(np.asarray(values))
-        exact = v.dtype == bool or np.issubdtype(v.dtype, np.integer)
-        v = v.astype(np.int64 if exact else np.float64, copy=False)
+    def _excl_cumsum(self, v: np.ndarray) -> np.ndarray:
+        """Exclusive cumulative sum within each group of ``v`` (group order). Booleans and integers are summed
+        exactly (int32 for booleans: half the memory traffic), floats as one float64 running sum."""
+        if v.dtype == bool:
+            v = v.astype(np.int32 if self.n < 2**31 else np.int64)
+        else:
+            v = v.astype(np.int64 if np.issubdtype(v.dtype, np.integer) else np.float64, copy=False)
         excl = np.cumsum(v)
         excl -= v
         excl -= excl[self._start]
         return excl
 
-    def sum_before(self, values: np.ndarray) -> np.ndarray:
+    def sum_before(self, values: np.ndarray, *, grouped: bool = False) -> np.ndarray:
         """Sum of ``values`` over earlier rows of the same group (exclusive cumulative sum)."""
-        return self._to_original(self._excl_cumsum(values))
+        if grouped:
+            return self._excl_cumsum(np.asarray(values))
+        return self.ungroup(self._excl_cumsum(self.grouped(values)))
 
-    def window_sum_before(self, values: np.ndarray, window: int) -> np.ndarray:
+    def window_sum_before(self, values: np.ndarray, window: int, *, grouped: bool = False) -> np.ndarray:
         """Sum of ``values`` over the previous ``window`` rows of the same group."""
-        excl = self._excl_cumsum(values)
-        lag_ok = np.flatnonzero(self._pos_in_group >= window)
-        lagged = excl[lag_ok - window]  # read before excl is updated in place below
-        excl[lag_ok] -= lagged
-        return self._to_original(excl)
+        excl = self._excl_cumsum(np.asarray(values) if grouped else self.grouped(values))
+        out = self.window_of(excl, window)
+        return out if grouped else self.ungroup(out)
 
-    def previous(self, values: np.ndarray, fill) -> np.ndarray:
+    def window_of(self, excl: np.ndarray, window: int) -> np.ndarray:
+        """``window_sum_before`` (group order) from the group's exclusive sums ``sum_before(values, grouped=True)``:
+        the sums less the sums ``window`` rows earlier, where the group has that many earlier rows."""
+        out = excl.copy()
+        if window < self.n:
+            np.subtract(excl[window:], excl[:-window], out=out[window:], where=self._pos_in_group[window:] >= window)
+        return out
+
+    def previous(self, values: np.ndarray, fill, *, grouped: bool = False) -> np.ndarray:
         """The value of the previous row of the same group (``fill`` for a group's first row)."""
-        v = self._to_sorted(np.asarray(values))
+        v = np.asarray(values) if grouped else self.grouped(values)
         out = np.empty_like(v)
         out[1:] = v[:-1]
         out[self._pos_in_group == 0] = fill
-        return self._to_original(out)
+        return out if grouped else self.ungroup(out)
 
     def last_where_before(self, mask: np.ndarray, values: np.ndarray, fill) -> np.ndarray:
         """Value of ``values`` at the most recent earlier row of the group where ``mask`` is true."""
-        m = self._to_sorted(np.asarray(mask, dtype=bool))
-        v = self._to_sorted(np.asarray(values))
+        m = self.grouped(np.asarray(mask, dtype=bool))
+        v = self.grouped(values)
         # index of the latest masked row at or before each row, then shift to "strictly before"
         latest = np.arange(self.n, dtype=np.int64)
         latest[~m] = -1
@@ -104,7 +117,7 @@ class Grouping:
         del latest
         out = v.take(before).astype(np.result_type(v.dtype, np.asarray(fill).dtype), copy=False)
         out[before < self._start] = fill  # none in this group (-1 reads the last row above: overwritten here)
-        return self._to_original(out)
+        return self.ungroup(out)
 
 
 class UserGroupings:

@@ -54,12 +54,13 @@ def history_columns(
     pos = by_user.count_before()
     yield "user_cnt", np.log1p(pos)
     u_known = pos if all_known else by_user.sum_before(known)
-    yield "user_acc", _acc(by_user.sum_before(correct), u_known, prior)
+    u_correct = by_user.sum_before(correct)
+    yield "user_acc", _acc(u_correct, u_known, prior)
     yield "user_resid", by_user.sum_before(resid) / (u_known + PRIOR_STRENGTH)
-    del u_known
-    for w in RECENT_WINDOWS:
-        yield f"recent_acc_{w}", _acc(by_user.window_sum_before(correct, w), _window_known(by_user, known, w, all_known),
-                                      prior)
+    for w in RECENT_WINDOWS:  # (the user grouping is in row order: its sums need no reordering)
+        w_known = np.minimum(pos, w) if all_known else by_user.window_of(u_known, w)
+        yield f"recent_acc_{w}", _acc(by_user.window_of(u_correct, w), w_known, prior)
+    del u_known, u_correct, w_known
     prev = by_user.previous(answer, fill=-2)  # -2: no previous row
     yield "prev_answer_num", np.where(prev >= 0, prev, 0.5).astype(np.float64)
     del prev
@@ -79,30 +80,37 @@ def history_columns(
                             by_cycle.sum_before(known), prior)
     del by_cycle
 
+    # each user x key grouping: its inputs put in group order once, every result computed in group order
+    # and put back in row order once (elementwise arithmetic: the same numbers either way)
     for name, key in (("tag", tag), ("test", test), ("item", item), ("head", head)):
         g = groups.by(name, key)
-        n_before = g.count_before()
-        yield f"user_{name}_cnt", np.log1p(n_before)
-        g_known = n_before if all_known else g.sum_before(known)
-        user_acc = _acc(g.sum_before(correct), g_known, prior)
+        n_before = g.count_before(grouped=True)
+        yield f"user_{name}_cnt", g.ungroup(np.log1p(n_before))
+        g_correct = g.grouped(correct)
+        g_known = None if all_known else g.grouped(known)
+        known_before = n_before if all_known else g.sum_before(g_known, grouped=True)
+        correct_before = g.sum_before(g_correct, grouped=True)
+        user_acc = g.ungroup(_acc(correct_before, known_before, prior))
         yield f"user_{name}_acc", user_acc
         if name == "item":
-            yield "user_item_last", g.previous(answer, fill=-1).astype(np.float64)
+            yield "user_item_last", g.ungroup(g.previous(g.grouped(answer), fill=-1, grouped=True).astype(np.float64))
         if name == "tag":
             yield "tag_acc_gap", user_acc - tag_acc
-            yield "user_tag_resid", g.sum_before(resid) / (g_known + PRIOR_STRENGTH)
-            yield "user_tag_recent_acc_3", _acc(g.window_sum_before(correct, 3), _window_known(g, known, 3, all_known),
-                                                prior)
-            last_seen = g.previous(seconds, fill=-1)  # the tag's previous row: the last time it was practised
-            since = np.where(last_seen >= 0, seconds - last_seen, 10 * 86400)
-            yield "tag_seconds_since", np.log1p(np.clip(since, 0, None)).astype(np.float64)
+            resid_sum = g.sum_before(g.grouped(resid), grouped=True)
+            yield "user_tag_resid", g.ungroup(resid_sum / (known_before + PRIOR_STRENGTH))
+            del resid_sum
+            window_known = np.minimum(n_before, 3) if all_known else g.window_of(known_before, 3)
+            yield "user_tag_recent_acc_3", g.ungroup(_acc(g.window_of(correct_before, 3), window_known, prior))
+            del window_known
+            g_seconds = g.grouped(seconds)
+            last_seen = g.previous(g_seconds, fill=-1, grouped=True)  # the tag's previous row: its last practice
+            since = np.where(last_seen >= 0, g_seconds - last_seen, 10 * 86400)
+            del g_seconds, last_seen
+            yield "tag_seconds_since", g.ungroup(np.log1p(np.clip(since, 0, None)).astype(np.float64))
         if name == "test":
-            sittings = g.sum_before(new_cycle) + new_cycle  # incl. the current one
-            yield "test_sittings_before", np.log1p(sittings - 1)
-        del n_before, g_known, user_acc
+            g_new = g.grouped(new_cycle)
+            sittings = g.sum_before(g_new, grouped=True) + g_new  # incl. the current one
+            yield "test_sittings_before", g.ungroup(np.log1p(sittings - 1))
+            del g_new, sittings
+        del n_before, g_correct, g_known, known_before, correct_before, user_acc
         groups.release(name)
-
-
-def _window_known(g: Grouping, known: np.ndarray, window: int, all_known: bool) -> np.ndarray:
-    """Answered rows among the previous ``window`` rows of the group (all of them when every row is answered)."""
-    return np.minimum(g.count_before(), window) if all_known else g.window_sum_before(known, window)

@@ -27,7 +27,14 @@ import pandas as pd
 from dkt_core.data.columns import LABEL, USER
 from dkt_core.features.encoders import CategoryEncoder, NumericScaler
 from dkt_core.features.ids import decompose_items
-from dkt_core.features.pipeline import ENCODED, FeaturePipeline, _base_columns, _factorize, _stat_keys
+from dkt_core.features.pipeline import (
+    ENCODED,
+    NUMERIC,
+    FeaturePipeline,
+    _base_columns,
+    _factorize,
+    _stat_keys,
+)
 from dkt_core.features.stats import STAT_KEYS, KeyStats, PopulationStats, fold_tables, oof_lookup, user_folds
 
 Frames = Callable[[], Iterable[pd.DataFrame]]  # a fresh iterator over the chunks on each call
@@ -96,6 +103,16 @@ class Moments:
             out.m2[c] = float(np.sum((x - out.mean[c]) ** 2)) if len(x) else 0.0
         return out
 
+    @classmethod
+    def of_columns(cls, columns: Iterable[tuple[str, np.ndarray]]) -> Moments:
+        """``of`` a chunk's columns given one at a time (each can be dropped once counted), in ``NUMERIC`` order."""
+        parts = [cls.of({c: v}) for c, v in columns]
+        out = cls()
+        for field_ in ("n", "mean", "m2"):
+            merged = {c: x for part in parts for c, x in getattr(part, field_).items()}
+            setattr(out, field_, {c: merged[c] for c in NUMERIC if c in merged})
+        return out
+
     def merge(self, other: Moments) -> None:
         for c, nb in other.n.items():
             na, ma, m2a = self.n.get(c, 0.0), self.mean.get(c, 0.0), self.m2.get(c, 0.0)
@@ -120,7 +137,7 @@ def fit(pipeline: FeaturePipeline, frames: Frames) -> ChunkedFit:
     state = fit_statistics(pipeline, frames)
     moments = Moments()
     for k, frame in enumerate(frames()):  # pass 2: the scaler
-        moments.merge(Moments.of(train_numeric(pipeline, state, frame, k)[1]))
+        moments.merge(train_moments(pipeline, state, frame, k))
     pipeline.scaler = moments.scaler()
     return state
 
@@ -202,6 +219,13 @@ def _train_pop(state: ChunkedFit, base: dict, index: int) -> dict[str, np.ndarra
         gid = np.fromiter((ids[u] for u in uniques), np.int64, len(uniques))[codes]
         pop[f"{name}_acc"], pop[f"{name}_pop"] = oof_lookup(state.tables[name], gid, fold, state.prior)
     return pop
+
+
+def train_moments(pipeline: FeaturePipeline, state: ChunkedFit, frame: pd.DataFrame, index: int) -> Moments:
+    """``Moments.of(train_numeric(...)[1])`` of training chunk number ``index`` (the scaler's pass), with one float64
+    column alive at a time instead of all of them."""
+    base = _base_columns(frame, state.item_test)
+    return Moments.of_columns(pipeline._numeric_columns(base, _train_pop(state, base, index), vectorised_elo=True))
 
 
 def train_matrix(pipeline: FeaturePipeline, state: ChunkedFit, frame: pd.DataFrame, index: int

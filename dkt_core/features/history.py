@@ -41,15 +41,27 @@ def history_columns(
     expected: np.ndarray,
     tag_acc: np.ndarray,
 ) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, float64 column) pairs. All arguments are arrays in row order (sorted by user, then time):
-    int codes, ``answer`` in {-1,0,1}, ``expected`` P(correct) by item difficulty (for the residuals),
-    ``tag_acc`` the tag's population accuracy (for the student's gap to it)."""
+    """(name, float64 column) pairs: the student's own rows (per student, per sitting), then the student x tag /
+    test / item / head families.
+
+    All arguments are arrays in row order (sorted by user, then time): int codes, ``answer`` in {-1,0,1},
+    ``expected`` P(correct) by item difficulty (for the residuals), ``tag_acc`` the tag's population accuracy
+    (for the student's gap to it)."""
+    user = groups.user
     all_known = bool((answer >= 0).all())  # labelled rows only (training, evaluation): counts are the sums
     known = answer >= 0
     correct = answer == 1  # 0/1 sums are exact integer sums (groupops): the same numbers as float sums
     resid = (answer == 1) - expected if all_known else np.where(answer >= 0, (answer == 1) - expected, 0.0)
+    # cycles: a sitting of one test; cycle id increases whenever the test changes within a user
+    new_cycle = np.ones(len(user), dtype=bool)
+    new_cycle[1:] = (test[1:] != test[:-1]) | (user[1:] != user[:-1])
+    yield from _own_columns(groups, answer, prior, all_known, known, correct, resid, new_cycle)
+    yield from _key_columns(groups, {"tag": tag, "test": test, "item": item, "head": head}, answer, seconds, prior,
+                            all_known, known, correct, resid, new_cycle, tag_acc)
 
-    user = groups.user
+
+def _own_columns(groups: UserGroupings, answer: np.ndarray, prior: float, all_known: bool, known: np.ndarray,
+                 correct: np.ndarray, resid: np.ndarray, new_cycle: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
     by_user = groups.by("user")
     pos = by_user.count_before()
     yield "user_cnt", np.log1p(pos)
@@ -71,18 +83,18 @@ def history_columns(
     yield "is_first", (pos == 0).astype(np.float64)
     del pos
 
-    # cycles: a sitting of one test; cycle id increases whenever the test changes within a user
-    new_cycle = np.ones(len(user), dtype=bool)
-    new_cycle[1:] = (test[1:] != test[:-1]) | (user[1:] != user[:-1])
     by_cycle = Grouping(np.cumsum(new_cycle))
     yield "cycle_pos", by_cycle.count_before().astype(np.float64)
     yield "cycle_acc", _acc(by_cycle.sum_before(correct), by_cycle.count_before() if all_known else
                             by_cycle.sum_before(known), prior)
-    del by_cycle
 
+
+def _key_columns(groups: UserGroupings, keys: dict[str, np.ndarray], answer: np.ndarray, seconds: np.ndarray,
+                 prior: float, all_known: bool, known: np.ndarray, correct: np.ndarray, resid: np.ndarray,
+                 new_cycle: np.ndarray, tag_acc: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
     # each user x key grouping: its inputs put in group order once, every result computed in group order
     # and put back in row order once (elementwise arithmetic: the same numbers either way)
-    for name, key in (("tag", tag), ("test", test), ("item", item), ("head", head)):
+    for name, key in keys.items():
         g = groups.by(name, key)
         n_before = g.count_before(grouped=True)
         yield f"user_{name}_cnt", g.ungroup(np.log1p(n_before))

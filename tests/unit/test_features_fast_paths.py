@@ -1,0 +1,120 @@
+"""The feature pipeline's fast paths give exactly the numbers of the plain ones (issue 15: same features, faster).
+
+Each shortcut is compared with the straightforward computation it replaces, bit for bit: user codes from runs
+vs ``pd.factorize``, seconds by integer division vs ``astype``, group-order sums and windows vs row-order ones,
+the all-answered Elo step vs the general one, the column-by-column scaled matrix vs scaling all columns at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dkt_core.data.groupops import Grouping, combine_codes
+from dkt_core.features import elo, pipeline
+from dkt_core.features.pipeline import (
+    NUMERIC,
+    FeaturePipeline,
+    _base_columns,
+    _seconds,
+    _stat_keys,
+    _user_codes,
+)
+
+
+@pytest.mark.parametrize("users", [
+    ["b", "b", "a", "a", "a", "c"],  # sorted per user: codes from runs
+    ["b", "a", "b", "c", "c", "a"],  # a user in two runs: factorized row by row
+    ["a", None, None, "b", "b", "b"],  # nulls: factorized row by row
+])
+def test_user_codes_are_factorize_codes(users, monkeypatch):
+    monkeypatch.setattr(pipeline, "RUNS_MIN_ROWS", 2)
+    s = pd.Series(users, dtype="str")
+    np.testing.assert_array_equal(_user_codes(s), pd.factorize(s)[0])
+    assert _user_codes(s).dtype == np.int64
+
+
+def test_a_user_in_two_runs_is_still_rejected(tiny_log, monkeypatch):
+    monkeypatch.setattr(pipeline, "RUNS_MIN_ROWS", 2)
+    users = tiny_log["userID"].unique()
+    frame = pd.concat([tiny_log[tiny_log["userID"] == users[0]].iloc[:5], tiny_log[tiny_log["userID"] == users[1]],
+                       tiny_log[tiny_log["userID"] == users[0]].iloc[5:]], ignore_index=True)
+    with pytest.raises(ValueError, match="sorted per user by time"):
+        _base_columns(frame)
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_seconds_round_down_like_astype(unit):
+    for stamps in (["2020-01-01 00:00:01.7", "2021-06-30 23:59:59.999", "1970-01-01"],
+                   ["1969-12-31 23:59:59.5", "2020-01-01", None]):  # before the epoch, NaT: the astype road
+        ts = pd.Series(pd.to_datetime(stamps, format="ISO8601")).astype(f"datetime64[{unit}]")
+        np.testing.assert_array_equal(_seconds(ts), ts.to_numpy().astype("datetime64[s]").astype(np.int64))
+
+
+def test_group_order_forms_equal_row_order_forms():
+    rng = np.random.default_rng(3)
+    codes = combine_codes(np.sort(rng.integers(0, 20, 3000)), rng.integers(0, 7, 3000))
+    g = Grouping(codes)
+    flags = rng.random(3000) < 0.6
+    floats = rng.normal(size=3000)
+    # integer sums of 0/1 values are the float sums, exactly
+    np.testing.assert_array_equal(g.sum_before(flags), g.sum_before(flags.astype(np.float64)))
+    for values in (flags, floats):
+        sums = g.sum_before(g.grouped(values), grouped=True)
+        np.testing.assert_array_equal(g.ungroup(sums), g.sum_before(values))
+        for w in (1, 3, 10):
+            windows = g.window_sum_before(values, w)
+            np.testing.assert_array_equal(g.ungroup(g.window_of(sums, w)), windows)
+            np.testing.assert_array_equal(g.ungroup(g.window_sum_before(g.grouped(values), w, grouped=True)), windows)
+    np.testing.assert_array_equal(g.ungroup(g.count_before(grouped=True)), g.count_before())
+    np.testing.assert_array_equal(g.ungroup(g.previous(g.grouped(floats), -1.0, grouped=True)), g.previous(floats, -1.0))
+    # the previous row of a group is its last row with an all-true mask
+    np.testing.assert_array_equal(g.previous(floats, -1.0), g.last_where_before(np.ones(3000, bool), floats, -1.0))
+
+
+def _elo_reference(user, pos, difficulty, answer):
+    """The Elo recursion as first written (general step, rows gathered per position): the numbers to keep."""
+    theta, answered, before = np.zeros(user.max() + 1), np.zeros(user.max() + 1), np.zeros(len(user))
+    order = np.argsort(pos, kind="stable")
+    bounds = np.searchsorted(pos[order], np.arange(int(pos.max()) + 2))
+    for p in range(len(bounds) - 1):
+        rows = order[bounds[p]:bounds[p + 1]]
+        u = user[rows]
+        t = theta[u]
+        before[rows] = t
+        y = answer[rows]
+        known = y >= 0
+        step = elo.K / (1.0 + elo.DECAY * answered[u]) * (np.where(known, y, 0) - elo._sigmoid(t - difficulty[rows]))
+        theta[u] = t + np.where(known, step, 0.0)
+        answered[u] += known
+    return before, elo._sigmoid(before - difficulty)
+
+
+@pytest.mark.parametrize("with_unknown", [False, True])
+def test_elo_fast_paths_keep_the_numbers(tiny_log, with_unknown):
+    user = pd.factorize(tiny_log["userID"])[0]
+    pos = Grouping(user).count_before()
+    answer = tiny_log["answerCode"].to_numpy().astype(np.int64)
+    if with_unknown:
+        answer = np.where(np.random.default_rng(0).random(len(answer)) < 0.1, -1, answer)
+    difficulty = np.random.default_rng(1).normal(size=len(user))
+    got = elo.elo_ratings(user, pos, difficulty, answer, vectorised=True)
+    for a, b in zip(got, _elo_reference(user, pos, difficulty, answer), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("with_unknown", [False, True])
+def test_matrix_equals_scaling_every_column(tiny_log, with_unknown):
+    """Columns scaled into the matrix one at a time = all columns computed, then scaled (the former road)."""
+    frame = tiny_log.copy()
+    if with_unknown:
+        frame.loc[frame.index[::7], "answerCode"] = -1
+    pipe = FeaturePipeline()
+    pipe.fit_transform(frame)
+    base = _base_columns(frame)
+    x = pipe._matrix(base, pipe.stats.transform(_stat_keys(base)))
+    base = _base_columns(frame)
+    columns = pipe._numeric(base, pipe.stats.transform(_stat_keys(base)))
+    assert list(columns) == list(NUMERIC) == list(pipe.scaler.mean)
+    np.testing.assert_array_equal(x, pipe.scaler.transform(columns))

@@ -8,18 +8,59 @@ extra all-zero padding row at the end.
 Windows are anchored at the start of the sequence, never at its end, so a row's prediction depends on
 its position and its past only — appending rows to a history never changes earlier predictions.
 Padding is on the right: with causal models the real positions never see it.
+
+The windows read rows through ``Sequences.gather``: ``SequenceData`` gathers from arrays in memory,
+``window_store.WindowStore`` reads the same rows from chunk files on disk (the out-of-core road). Window
+boundaries are computed from the sequence boundaries only, so both give the same windows and batches.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from dkt_core.data.columns import LABEL, USER
 from dkt_core.features.spec import FeatureSpec
+
+
+class Sequences(Protocol):
+    """What windows and batches need: the sequences' boundaries (positions ``[seq_start, seq_end)``; the rows of a
+    sequence are consecutive positions, in time order) and a way to gather windows of positions."""
+
+    seq_start: np.ndarray
+    seq_end: np.ndarray
+
+    @property
+    def n_rows(self) -> int: ...
+
+    def gather(self, start: np.ndarray, end: np.ndarray, width: int) -> Batch:
+        """The batch of windows ``[start, end)`` (positions), padded on the right to ``width``."""
+        ...
+
+    def labels(self) -> np.ndarray:
+        """Each row's label (float32, -1 = unknown) in frame order (the order ``Batch.rows`` indexes)."""
+        ...
+
+
+@dataclass(frozen=True)
+class SequenceLayout:
+    """How a feature frame is cut into sequences (the ``SeqConfig`` fields that decide it; the window length
+    does not: windows are cut when batches are made). Models with equal layouts read the same sequences."""
+
+    group_by: tuple[str, ...] = ()
+    split_every_tests: int = 0
+    test_column: str = "test"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "group_by", tuple(self.group_by))  # a list from JSON: hashable all the same
+
+    def build(self, frame: pd.DataFrame, spec: FeatureSpec) -> SequenceData:
+        return build_sequences(frame, spec, group_by=self.group_by, split_every_tests=self.split_every_tests,
+                               test_column=self.test_column)
 
 
 @dataclass
@@ -40,6 +81,15 @@ class SequenceData:
     @property
     def pad_row(self) -> int:
         return self.n_rows
+
+    def gather(self, start: np.ndarray, end: np.ndarray, width: int) -> Batch:
+        pos = start[:, None] + np.arange(width)[None, :]
+        valid = pos < end[:, None]
+        rows = np.where(valid, self.order[np.minimum(pos, self.n_rows - 1)], self.pad_row)
+        return Batch(self.cat[rows], self.num[rows], self.label[rows], valid, rows, np.where(valid, pos, -1))
+
+    def labels(self) -> np.ndarray:
+        return self.label[:self.n_rows]
 
 
 def _split_keys(frame: pd.DataFrame, group_by: Sequence[str], split_every_tests: int, test_column: str) -> np.ndarray:
@@ -89,7 +139,7 @@ def build_sequences(frame: pd.DataFrame, spec: FeatureSpec, *, group_by: Sequenc
     return SequenceData(cat, num, label, order.astype(np.int64), seq_start, seq_end)
 
 
-def predict_windows(data: SequenceData, max_seq_len: int, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def predict_windows(data: Sequences, max_seq_len: int, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Windows (start, end, first_written) covering every row exactly once for prediction.
 
     Window k of a sequence starts at k*stride; it writes positions it is the first window to give at
@@ -108,7 +158,7 @@ def predict_windows(data: SequenceData, max_seq_len: int, stride: int) -> tuple[
     return start, end, first
 
 
-def train_windows(data: SequenceData, max_seq_len: int, stride: int, rng: np.random.Generator | None) -> tuple[
+def train_windows(data: Sequences, max_seq_len: int, stride: int, rng: np.random.Generator | None) -> tuple[
         np.ndarray, np.ndarray]:
     """Training windows (start, end): stride windows over every sequence; with ``rng`` every sequence
     gets a random offset in [0, stride) this epoch (random windows), plus its first window."""
@@ -139,16 +189,12 @@ class Batch:
     pos: np.ndarray  # (B, T) position in ``order`` (-1 for padding)
 
 
-def make_batch(data: SequenceData, start: np.ndarray, end: np.ndarray, max_seq_len: int) -> Batch:
+def make_batch(data: Sequences, start: np.ndarray, end: np.ndarray, max_seq_len: int) -> Batch:
     width = int((end - start).max()) if len(start) else 0
-    width = min(width, max_seq_len)
-    pos = start[:, None] + np.arange(width)[None, :]
-    valid = pos < end[:, None]
-    rows = np.where(valid, data.order[np.minimum(pos, data.n_rows - 1)], data.pad_row)
-    return Batch(data.cat[rows], data.num[rows], data.label[rows], valid, rows, np.where(valid, pos, -1))
+    return data.gather(start, end, min(width, max_seq_len))
 
 
-def iterate_batches(data: SequenceData, start: np.ndarray, end: np.ndarray, batch_size: int, max_seq_len: int,
+def iterate_batches(data: Sequences, start: np.ndarray, end: np.ndarray, batch_size: int, max_seq_len: int,
                     rng: np.random.Generator | None = None) -> Iterator[tuple[Batch, np.ndarray]]:
     """Yield (batch, window indices); shuffled with ``rng``, else sorted by length (less padding)."""
     idx = rng.permutation(len(start)) if rng is not None else np.argsort(end - start, kind="stable")

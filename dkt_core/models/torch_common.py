@@ -1,6 +1,11 @@
 """What the torch sequence models share: the config fields, the input embedding and the DKTModel glue
 (fit through the shared training loop, windowed prediction, weights on disk).
 
+Two ways in, one loop: ``fit`` / ``predict_proba`` on feature frames in memory, ``fit_windows`` /
+``predict_store`` on ``window_store.WindowStore`` (the out-of-core road: the same sequences read from chunk files
+on disk, a batch at a time). Both go through the same windows, batches and seeded shuffles, so on the same
+features they train the same weights.
+
 A concrete model only defines its ``Config`` (subclass of ``SeqConfig``) and ``build_module``; its module
 maps (cat (B,T,C) int64, num (B,T,F) float32, valid (B,T) bool) to logits (B,T), where position t may only
 depend on positions <= t (causal). A row's own answer is never an input: the pipeline's ``prev_answer``
@@ -22,12 +27,14 @@ from dkt_core.features.spec import FeatureSpec
 from dkt_core.models.base import DKTModel, FitResult
 from dkt_core.models.sequences import (
     SequenceData,
-    build_sequences,
+    SequenceLayout,
+    Sequences,
     iterate_batches,
     predict_windows,
     train_windows,
 )
 from dkt_core.models.torch_loop import LoopConfig, default_threads, resolve_device, train_loop
+from dkt_core.models.window_store import WindowStore
 
 
 @dataclass
@@ -148,16 +155,19 @@ class TorchSequenceModel(DKTModel):
         return 0 if self.module is None else sum(p.numel() for p in self.module.parameters() if p.requires_grad)
 
     # -- data -------------------------------------------------------------------------------------------
-    def _sequences(self, frame: pd.DataFrame) -> SequenceData:
+    def layout(self) -> SequenceLayout:
+        """How this model cuts a feature frame into sequences (models with equal layouts share window stores)."""
         c = self.config
-        return build_sequences(frame, self.spec, group_by=c.group_by, split_every_tests=c.split_every_tests,
-                               test_column=c.test_column)
+        return SequenceLayout(tuple(c.group_by), c.split_every_tests, c.test_column)
 
-    def _predict_data(self, data: SequenceData, device: torch.device, batch_size: int = 256,
+    def _sequences(self, frame: pd.DataFrame) -> SequenceData:
+        return self.layout().build(frame, self.spec)
+
+    def _predict_data(self, data: Sequences, device: torch.device, batch_size: int = 256,
                       rows: np.ndarray | None = None) -> np.ndarray:
         """P(correct) per row of ``data`` (frame order), every row from its own past only. With ``rows``, only
         the windows that write those rows run (other rows stay 0): one window instead of three for the
-        target of a 200-row serving history."""
+        target of a 200-row serving history (``SequenceData`` only: it maps rows to positions)."""
         c = self.config
         out = np.zeros(data.n_rows, dtype=np.float64)
         if data.n_rows == 0:
@@ -187,8 +197,31 @@ class TorchSequenceModel(DKTModel):
     # -- DKTModel ---------------------------------------------------------------------------------------
     def fit(self, train: pd.DataFrame, valid: pd.DataFrame, spec: FeatureSpec, *, seed: int = 0,
             progress: bool = True) -> FitResult:
-        c = self.config
         self.spec = spec
+        return self._fit(self._sequences(train), self._sequences(valid), spec, seed, progress)
+
+    def fit_windows(self, train: WindowStore, valid: WindowStore, spec: FeatureSpec, *, seed: int = 0,
+                    progress: bool = True) -> FitResult:
+        """``fit`` on sequences read from disk (the out-of-core road): the same windows, batches and shuffles as
+        ``fit`` on the frames the stores were written from, so the same weights; only a batch is in memory."""
+        for store in (train, valid):
+            if store.layout != self.layout():
+                raise ValueError(f"window store cut with {store.layout}, but {self.name} reads {self.layout()}: "
+                                 "write the windows with this model's layout")
+            if (store.n_cat, store.n_num) != (len(spec.categorical), len(spec.numeric)):
+                raise ValueError(f"window store holds {store.n_cat} categorical and {store.n_num} numeric columns, "
+                                 f"the features {len(spec.categorical)} and {len(spec.numeric)}")
+        self.spec = spec
+        return self._fit(train, valid, spec, seed, progress)
+
+    def predict_store(self, store: WindowStore) -> np.ndarray:
+        """P(correct) of every row of a window store, in its frame order (the chunks' frames one after another)."""
+        if self.module is None:
+            raise RuntimeError(f"model {self.name!r} is not fitted; call fit() or load() first")
+        return self._predict_data(store, next(self.module.parameters()).device)
+
+    def _fit(self, tr: Sequences, va: Sequences, spec: FeatureSpec, seed: int, progress: bool) -> FitResult:
+        c = self.config
         prev_threads = torch.get_num_threads()
         torch.set_num_threads(default_threads(c.num_threads))
         try:
@@ -196,11 +229,10 @@ class TorchSequenceModel(DKTModel):
             self.module = self.build_module(spec)
             device = resolve_device(c.device)
             self.module.to(device)
-            tr, va = self._sequences(train), self._sequences(valid)
             stride = max(1, min(c.train_stride, c.max_seq_len))
             n_windows = len(train_windows(tr, c.max_seq_len, stride, None)[0])
             steps = -(-n_windows // c.batch_size)
-            va_labels = va.label[va.order]
+            va_labels = va.labels()  # frame order, like the predictions (AUC does not depend on the order)
             va_known = va_labels >= 0
             rng = np.random.default_rng(seed)
 
@@ -214,9 +246,8 @@ class TorchSequenceModel(DKTModel):
                            torch.from_numpy(mask).to(device))
 
             def validate() -> float:
-                probs = self._predict_data(va, device)[va.order]
-                y = va_labels[va_known]
-                return auc(y, probs[va_known])
+                probs = self._predict_data(va, device)
+                return auc(va_labels[va_known], probs[va_known])
 
             result = train_loop(self.module, self.module.loss, epoch_batches, steps, validate, c, seed=seed,
                                 progress=progress, desc=self.name)

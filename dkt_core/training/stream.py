@@ -2,16 +2,20 @@
 
 1. read + validate + curate (``data.stream``): the log becomes normalised chunks of whole users on disk;
 2. split by user (``data.split.user_buckets``, the same salt as ``prepare``), labelled rows only;
-3. features (``features.chunked``): fitted in passes over the training chunks, then written chunk by chunk as
-   float32 matrices (``FeatureSpec.tabular`` columns) next to their labels;
-4. LightGBM (``LGBMModel.fit_chunks``): its Dataset is built from the chunks on disk;
+3. features (``features.chunked``): fitted in passes over the training chunks, then written chunk by chunk, in
+   the forms the members read: float32 matrices (``FeatureSpec.tabular`` columns) next to their labels for a
+   model with ``fit_chunks`` (LightGBM), the sequences' rows (``models.window_store``) for a model with
+   ``fit_windows`` (the torch sequence models), one set per sequence layout;
+4. each member from the chunks on disk: LightGBM builds its Dataset from them, a sequence model reads a batch
+   of windows at a time;
 5. the validation users' predictions, chunk by chunk; metrics and ensemble weights on a hash sample of at
    most about ``eval_max_users`` validation users (its n is in metrics.json), then ``assemble`` as usual.
 
-Peak memory follows one chunk plus LightGBM's binned copy of the training rows (~1 byte per value), not the
-log. Every number equals the in-memory road's on the same log (tests/unit/test_out_of_core.py) except the
-metrics' sample and the two residual features' last float32 bit (see ``features.chunked``). Sequence
-models are not trained here: they read whole windows in memory (windows from disk are left, docs/models.md).
+Peak memory follows one chunk plus LightGBM's binned copy of the training rows (~1 byte per value), or one batch
+plus the window boundaries and per-row validation predictions for a sequence model, not the log. Every number
+equals the in-memory road's on the same log (tests/unit/test_out_of_core*.py) except the metrics' sample and the
+two residual features' last float32 bit (see ``features.chunked``). Members are told apart by what they offer
+(``fit_chunks`` or ``fit_windows``), never by name.
 """
 
 from __future__ import annotations
@@ -34,14 +38,31 @@ from dkt_core.data.split import user_buckets
 from dkt_core.data.stream import ChunkedLog, curate_chunks, read_chunk
 from dkt_core.features import chunked
 from dkt_core.features.pipeline import FeaturePipeline
-from dkt_core.models.lgbm import FeatureChunk, LGBMModel
+from dkt_core.models import MODELS, DKTModel, FitResult
+from dkt_core.models.lgbm import FeatureChunk
+from dkt_core.models.sequences import SequenceLayout
+from dkt_core.models.window_store import WindowChunk, WindowStore, write_chunk
 from dkt_core.settings import TrainSettings
 from dkt_core.training.config import TrainConfig
 from dkt_core.training.trainer import Member, Prepared, assemble, user_hashes
 
 log = logging.getLogger("dkt.train")
 EVAL_SALT = "eval-sample"
-OUT_OF_CORE_MODELS = ("lgbm",)
+MATRIX, WINDOWS = "matrix", "windows"  # what a member reads from disk
+
+
+def disk_input(model: type[DKTModel] | DKTModel) -> str | None:
+    """What a model trains from out of core: feature matrices (``fit_chunks`` / ``predict_chunk`` over
+    ``FeatureChunk``), sequence windows (``layout``, ``fit_windows`` / ``predict_store`` over ``WindowStore``),
+    or nothing (None: it cannot train out of core)."""
+    if all(hasattr(model, m) for m in ("layout", "fit_windows", "predict_store")):
+        return WINDOWS
+    if all(hasattr(model, m) for m in ("fit_chunks", "predict_chunk")):
+        return MATRIX
+    return None
+
+
+OUT_OF_CORE_MODELS = tuple(name for name, cls in MODELS.items() if disk_input(cls))
 
 
 def should_stream(path: str | Path, mode: str, settings: TrainSettings) -> bool:
@@ -114,12 +135,12 @@ def split_chunks(curated: ChunkedLog, directory: Path, config: TrainConfig) -> S
 
 def train_out_of_core(data_path: str | Path, out_dir: str | Path, config: TrainConfig, *,
                       settings: TrainSettings | None = None, progress: bool = True) -> Path:
-    """Train ``config.models`` (lgbm only) on the log at ``data_path`` out of core; write the artifact."""
+    """Train ``config.models`` on the log at ``data_path`` out of core; write the artifact."""
     unsupported = [m for m in config.models if m not in OUT_OF_CORE_MODELS]
     if unsupported:
         raise ValueError(f"out-of-core training trains {', '.join(OUT_OF_CORE_MODELS)} only, not {unsupported}: "
-                         "sequence models read their windows in memory; use --out-of-core never on a log that "
-                         "fits in memory for them")
+                         "they read their inputs in memory; use --out-of-core never on a log that fits in memory "
+                         "for them")
     settings = settings or TrainSettings()
     work = Path(tempfile.mkdtemp(prefix="dkt-train-", dir=settings.work_dir))
     try:
@@ -148,37 +169,57 @@ def _train(data_path: Path, out_dir: Path, config: TrainConfig, settings: TrainS
     log.info("data: %d rows, %d users (%s); split by user: %d train users, %d validation users", fp["rows"],
              fp["users"], fp["data_version"], split.n_train_users, split.n_valid_users)
 
+    models = {name: MODELS[name](config.model_config(name)) for name in config.models}
+    layouts = tuple(dict.fromkeys(m.layout() for m in models.values() if disk_input(m) == WINDOWS))
     t = time.perf_counter()
-    fs = build_features(split, work / "features", config, settings.eval_max_users, settings.feature_workers)
-    pipeline, spec, train_chunks, valid_chunks, sample = fs.pipeline, fs.pipeline.spec, fs.train, fs.valid, fs.sample
+    fs = build_features(split, work / "features", config, settings.eval_max_users, settings.feature_workers,
+                        matrices=any(disk_input(m) == MATRIX for m in models.values()), layouts=layouts)
+    spec, sample = fs.pipeline.spec, fs.sample
     stages.update(fs.seconds)
     shutil.rmtree(work / "split")
-    log.info("features: %d columns for %d train + %d validation rows in %.1fs", len(spec.tabular),
-             sum(map(_rows, train_chunks)), sum(map(_rows, valid_chunks)), time.perf_counter() - t)
-    fraction = fs.fraction
-
-    t = time.perf_counter()
-    model = LGBMModel(config.model_config("lgbm"))
-    fit = model.fit_chunks(train_chunks, valid_chunks, spec, seed=config.seed, progress=progress)
-    stages["lgbm_train"] = time.perf_counter() - t
-    t = time.perf_counter()
-    pred = np.concatenate([model.predict_chunk(c)[rows] for c, (rows, _, _) in zip(valid_chunks, sample, strict=True)])
-    stages["predict_valid"] = time.perf_counter() - t
+    log.info("features: %d columns for %d train + %d validation rows in %.1fs", len(spec.tabular), fs.train_rows,
+             fs.valid_rows, time.perf_counter() - t)
     valid = pd.DataFrame({USER: np.concatenate([s[1] for s in sample]),
                           LABEL: np.concatenate([s[2] for s in sample])})
     n_sample_users = int(valid[USER].nunique())
-    info = {"train_seconds": round(fit.seconds, 2), "best_iteration": fit.best_iteration,
-            "n_parameters": model.n_parameters(), "history": fit.history,
-            "out_of_core": {"train_rows": sum(map(_rows, train_chunks)), "valid_rows": sum(map(_rows, valid_chunks)),
-                            "validation_users": split.n_valid_users, "metrics_sample_users": n_sample_users,
-                            "metrics_sample_rule": f"user_buckets(userID, {EVAL_SALT!r}) < {fraction:.6g}",
-                            "chunks": len(train_chunks) + len(valid_chunks),
-                            "stage_seconds": {k: round(v, 2) for k, v in stages.items()}}}
-    prepared = Prepared(config=config, fingerprint=fp, pipeline=pipeline, train=pd.DataFrame(), valid=valid,
+    prepared_seconds = time.perf_counter() - t0  # the members' own time is in theirs
+    members = []
+    for i, (name, model) in enumerate(models.items(), 1):
+        log.info("[%d/%d] training %s out of core", i, len(models), name)
+        t = time.perf_counter()
+        fit, pred, own = _train_member(model, fs, config.seed, progress)
+        info = {"train_seconds": round(fit.seconds, 2), "best_iteration": fit.best_iteration,
+                "n_parameters": model.n_parameters(), "history": fit.history,
+                "out_of_core": {"train_rows": fs.train_rows, "valid_rows": fs.valid_rows,
+                                "validation_users": split.n_valid_users, "metrics_sample_users": n_sample_users,
+                                "metrics_sample_rule": f"user_buckets(userID, {EVAL_SALT!r}) < {fs.fraction:.6g}",
+                                "chunks": len(split.train) + len(split.valid), "reads": disk_input(model),
+                                "stage_seconds": {k: round(v, 2) for k, v in {**stages, **own}.items()}}}
+        members.append(Member(name, model, pred, info, time.perf_counter() - t))
+    prepared = Prepared(config=config, fingerprint=fp, pipeline=fs.pipeline, train=pd.DataFrame(), valid=valid,
                         n_train_users=split.n_train_users, n_valid_users=split.n_valid_users,
-                        train_user_hashes=sorted(split.hashes), seconds=time.perf_counter() - t0 - fit.seconds)
+                        train_user_hashes=sorted(split.hashes), seconds=prepared_seconds)
     log.info("validation metrics on %d of %d validation users (hash sample)", n_sample_users, split.n_valid_users)
-    return assemble(prepared, [Member("lgbm", model, pred, info, fit.seconds)], out_dir)
+    return assemble(prepared, members, out_dir)
+
+
+def _train_member(model: DKTModel, fs: FeatureSet, seed: int, progress: bool) -> tuple[FitResult, np.ndarray,
+                                                                                          dict[str, float]]:
+    """Fit one member from the chunks on disk; its predictions of the metrics sample's rows, and its stages' seconds."""
+    spec, t = fs.pipeline.spec, time.perf_counter()
+    if disk_input(model) == MATRIX:
+        fit = model.fit_chunks(fs.train, fs.valid, spec, seed=seed, progress=progress)
+        t_fit = time.perf_counter() - t
+        pred = np.concatenate([model.predict_chunk(c)[rows] for c, (rows, _, _) in zip(fs.valid, fs.sample,
+                                                                                          strict=True)])
+    else:
+        train_chunks, valid_chunks = fs.windows[model.layout()]
+        with WindowStore(train_chunks, spec) as tr, WindowStore(valid_chunks, spec) as va:
+            fit = model.fit_windows(tr, va, spec, seed=seed, progress=progress)
+            t_fit = time.perf_counter() - t
+            probs = model.predict_store(va)  # frame order: valid chunk k's rows start at va.offsets[k]
+            pred = np.concatenate([probs[va.offsets[k] + rows] for k, (rows, _, _) in enumerate(fs.sample)])
+    return fit, pred, {f"{model.name}_train": t_fit, f"{model.name}_predict_valid": time.perf_counter() - t - t_fit}
 
 
 @dataclass
@@ -186,18 +227,23 @@ class FeatureSet:
     """The fitted pipeline and the feature chunks on disk (training users: out-of-fold statistics)."""
 
     pipeline: FeaturePipeline
-    train: list[FeatureChunk]
+    train: list[FeatureChunk]  # empty unless matrices were written
     valid: list[FeatureChunk]
     sample: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # per valid chunk: (rows, userIDs, labels) sampled
     fraction: float  # of validation users in the metrics sample (by hash)
     seconds: dict[str, float]
+    # per sequence layout: the (train, valid) window chunks, chunk k of valid = chunk k of ``sample``
+    windows: dict[SequenceLayout, tuple[list[WindowChunk], list[WindowChunk]]] = field(default_factory=dict)
+    train_rows: int = 0
+    valid_rows: int = 0
 
 
-def build_features(split: Split, directory: Path, config: TrainConfig, eval_max_users: int, workers: int = 1
-                   ) -> FeatureSet:
-    """Fit the pipeline on the training chunks and write every chunk's feature matrix under ``directory``.
+def build_features(split: Split, directory: Path, config: TrainConfig, eval_max_users: int, workers: int = 1, *,
+                   matrices: bool = True, layouts: tuple[SequenceLayout, ...] = ()) -> FeatureSet:
+    """Fit the pipeline on the training chunks and write every chunk's features under ``directory``: its
+    feature matrix (with ``matrices``) and its sequences' rows for each of ``layouts``.
 
-    Pass 1 (statistics) runs here; the per-chunk passes (the scaler's moments, then the matrices) run in
+    Pass 1 (statistics) runs here; the per-chunk passes (the scaler's moments, then the chunks' files) run in
     ``workers`` processes, chunks in order: the moments are merged in chunk order, so the result does not
     depend on ``workers`` (tested)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -213,23 +259,31 @@ def build_features(split: Split, directory: Path, config: TrainConfig, eval_max_
     fraction = min(1.0, eval_max_users / split.n_valid_users)
     tasks = [("train", k, p, directory / f"train_{k:05d}") for k, p in enumerate(split.train)]
     tasks += [("valid", k, p, directory / f"valid_{k:05d}") for k, p in enumerate(split.valid)]
-    train, valid, sample = [], [], []
-    for kind, chunk, picked in _map(_matrix_task, tasks, workers, (pipeline, state, (split.item_test_valid, fraction))):
+    out = FeatureSet(pipeline, [], [], [], fraction, {}, {layout: ([], []) for layout in layouts})
+    for kind, chunk, windows, picked, n in _map(_features_task, tasks, workers,
+                                                (pipeline, state, (split.item_test_valid, fraction),
+                                                 (matrices, layouts))):
+        if chunk is not None:
+            (out.train if kind == "train" else out.valid).append(chunk)
+        for layout, w in zip(layouts, windows, strict=True):
+            out.windows[layout][0 if kind == "train" else 1].append(w)
         if kind == "train":
-            train.append(chunk)
+            out.train_rows += n
         else:
-            valid.append(chunk)
-            sample.append(picked)
-    return FeatureSet(pipeline, train, valid, sample, fraction,
-                      {"features_fit": t_fit, "features_write": time.perf_counter() - t})
+            out.valid_rows += n
+            out.sample.append(picked)
+    out.seconds = {"features_fit": t_fit, "features_write": time.perf_counter() - t}
+    return out
 
 
 # -- the per-chunk tasks: top-level functions, run in this process or in spawned workers ----------------------
 _TASK: dict = {}
 
 
-def _init_task(pipeline: FeaturePipeline, state: chunked.ChunkedFit, extra: object) -> None:
-    _TASK.update(pipeline=pipeline, state=state, extra=extra)
+def _init_task(pipeline: FeaturePipeline, state: chunked.ChunkedFit, extra: object,
+               outputs: tuple[bool, tuple[SequenceLayout, ...]] = (True, ())) -> None:
+    """``outputs``: (write the feature matrices, the sequence layouts whose windows to write)."""
+    _TASK.update(pipeline=pipeline, state=state, extra=extra, outputs=outputs)
 
 
 def _map(fn, items: list, workers: int, initargs: tuple):
@@ -255,16 +309,37 @@ def _moments_task(item: tuple[int, Path]) -> chunked.Moments:
     return chunked.Moments.of(chunked.train_numeric(_TASK["pipeline"], _TASK["state"], read_chunk(path), k)[1])
 
 
-def _matrix_task(item: tuple[str, int, Path, Path]) -> tuple[str, FeatureChunk, tuple | None]:
+def _features_task(item: tuple[str, int, Path, Path]) -> tuple[str, FeatureChunk | None, list[WindowChunk],
+                                                                 tuple | None, int]:
+    """One chunk's files: (kind, its feature matrix or None, its window chunks (one per layout), the metrics
+    sample's (rows, userIDs, labels) of a validation chunk, its number of rows)."""
     kind, k, path, stem = item
     pipeline, frame = _TASK["pipeline"], read_chunk(path)
-    if kind == "train":
-        x = pipeline.scaler.transform(chunked.train_numeric(pipeline, _TASK["state"], frame, k)[1])
-        return kind, _save(frame, x, stem), None
+    matrices, layouts = _TASK["outputs"]
     item_test, fraction = _TASK["extra"]
-    x = pipeline.scaler.transform(chunked.numeric(pipeline, frame, item_test)[1])
-    rows = np.flatnonzero(user_buckets(frame[USER], EVAL_SALT) < fraction)
-    return kind, _save(frame, x, stem), (rows, frame[USER].to_numpy()[rows], frame[LABEL].to_numpy()[rows])
+    if kind == "train":
+        base, x = chunked.train_matrix(pipeline, _TASK["state"], frame, k)
+    else:
+        base, x = chunked.matrix(pipeline, frame, item_test)
+    chunk = _save(frame, x, stem) if matrices else None
+    windows = []
+    if layouts:
+        features = pipeline._assemble(frame, base, x)  # the frame fit_transform / transform would give
+        spec = pipeline.spec
+        windows = [write_chunk(features, spec, layout, stem.with_name(f"{stem.name}_seq{j}"))
+                   for j, layout in enumerate(layouts)]
+    picked = None
+    if kind == "valid":
+        rows = np.flatnonzero(user_buckets(frame[USER], EVAL_SALT) < fraction)
+        picked = (rows, frame[USER].to_numpy()[rows], frame[LABEL].to_numpy()[rows])
+    return kind, chunk, windows, picked, len(frame)
+
+
+def _matrix_task(item: tuple[str, int, Path, Path]) -> tuple[str, FeatureChunk, tuple | None]:
+    """The feature matrix of one chunk (and a validation chunk's metrics sample): ``_features_task`` with the
+    default outputs (bench/bench_out_of_core.py's transform stage runs it)."""
+    kind, chunk, _, picked, _ = _features_task(item)
+    return kind, chunk, picked
 
 
 def _save(frame: pd.DataFrame, x: np.ndarray, stem: Path) -> FeatureChunk:
@@ -275,5 +350,3 @@ def _save(frame: pd.DataFrame, x: np.ndarray, stem: Path) -> FeatureChunk:
     return chunk
 
 
-def _rows(chunk: FeatureChunk) -> int:
-    return len(chunk.features())

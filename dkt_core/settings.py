@@ -415,8 +415,8 @@ for _name, _default, _doc, _reader in [
 
 # Issue 15 item 3: training a log larger than memory (dkt_core/training/stream.py, docs/models.md "Out of core")
 TRAIN_OUT_OF_CORE_ROWS = _var("DKT_TRAIN_OUT_OF_CORE_ROWS", 10_000_000, "`dkt train --out-of-core auto` trains "
-                              "out of core (lgbm only) from a Parquet log of at least this many rows (a CSV: "
-                              "--out-of-core always)", "train", kind="int", minimum=1)
+                              "out of core (every model: LightGBM from feature chunks, the sequence models from windows on disk) "
+                              "from a Parquet log of at least this many rows (a CSV: --out-of-core always)", "train", kind="int", minimum=1)
 TRAIN_CHUNK_USERS = _var("DKT_TRAIN_CHUNK_USERS", 4096, "out-of-core training: users per chunk (memory follows "
                          "their rows, ~1.2 M at the seed's density)", "train", kind="int", minimum=1)
 TRAIN_EVAL_MAX_USERS = _var("DKT_TRAIN_EVAL_MAX_USERS", 20_000, "out-of-core training: validation metrics and "
@@ -426,7 +426,8 @@ TRAIN_FEATURE_WORKERS = _var("DKT_TRAIN_FEATURE_WORKERS", 2, "out-of-core traini
                              "features of the chunks (each holds one chunk; the result does not depend on it)",
                              "train", kind="int", minimum=1)
 TRAIN_WORK_DIR = _var("DKT_TRAIN_WORK_DIR", None, "out-of-core training: scratch folder for chunks and feature "
-                      "files (~250 bytes per row, removed afterwards); empty: the system temp folder", "train",
+                      "files (~250 bytes per row, ~200 more for sequence models' windows; removed afterwards); empty: the "
+                      "system temp folder", "train",
                       kind="path")
 
 # --- the one parser --------------------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override a model config field (JSON value), e.g. lstm.max_epochs=3; repeatable")
     t.add_argument("--quiet", action="store_true", help="no progress bars (the per-epoch lines stay)")
     t.add_argument("--out-of-core", choices=("auto", "always", "never"), default="auto",
-                   help="train from chunks on disk (lgbm only; for logs larger than memory). auto: a Parquet log "
+                   help="train from chunks on disk (for logs larger than memory; sequence models read their windows "
+                        "from disk). auto: a Parquet log "
                         "of at least DKT_TRAIN_OUT_OF_CORE_ROWS rows; a CSV needs always (docs/models.md)")
     t.set_defaults(func=cmd_train)
 

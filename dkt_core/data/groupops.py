@@ -12,11 +12,12 @@ import numpy as np
 
 def combine_codes(*codes: np.ndarray) -> np.ndarray:
     """One int64 code per distinct combination of the given non-negative int code arrays."""
-    out = np.zeros(len(codes[0]), dtype=np.int64)
-    for c in codes:
+    out = np.asarray(codes[0], dtype=np.int64)
+    for c in codes[1:]:
         c = np.asarray(c, dtype=np.int64)
-        out = out * (int(c.max(initial=0)) + 1) + c
-    return out
+        out = out * (int(c.max(initial=0)) + 1)  # a new array: the first codes are not written to
+        out += c
+    return out if len(codes) > 1 else out.copy()
 
 
 class Grouping:

@@ -49,8 +49,16 @@ def elo_ratings(user: np.ndarray, pos: np.ndarray, difficulty: np.ndarray, answe
         y = answers[a:b]
         if all_known:
             # every earlier row answered: each student here has answered exactly p rows, so the step size is
-            # one number (the same float arithmetic as the array expression below)
-            theta[u] = t + K / (1.0 + DECAY * float(p)) * (y - _sigmoid(t - diffs[a:b]))
+            # one number; the operations of the expression below, in place (the same float arithmetic)
+            x = np.subtract(t, diffs[a:b])
+            np.negative(x, out=x)
+            np.exp(x, out=x)
+            x += 1.0
+            np.divide(1.0, x, out=x)  # sigmoid(t - d)
+            np.subtract(y, x, out=x)
+            x *= K / (1.0 + DECAY * float(p))
+            x += t
+            theta[u] = x
             continue
         known = y >= 0
         step = K / (1.0 + DECAY * answered[u]) * (np.where(known, y, 0) - _sigmoid(t - diffs[a:b]))

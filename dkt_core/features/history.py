@@ -74,7 +74,7 @@ def _own_columns(groups: UserGroupings, answer: np.ndarray, prior: float, all_kn
         yield f"recent_acc_{w}", _acc(by_user.window_of(u_correct, w), w_known, prior)
     del u_known, u_correct, w_known
     prev = by_user.previous(answer, fill=-2)  # -2: no previous row
-    yield "prev_answer_num", np.where(prev >= 0, prev, 0.5).astype(np.float64)
+    yield "prev_answer_num", np.where(prev >= 0, prev, 0.5)  # float64
     del prev
     # correct streak: rows since the last wrong answer (or since the start)
     last_wrong = by_user.last_where_before(answer == 0, pos, fill=-1)
@@ -118,7 +118,7 @@ def _key_columns(groups: UserGroupings, keys: dict[str, np.ndarray], answer: np.
             last_seen = g.previous(g_seconds, fill=-1, grouped=True)  # the tag's previous row: its last practice
             since = np.where(last_seen >= 0, g_seconds - last_seen, 10 * 86400)
             del g_seconds, last_seen
-            yield "tag_seconds_since", g.ungroup(np.log1p(np.clip(since, 0, None)).astype(np.float64))
+            yield "tag_seconds_since", g.ungroup(np.log1p(np.clip(since, 0, None, out=since)))
         if name == "test":
             g_new = g.grouped(new_cycle)
             sittings = g.sum_before(g_new, grouped=True) + g_new  # incl. the current one

@@ -53,9 +53,8 @@ def elapsed_seconds(user_codes: np.ndarray, timestamps: pd.Series | np.ndarray) 
     """
     ts = timestamps if isinstance(timestamps, np.ndarray) and timestamps.dtype == np.int64 else \
         np.asarray(timestamps).astype("datetime64[s]").astype(np.int64)
-    gap = np.zeros(len(ts), dtype=np.float64)
-    gap[1:] = ts[1:] - ts[:-1]
-    first = np.ones(len(ts), dtype=bool)
-    first[1:] = user_codes[1:] != user_codes[:-1]
-    gap[first] = 0.0
-    return np.clip(gap, 0, ELAPSED_CAP_S)
+    gap = np.empty(len(ts), dtype=np.float64)
+    gap[:1] = 0.0
+    np.subtract(ts[1:], ts[:-1], out=gap[1:])  # int64 differences, stored as float64 (exact)
+    gap[1:][user_codes[1:] != user_codes[:-1]] = 0.0  # a user's first row
+    return np.clip(gap, 0, ELAPSED_CAP_S, out=gap)

@@ -118,3 +118,16 @@ def test_matrix_equals_scaling_every_column(tiny_log, with_unknown):
     columns = pipe._numeric(base, pipe.stats.transform(_stat_keys(base)))
     assert list(columns) == list(NUMERIC) == list(pipe.scaler.mean)
     np.testing.assert_array_equal(x, pipe.scaler.transform(columns))
+
+
+@pytest.mark.parametrize("n", [1, 2, 8191, 8193, 100_003])
+def test_scaler_moments_equal_the_nan_aware_forms(n):
+    from dkt_core.features.encoders import NumericScaler
+
+    rng = np.random.default_rng(n)
+    for values in (rng.normal(3.0, 7.0, n), np.log1p(rng.integers(0, 500, n).astype(float)), rng.normal(size=2 * n)[::2]):
+        std = float(np.nanstd(values))
+        assert NumericScaler.moments(values) == (float(np.nanmean(values)), std if std > 0 else 1.0)
+    with_nan = rng.normal(size=n + 2)
+    with_nan[::3] = np.nan
+    assert NumericScaler.moments(with_nan) == (float(np.nanmean(with_nan)), float(np.nanstd(with_nan)))

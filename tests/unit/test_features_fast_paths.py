@@ -131,3 +131,22 @@ def test_scaler_moments_equal_the_nan_aware_forms(n):
     with_nan = rng.normal(size=n + 2)
     with_nan[::3] = np.nan
     assert NumericScaler.moments(with_nan) == (float(np.nanmean(with_nan)), float(np.nanstd(with_nan)))
+
+
+def test_item_decomposition_arrow_road_equals_per_item_road():
+    from dkt_core.features import ids
+
+    items = np.array(["A060001001", "a123456789", "A06000100", "A0600010011", "12345", "B999000123", "A06000100x",
+                      "", "Z000000000", "A060 01001", "1060001001", "A060001001\n"], dtype=object)
+    tests = np.array([f"T{i}" for i in range(len(items))], dtype=object)
+    arrow = ids._decompose_arrow(items, tests)
+    per_item = {k: [] for k in arrow}
+    for item, test in zip(items, tests, strict=True):
+        for k, v in zip(("head", "mid", "tail", "paper", "mid_tail", "tail_num"), ids._parts(item, test), strict=True):
+            per_item[k].append(v)
+    for k, v in arrow.items():
+        assert v.tolist() == per_item[k], k
+    assert arrow["tail_num"].dtype == np.float64 and arrow["head"].dtype == object
+    # non-ASCII or non-string ids: the per-item road (Python's \d is wider than [0-9])
+    assert ids._decompose_arrow(np.array(["A٠٦٠٠٠١٠٠١"], dtype=object), np.array(["T"], dtype=object)) is None
+    assert ids._decompose_arrow(np.array([12345], dtype=object), np.array(["T"], dtype=object)) is None

@@ -66,12 +66,20 @@ def elo_ratings(user: np.ndarray, pos: np.ndarray, difficulty: np.ndarray, answe
         answered[u] += known
     before = np.empty(len(user))
     before[order] = before_sorted
-    return before, _sigmoid(before - difficulty)
+    del before_sorted
+    p_correct = np.subtract(before, difficulty)  # _sigmoid(before - difficulty), in place
+    np.negative(p_correct, out=p_correct)
+    np.exp(p_correct, out=p_correct)
+    p_correct += 1.0
+    return before, np.divide(1.0, p_correct, out=p_correct)
 
 
 def difficulty_from_accuracy(acc: np.ndarray) -> np.ndarray:
     acc = np.clip(acc, 1e-3, 1 - 1e-3)
-    return -np.log(acc / (1 - acc))
+    odds = np.subtract(1, acc)  # -log(acc / (1 - acc)), in place
+    np.divide(acc, odds, out=odds)
+    np.log(odds, out=odds)
+    return np.negative(odds, out=odds)
 
 
 def _per_student(user: np.ndarray, difficulty: np.ndarray, answer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

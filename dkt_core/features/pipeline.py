@@ -106,7 +106,14 @@ class FeaturePipeline:
         codes = {k: key[0] for k, key in _stat_keys(base).items()}
         # item difficulty shrunk towards its test's accuracy instead of the global one: most items have
         # few answers, and their test says more about them than the population does
-        item_acc_h = pop["item_acc"] + SMOOTHING * (pop["test_acc"] - prior) / (np.expm1(pop["item_pop"]) + SMOOTHING)
+        # item_acc + SMOOTHING * (test_acc - prior) / (expm1(item_pop) + SMOOTHING), in place
+        item_acc_h = np.subtract(pop["test_acc"], prior)
+        item_acc_h *= SMOOTHING
+        shrink = np.expm1(pop["item_pop"])
+        shrink += SMOOTHING
+        item_acc_h /= shrink
+        del shrink
+        item_acc_h += pop["item_acc"]
         tag_acc = pop["tag_acc"]
         while pop:
             yield pop.popitem()

@@ -174,3 +174,31 @@ def test_train_out_of_core_sequence_members_and_ensemble(tiny_log_csv, tmp_path)
     np.testing.assert_allclose(p_ooc["lstm"], p_mem["lstm"], rtol=0, atol=1e-4)
     np.testing.assert_allclose(Predictor.load(ooc).predict_frame(frame), Predictor.load(mem).predict_frame(frame),
                                rtol=0, atol=1e-3)
+
+
+def test_cli_out_of_core_sequence_models(tiny_log_csv, tmp_path, monkeypatch):
+    """`dkt train --out-of-core always --models lstm_attn,bert,saint`: the other three sequence models through the
+    CLI, one window store shared by their one layout, the ensemble over them, an artifact that serves."""
+    from dkt_core.cli import main
+    from dkt_core.data.validate import validate_file
+    from dkt_core.predict import Predictor
+
+    monkeypatch.setenv("DKT_TRAIN_CHUNK_USERS", "11")
+    monkeypatch.setenv("DKT_TRAIN_WORK_DIR", str(tmp_path))
+    names = ["lstm_attn", "bert", "saint"]
+    options = [a for n in names for k, v in dataclasses.asdict(tiny(n, max_epochs=1)).items()
+               for a in ("--option", f"{n}.{k}={json.dumps(v)}")]
+    out = tmp_path / "art"
+    assert main(["train", "--data", str(tiny_log_csv), "--out", str(out), "--quiet", "--out-of-core", "always",
+                 "--models", ",".join(names), *options]) == 0
+    assert not list(tmp_path.glob("dkt-train-*"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    for n in names:
+        m = metrics["validation"][n]
+        assert m["out_of_core"]["reads"] == "windows" and m["out_of_core"]["chunks"] >= 6
+        assert m["n_rows"] == metrics["validation"]["ensemble"]["n_rows"] > 0 and m["auc_all"] > 0.6
+    assert set(metrics["ensemble_weights"]) == set(names)
+    frame = validate_file(tiny_log_csv).valid
+    users = frame["userID"].unique()[:3]
+    p = Predictor.load(out).predict_frame(frame[frame["userID"].isin(users)].reset_index(drop=True))
+    assert len(p) and np.isfinite(p).all() and ((p > 0) & (p < 1)).all()

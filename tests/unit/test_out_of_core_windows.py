@@ -202,3 +202,37 @@ def test_cli_out_of_core_sequence_models(tiny_log_csv, tmp_path, monkeypatch):
     users = frame["userID"].unique()[:3]
     p = Predictor.load(out).predict_frame(frame[frame["userID"].isin(users)].reset_index(drop=True))
     assert len(p) and np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
+
+
+def test_windows_written_by_feature_workers(tiny_log_csv, tmp_path):
+    """The training road's window chunks (build_features with a layout, in two spawned workers or here) hold exactly
+    the windows of the in-memory road's features of the same users."""
+    from dkt_core.data.stream import curate_chunks
+    from dkt_core.training.config import TrainConfig
+    from dkt_core.training.stream import build_features, split_chunks
+
+    cfg = TrainConfig(models=["lstm"])
+    layout = MODELS["lstm"](cfg.model_config("lstm")).layout()
+    split = split_chunks(curate_chunks(tiny_log_csv, tmp_path / "c", chunk_users=5), tmp_path / "s", cfg)
+    one = build_features(split, tmp_path / "one", cfg, 10_000, workers=1, matrices=False, layouts=(layout,))
+    two = build_features(split, tmp_path / "two", cfg, 10_000, workers=2, matrices=False, layouts=(layout,))
+    assert not one.train and not one.valid  # no LightGBM matrices asked for
+    assert len(one.windows[layout][0]) >= 4 and len(one.windows[layout][1]) >= 2
+    for kind in (0, 1):
+        for a, b in zip(one.windows[layout][kind], two.windows[layout][kind], strict=True):
+            assert a.rows.read_bytes() == b.rows.read_bytes() and a.seq.read_bytes() == b.seq.read_bytes()
+    # the in-memory road on the same users: validation users' features from the fitted pipeline
+    from dkt_core.data.validate import validate_file
+
+    valid_users = np.concatenate([s[1] for s in one.sample])
+    frame = validate_file(tiny_log_csv).valid
+    frame = frame[frame["userID"].isin(set(valid_users)) & (frame["answerCode"] >= 0)].reset_index(drop=True)
+    memory = layout.build(one.pipeline.transform(frame), one.pipeline.spec)
+    with WindowStore(one.windows[layout][1], one.pipeline.spec) as disk:
+        np.testing.assert_array_equal(disk.seq_end - disk.seq_start, memory.seq_end - memory.seq_start)
+        start, end, _ = predict_windows(memory, 24, 8)
+        for (a, _), (b, _) in zip(iterate_batches(memory, start, end, 32, 24),
+                                  iterate_batches(disk, start, end, 32, 24), strict=True):
+            for field in ("cat", "label", "valid", "rows", "pos"):
+                np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+            np.testing.assert_allclose(a.num, b.num, rtol=0, atol=1e-5)  # the residuals' last float32 bit

@@ -146,7 +146,7 @@ class FeaturePipeline:
         """The scaled numeric features as one column-major float32 (rows, columns) matrix in the scaler's order;
         ``fit``: fit the scaler on them first (columns in ``NUMERIC`` order). Each column is scaled into the
         matrix as soon as it is computed, so only a few float64 columns are alive at a time (consumes ``pop``).
-        One thread: two threads (numpy releases the GIL) were slower here, 2 shared cores (measured)."""
+        (One thread: two, one per feature family, measured slower on the 2 shared cores.)"""
         names = list(NUMERIC) if fit else list(self.scaler.mean)
         where = {c: j for j, c in enumerate(names)}
         out = np.empty((len(base["answer"]), len(names)), dtype=np.float32, order="F")
@@ -189,8 +189,9 @@ class FeaturePipeline:
         prev[base["groups"].by("user").count_before() == 0] = 1
         index = frame.index
         users = frame[USER]
-        # an Arrow string column is shared as it is (immutable); anything else goes through numpy as before
-        users = users.array if isinstance(users.dtype, pd.StringDtype) else users.to_numpy()
+        # a column of the string dtype pandas gives ids anyway is shared as it is (Arrow: immutable); anything
+        # else goes through numpy and pandas' inference, as before
+        users = users.array if len(users) and users.dtype == _INFERRED_STR else users.to_numpy()
         blocks = [
             pd.DataFrame({USER: users}, index=index),
             pd.DataFrame(codes, columns=names, index=index, copy=False),
@@ -241,6 +242,7 @@ def _factorize(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64, copy=False), np.asarray(uniques, dtype=object)
 
 
+_INFERRED_STR = pd.Series(np.array(["id"], dtype=object)).dtype  # what a column of Python strings becomes
 RUNS_MIN_ROWS = 10_000  # below this the Arrow kernels' call overhead outweighs hashing every row (serving)
 
 

@@ -150,3 +150,18 @@ def test_item_decomposition_arrow_road_equals_per_item_road():
     # non-ASCII or non-string ids: the per-item road (Python's \d is wider than [0-9])
     assert ids._decompose_arrow(np.array(["A٠٦٠٠٠١٠٠١"], dtype=object), np.array(["T"], dtype=object)) is None
     assert ids._decompose_arrow(np.array([12345], dtype=object), np.array(["T"], dtype=object)) is None
+
+
+def test_elo_rows_in_any_order_give_the_same_ratings(tiny_log):
+    """Rows not grouped by student (not the pipeline's layout) take the per-position gather road: same numbers."""
+    user = pd.factorize(tiny_log["userID"])[0]
+    pos = Grouping(user).count_before()
+    answer = np.where(np.random.default_rng(2).random(len(user)) < 0.1, -1,
+                      tiny_log["answerCode"].to_numpy().astype(np.int64))
+    difficulty = np.random.default_rng(3).normal(size=len(user))
+    perm = np.random.default_rng(4).permutation(len(user))
+    grouped = elo.elo_ratings(user, pos, difficulty, answer, vectorised=True)
+    shuffled = elo.elo_ratings(user[perm], pos[perm], difficulty[perm], answer[perm], vectorised=True)
+    assert elo._position_major(user[perm], pos[perm], int(user.max()) + 1) is None
+    for a, b in zip(shuffled, grouped, strict=True):
+        np.testing.assert_array_equal(a, b[perm])

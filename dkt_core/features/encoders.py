@@ -12,6 +12,14 @@ PAD, UNKNOWN = 0, 1  # reserved codes; known values start at 2
 VECTOR_LOOKUP_MIN = 500  # above this many values a pandas index lookup beats a Python dict loop
 
 
+def as_strings(values: np.ndarray) -> np.ndarray:
+    """``values.astype(str)`` for a lookup in an index of strings; an object array that holds only strings is
+    used as it is (converting it to a fixed-width array only for pandas to convert it back cost 2x the lookup)."""
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=False) == "string":
+        return values
+    return values.astype(str)
+
+
 @dataclass
 class CategoryEncoder:
     vocab: list[str] = field(default_factory=list)
@@ -38,7 +46,7 @@ class CategoryEncoder:
         """Codes of ``values`` (callers pass distinct values, see transform_codes)."""
         values = np.asarray(values)
         if len(values) > VECTOR_LOOKUP_MIN:
-            codes = self._index.get_indexer(values.astype(str))
+            codes = self._index.get_indexer(as_strings(values))
             return np.where(codes >= 0, codes + 2, UNKNOWN).astype(np.int64)
         get = self._lookup.get
         return np.fromiter((get(str(v), UNKNOWN) for v in values), dtype=np.int64, count=len(values))

@@ -76,10 +76,20 @@ def _own_columns(groups: UserGroupings, answer: np.ndarray, prior: float, all_kn
     prev = by_user.previous(answer, fill=-2)  # -2: no previous row
     yield "prev_answer_num", np.where(prev >= 0, prev, 0.5)  # float64
     del prev
-    # correct streak: rows since the last wrong answer (or since the start)
-    last_wrong = by_user.last_where_before(answer == 0, pos, fill=-1)
-    yield "correct_streak", np.log1p(pos - last_wrong - 1)
+    # correct streak: rows since the last wrong answer (or since the start). With row numbers i: the last wrong
+    # row before i in the log, or the row before the user's first if that is later (no wrong answer yet)
+    row = np.arange(len(answer), dtype=np.int64)
+    last_wrong = np.where(answer == 0, row, -1)
+    np.maximum.accumulate(last_wrong, out=last_wrong)
+    streak = np.empty_like(last_wrong)
+    streak[:1] = -1
+    streak[1:] = last_wrong[:-1]
     del last_wrong
+    np.maximum(streak, row - pos - 1, out=streak)
+    np.subtract(row, streak, out=streak)
+    streak -= 1
+    yield "correct_streak", np.log1p(streak)
+    del row, streak
     yield "is_first", (pos == 0).astype(np.float64)
     del pos
 

@@ -15,7 +15,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from dkt_core.features.encoders import VECTOR_LOOKUP_MIN
+from dkt_core.features.encoders import VECTOR_LOOKUP_MIN, as_strings
 
 SMOOTHING = 5.0  # pseudo-answers at the global accuracy
 STAT_KEYS = ("item", "test", "tag", "head")
@@ -46,7 +46,7 @@ class KeyStats:
         index, correct_all, known_all = self._arrays
         uniques = np.asarray(uniques)
         if len(uniques) > VECTOR_LOOKUP_MIN:
-            pos = self._pd_index.get_indexer(uniques.astype(str))
+            pos = self._pd_index.get_indexer(as_strings(uniques))
         else:
             get = index.get
             pos = np.fromiter((get(str(u), -1) for u in uniques), dtype=np.int64, count=len(uniques))

@@ -165,3 +165,32 @@ def test_elo_rows_in_any_order_give_the_same_ratings(tiny_log):
     assert elo._position_major(user[perm], pos[perm], int(user.max()) + 1) is None
     for a, b in zip(shuffled, grouped, strict=True):
         np.testing.assert_array_equal(a, b[perm])
+
+
+def test_encoder_lookup_of_strings_as_they_are_equals_astype_str():
+    from dkt_core.features.encoders import VECTOR_LOOKUP_MIN, CategoryEncoder, as_strings
+
+    enc = CategoryEncoder.fit(np.array([str(i) for i in range(0, 3 * VECTOR_LOOKUP_MIN, 3)], dtype=object))
+    strings = np.array([str(i) for i in range(2 * VECTOR_LOOKUP_MIN)], dtype=object)
+    mixed = np.array(list(range(VECTOR_LOOKUP_MIN)) + [str(i) for i in range(VECTOR_LOOKUP_MIN)], dtype=object)
+    assert as_strings(strings) is strings and as_strings(mixed).dtype.kind == "U"
+    for values in (strings, mixed):
+        expected = enc._index.get_indexer(values.astype(str))
+        np.testing.assert_array_equal(enc.transform(values), np.where(expected >= 0, expected + 2, 1))
+    assert (enc.transform(mixed)[:3] == enc.transform(np.array(["0", "1", "2"], dtype=object))).all()
+
+
+def test_correct_streak_counts_rows_since_the_last_wrong_answer(tiny_log):
+    frame = tiny_log.copy()
+    frame.loc[frame.index[::11], "answerCode"] = -1  # rows to predict are not wrong answers
+    pipe = FeaturePipeline()
+    pipe.fit_transform(frame)
+    base = _base_columns(frame)
+    streak = pipe._numeric(base, pipe.stats.transform(_stat_keys(base)))["correct_streak"]
+    expected = []
+    for _, answers in frame.groupby("userID", sort=False)["answerCode"]:
+        run = 0
+        for a in answers:
+            expected.append(run)
+            run = 0 if a == 0 else run + 1
+    np.testing.assert_array_equal(streak, np.log1p(np.array(expected, dtype=np.int64)))

@@ -306,7 +306,7 @@ def _map(fn, items: list, workers: int, initargs: tuple):
 
 def _moments_task(item: tuple[int, Path]) -> chunked.Moments:
     k, path = item
-    return chunked.Moments.of(chunked.train_numeric(_TASK["pipeline"], _TASK["state"], read_chunk(path), k)[1])
+    return chunked.train_moments(_TASK["pipeline"], _TASK["state"], read_chunk(path), k)
 
 
 def _features_task(item: tuple[str, int, Path, Path]) -> tuple[str, FeatureChunk | None, list[WindowChunk],

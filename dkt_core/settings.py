@@ -406,6 +406,7 @@ for _name, _default, _doc, _reader in [
     ("DKT_SCREENSHOT_DIR", "(the test's tmp dir)", "where the browser tests save page PNGs (`make client-screenshots`: "
      "docs/screenshots)", "tests"),
     ("DKT_TEST_API_PORT", "(free port)", "proxy port of the Swarm test stack", "tests"),
+    ("DKT_TEST_NODE_KILLS", "1", "node kills in a row in the multi-node Swarm kill test", "tests"),
     ("DKT_TESTSVC_NEVER_READY", "(empty)", "test image: never report ready", "tests"),
     ("DKT_TESTSVC_PREDICT_FAILS", "(empty)", "test image: /predict answers 500", "tests"),
     ("DKT_TESTSVC_READY_DELAY_S", "0", "test image: seconds before ready", "tests"),

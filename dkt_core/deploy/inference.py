@@ -34,6 +34,9 @@ class ServiceSpec:
     service: str = "service:DKTService"
     requirements: list[str] = field(default_factory=lambda: [".[serve]"])  # pip wheel arguments
     include_project: bool = True  # install dkt_core itself (the real service imports it)
+    # single-file, stdlib-only modules copied next to the service, for a service that does not install the
+    # project (the test fixture takes dkt_core/serving/one_write.py this way)
+    modules: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -99,6 +102,8 @@ def build_inference_image(spec: ServiceSpec, bentoml_home: Path, model_tag: str,
         if proc.returncode != 0:
             raise ImageError(f"building the project wheel failed:\n{proc.stderr[-2000:]}")
     shutil.copytree(spec.service_dir, ctx / "service", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for module in spec.modules:
+        shutil.copy2(module, ctx / "service" / Path(module).name)
     shutil.copytree(src, ctx / "models" / name / version)
     (ctx / "models" / name / "latest").write_text(version)
     build = build_image(ctx, DOCKER_DIR / "inference.Dockerfile", image, {

@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 
 from dkt_core.deploy.inference import InferenceImage, ServiceSpec, build_inference_image
-from dkt_core.deploy.settings import DeploySettings
+from dkt_core.deploy.settings import REPO_ROOT, DeploySettings
 from tests.conftest import skip_missing
 
 HERE = Path(__file__).resolve().parent
 TEST_SERVICE = ServiceSpec(service_dir=HERE / "testsvc", service="service:VersionService",
-                           requirements=["bentoml"], include_project=False)
+                           requirements=["bentoml"], include_project=False,
+                           modules=(REPO_ROOT / "dkt_core" / "serving" / "one_write.py",))
 
 
 def require_swarm():

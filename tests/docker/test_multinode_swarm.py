@@ -3,8 +3,8 @@
 image), the real compose.yaml deployed across them by dkt_core.deploy (images reach the nodes only through the
 node registry, which requires a login), and under bounded loopback load through the proxy:
 a rolling update across nodes and a worker node drained with 0 failed requests; a worker node killed (`docker
-kill`) with its replicas rescheduled and 0 failed requests of every kind the proxy can retry (a reply the dying
-node had already begun cannot be: see the kill test). Markers docker + slow; one cluster for the module (own name and free ports: the host's own swarm,
+kill`) with its replicas rescheduled and 0 failed requests (the service writes each reply in one socket write,
+so a dying node leaves no reply half sent; $DKT_TEST_NODE_KILLS repeats the kill). Markers docker + slow; one cluster for the module (own name and free ports: the host's own swarm,
 registry and stack are not touched). Numbers go to $DKT_HOME/bench/multinode.json.
 """
 
@@ -160,9 +160,23 @@ def _wait(what: str, ok, timeout_s: float) -> float:
 
 def _worker_with_tasks(c: Cluster) -> str:
     placed = c.placement()
+    if all(h.endswith("-manager") for h in placed):
+        # Swarm does not move running tasks back to a node that rejoined (after the kill test, repeated with
+        # $DKT_TEST_NODE_KILLS, every replica can sit on the manager): a forced update spreads them again
+        # (`docker service update --force`, the documented way to rebalance)
+        c.node_cli("service", "update", "--force", "--detach", c.service)
+        _wait("replicas spread over the nodes again",
+              lambda: any(not h.endswith("-manager") for h in c.placement()) and sum(c.placement().values()) >= REPLICAS
+              and _update_done(c), 300)
+        placed = c.placement()
     workers = sorted((n, h) for h, n in placed.items() if not h.endswith("-manager"))
     assert workers, f"no inference task on a worker: {placed}"
     return workers[-1][1]
+
+
+def _update_done(c: Cluster) -> bool:
+    state = (c.manager.services.get(c.service).attrs.get("UpdateStatus") or {}).get("State")
+    return state in (None, "completed")
 
 
 def test_the_nodes_pull_from_the_registry_and_serve(cluster):
@@ -235,10 +249,12 @@ def _proxy_log(c: Cluster, since: int) -> dict:
             "other": [x for x in lines if x not in connect][-20:]}
 
 
-def test_killed_worker_node_replicas_are_rescheduled_with_zero_failed_requests(cluster):
+@pytest.mark.parametrize("kill", range(int(os.environ.get("DKT_TEST_NODE_KILLS", "1"))))
+def test_killed_worker_node_replicas_are_rescheduled_with_zero_failed_requests(cluster, kill):
     # A replica on a node that dies mid-request never answers and never resets the connection: the proxy's
     # upstream keepalive probes (2 s idle, 3 probes 1 s apart) give it up so nginx retries the request elsewhere.
     assert _proxy_keepalive(cluster) == ["2", "1", "3"]
+    key = "kill" if kill == 0 else f"kill_{kill + 1}"
     victim = _worker_with_tasks(cluster)
     container = cluster.node_container(victim)
     gen = _load(cluster)
@@ -251,17 +267,16 @@ def test_killed_worker_node_replicas_are_rescheduled_with_zero_failed_requests(c
         load = _finish(gen, gen.elapsed() + 3)
         placed = cluster.placement()
         states = {n.attrs["Description"]["Hostname"]: n.attrs["Status"]["State"] for n in cluster.manager.nodes.list()}
-        RESULTS["kill"] = {"node": victim, "rescheduled_s": round(rescheduled_s, 1), "placement": placed,
-                           "killed_at_s": round(t0, 1), **load.summary(), "proxy_log": _proxy_log(cluster, since)}
+        RESULTS[key] = {"node": victim, "rescheduled_s": round(rescheduled_s, 1), "placement": placed,
+                        "killed_at_s": round(t0, 1), **load.summary(), "proxy_log": _proxy_log(cluster, since)}
         assert states[victim] == "down", states
         assert victim not in placed and sum(placed.values()) == REPLICAS, placed
-        # Every request the proxy can retry succeeds. The one kind no proxy can retry: a reply whose header had
-        # already left a replica when its node died (nginx has passed the header on, the body never comes: the
-        # client sees the reply cut off). Measured in about 1 kill in 6 (docs/deploy.md "Several nodes"); each must
-        # be one that nginx logged as cut off while reading the body.
-        cut = load.errors.get("IncompleteReadError", 0)
-        assert load.failed - cut == 0, (load.summary(), RESULTS["kill"]["proxy_log"])
-        assert cut <= RESULTS["kill"]["proxy_log"]["cut_mid_reply"], (load.summary(), RESULTS["kill"]["proxy_log"])
+        # Every request succeeds. A reply cut off mid-body (its header had left the replica, its body never did)
+        # is the one kind no proxy can retry; it came in about 1 kill in 6 while the service wrote the header and
+        # the body in two socket writes (docs/deploy.md "Several nodes"): dkt_core.serving.one_write sends both
+        # in one, so the node dies either before the reply (retried) or after all of it.
+        assert load.failed == 0, (load.summary(), RESULTS[key]["proxy_log"])
+        assert RESULTS[key]["proxy_log"]["cut_mid_reply"] == 0, RESULTS[key]["proxy_log"]
         assert load.requests >= MIN_REQUESTS
         assert set(load.versions) == {"v2"}
     finally:
@@ -269,10 +284,11 @@ def test_killed_worker_node_replicas_are_rescheduled_with_zero_failed_requests(c
         # `make swarm-nodes` again brings the node back (idempotent: starts the stopped container, which rejoins)
         up = _script("swarm-nodes.sh", cluster.env)
     assert up.returncode == 0, up.stderr[-3000:]
-    RESULTS["kill"]["rejoined_s"] = round(_wait(
+    RESULTS[key]["rejoined_s"] = round(_wait(
         "the killed node ready again",
         lambda: {n.attrs["Description"]["Hostname"]: n.attrs["Status"]["State"]
                  for n in cluster.manager.nodes.list()}[victim] == "ready", 120), 1)
+
 
 def test_drained_node_tasks_move_with_zero_failed_requests(cluster):
     victim = _worker_with_tasks(cluster)

@@ -16,8 +16,14 @@ import time
 
 import bentoml
 
+try:  # the image carries the real service's one_write.py next to this file (TEST_SERVICE.modules)
+    from one_write import install as one_write_replies
+except ImportError:  # imported from the repository
+    from dkt_core.serving.one_write import install as one_write_replies
+
 MODEL_TAG = os.environ.get("DKT_MODEL_TAG", "dkt-model:latest")
 READY_DELAY_S = float(os.environ.get("DKT_TESTSVC_READY_DELAY_S", "1"))
+one_write_replies()  # like the real service: a reply's head and body in one socket write
 
 
 @bentoml.service(workers=1, traffic={"timeout": 10})

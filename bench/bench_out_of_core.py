@@ -80,7 +80,7 @@ def stage(name: str, path: Path, work: Path, rounds: int, workers: int) -> dict:
 
         pipeline = FeaturePipeline.load(work / "features" / "state")
         log = ChunkedLog.load(work / "curated")
-        from dkt_core.training.stream import _map, _matrix_task
+        from dkt_core.training.stream import _features_task, _map
 
         t = time.perf_counter()
         item_test = chunked.item_tests(log.frames(["assessmentItemID", "testId"]))  # each item's test (1st row)
@@ -88,8 +88,8 @@ def stage(name: str, path: Path, work: Path, rounds: int, workers: int) -> dict:
         out = work / "transform"
         out.mkdir(exist_ok=True)
         tasks = [("valid", k, log.directory / name, out / f"all_{k:05d}") for k, name in enumerate(log.chunks)]
-        done = list(_map(_matrix_task, tasks, workers, (pipeline, None, (item_test, 0.0))))
-        return {"rows": sum(len(c.labels()) for _, c, _ in done), "item_test_scan_s": scan}
+        done = list(_map(_features_task, tasks, workers, (pipeline, None, (item_test, 0.0))))  # matrices only
+        return {"rows": sum(n for *_, n in done), "item_test_scan_s": scan}
     raise ValueError(name)
 
 

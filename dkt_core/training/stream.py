@@ -335,13 +335,6 @@ def _features_task(item: tuple[str, int, Path, Path]) -> tuple[str, FeatureChunk
     return kind, chunk, windows, picked, len(frame)
 
 
-def _matrix_task(item: tuple[str, int, Path, Path]) -> tuple[str, FeatureChunk, tuple | None]:
-    """The feature matrix of one chunk (and a validation chunk's metrics sample): ``_features_task`` with the
-    default outputs (bench/bench_out_of_core.py's transform stage runs it)."""
-    kind, chunk, _, picked, _ = _features_task(item)
-    return kind, chunk, picked
-
-
 def _save(frame: pd.DataFrame, x: np.ndarray, stem: Path) -> FeatureChunk:
     """Write a chunk's feature matrix (C order: LightGBM reads rows) and labels."""
     chunk = FeatureChunk(stem.with_suffix(".x.npy"), stem.with_suffix(".y.npy"))

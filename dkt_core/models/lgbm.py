@@ -20,6 +20,7 @@ import pandas as pd
 from dkt_core.data.columns import LABEL
 from dkt_core.features.spec import FeatureSpec
 from dkt_core.models.base import DKTModel, FitResult
+from dkt_core.models.window_store import npy_header
 
 SMALL_BATCH_ROWS = 20_000
 
@@ -192,13 +193,8 @@ def _sequence(chunk: FeatureChunk):
 
         def __init__(self, path: Path) -> None:
             self.path = path
-            with path.open("rb") as f:
-                version = np.lib.format.read_magic(f)
-                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                    np.lib.format.read_array_header_2_0
-                shape, fortran, dtype = read_header(f)
-                self.offset = f.tell()
-            if fortran or dtype != np.float32 or len(shape) != 2:
+            shape, dtype, self.offset = npy_header(path)  # ValueError for a Fortran-ordered array
+            if dtype != np.float32 or len(shape) != 2:
                 raise ValueError(f"{path}: expected a C-ordered float32 matrix, got {dtype} {shape}")
             self.rows, self.width = shape
             self.row_bytes = self.width * 4

@@ -67,8 +67,9 @@ def write_chunk(frame: pd.DataFrame, spec: FeatureSpec, layout: SequenceLayout, 
     return chunk
 
 
-def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
-    """(shape, dtype, byte offset of the data) of a .npy file, reading only its header."""
+def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, byte offset of the data) of a C-ordered .npy file, reading only its header (the chunk files
+    here and LightGBM's feature chunks are read with positioned reads from that offset)."""
     with path.open("rb") as f:
         version = np.lib.format.read_magic(f)
         if version == (1, 0):
@@ -97,7 +98,7 @@ class WindowStore:
         sizes, self._data_offsets, starts, ends = [], [], [], []
         offset = 0
         for c in self.chunks:
-            shape, dtype, data_offset = _npy_header(c.rows)
+            shape, dtype, data_offset = npy_header(c.rows)
             if self.dtype is None:
                 self.dtype = dtype
             if dtype != self.dtype or len(shape) != 1 or dtype.names != ("cat", "num", "label", "row"):

@@ -25,6 +25,14 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def _sigmoid_inplace(x: np.ndarray) -> np.ndarray:
+    """``_sigmoid(x)`` written into ``x`` (the same float operations, no temporaries)."""
+    np.negative(x, out=x)
+    np.exp(x, out=x)
+    x += 1.0
+    return np.divide(1.0, x, out=x)
+
+
 def elo_ratings(user: np.ndarray, pos: np.ndarray, difficulty: np.ndarray, answer: np.ndarray, *,
                 vectorised: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(ability before each row, P(correct) = sigmoid(ability - difficulty)) in row order. ``vectorised``:
@@ -51,11 +59,7 @@ def elo_ratings(user: np.ndarray, pos: np.ndarray, difficulty: np.ndarray, answe
         if all_known:
             # every earlier row answered: each student here has answered exactly p rows, so the step size is
             # one number; the operations of the general step below, in place (the same float arithmetic)
-            x = np.subtract(t, diffs[a:b])
-            np.negative(x, out=x)
-            np.exp(x, out=x)
-            x += 1.0
-            np.divide(1.0, x, out=x)  # sigmoid(t - d)
+            x = _sigmoid_inplace(np.subtract(t, diffs[a:b]))
             np.subtract(y, x, out=x)
             x *= K / (1.0 + DECAY * float(p))
             np.add(t, x, out=t)
@@ -68,11 +72,7 @@ def elo_ratings(user: np.ndarray, pos: np.ndarray, difficulty: np.ndarray, answe
     before = np.empty(len(user))
     before[rows] = before_sorted
     del before_sorted
-    p_correct = np.subtract(before, difficulty)  # _sigmoid(before - difficulty), in place
-    np.negative(p_correct, out=p_correct)
-    np.exp(p_correct, out=p_correct)
-    p_correct += 1.0
-    return before, np.divide(1.0, p_correct, out=p_correct)
+    return before, _sigmoid_inplace(np.subtract(before, difficulty))
 
 
 def _position_major(user: np.ndarray, pos: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray] | None:

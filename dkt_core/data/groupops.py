@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dkt_core.data.deferred import InGroupOrder
+
 
 def combine_codes(*codes: np.ndarray) -> np.ndarray:
     """One int64 code per distinct combination of the given non-negative int code arrays."""
@@ -50,11 +52,12 @@ class Grouping:
 
     def ungroup(self, values: np.ndarray) -> np.ndarray:
         """``values`` in group order back in row order."""
-        if self.order is None:
-            return values
-        out = np.empty_like(values)
-        out[self.order] = values
-        return out
+        return values if self.order is None else InGroupOrder(values, self.order).materialise()
+
+    def ungroup_later(self, values: np.ndarray) -> np.ndarray | InGroupOrder:
+        """``ungroup(values)`` left to whoever writes the column (``dkt_core.data.deferred``): a feature column
+        that is only written away need not be put back in row order first."""
+        return values if self.order is None else InGroupOrder(values, self.order)
 
     def count_before(self, *, grouped: bool = False) -> np.ndarray:
         """Number of earlier rows in the same group (read-only: shared, not copied, where no reordering is needed)."""

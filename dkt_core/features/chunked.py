@@ -106,7 +106,7 @@ class Moments:
     @classmethod
     def of_columns(cls, columns: Iterable[tuple[str, np.ndarray]]) -> Moments:
         """``of`` a chunk's columns given one at a time (each can be dropped once counted), in ``NUMERIC`` order."""
-        parts = [cls.of({c: v}) for c, v in columns]
+        parts = [cls.of({c: np.asarray(v)}) for c, v in columns]  # deferred columns (features.pipeline) as arrays
         out = cls()
         for field_ in ("n", "mean", "m2"):
             merged = {c: x for part in parts for c, x in getattr(part, field_).items()}

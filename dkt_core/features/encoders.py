@@ -8,6 +8,8 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from dkt_core.data.deferred import Deferred
+
 PAD, UNKNOWN = 0, 1  # reserved codes; known values start at 2
 VECTOR_LOOKUP_MIN = 500  # above this many values a pandas index lookup beats a Python dict loop
 
@@ -89,8 +91,17 @@ class NumericScaler:
             self.transform_column(c, columns[c], out[:, j])
         return out
 
-    def transform_column(self, name: str, values: np.ndarray, out: np.ndarray) -> None:
-        """Write the scaled float32 ``values`` of column ``name`` into ``out`` (in place: no temporary)."""
-        # float32(value) - float32(mean), / float32(std): the cast is done inside the subtraction (one pass less)
-        np.subtract(values, np.float32(self.mean[name]), out=out, dtype=np.float32, casting="unsafe")
-        out /= np.float32(self.std[name])
+    def transform_column(self, name: str, values: np.ndarray | Deferred, out: np.ndarray) -> None:
+        """Write the scaled float32 ``values`` of column ``name`` into ``out`` (in place: no temporary). A deferred
+        column's gather or reordering is done on the scaled values (the same numbers: scaling is elementwise)."""
+        mean, std = np.float32(self.mean[name]), np.float32(self.std[name])
+
+        def scale(v: np.ndarray, o: np.ndarray) -> None:
+            # float32(value) - float32(mean), / float32(std): the cast is done inside the subtraction (one pass less)
+            np.subtract(v, mean, out=o, dtype=np.float32, casting="unsafe")
+            o /= std
+
+        if isinstance(values, Deferred):
+            values.write_scaled(scale, out)
+        else:
+            scale(values, out)

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from dkt_core.data.deferred import InGroupOrder
 from dkt_core.data.groupops import Grouping, UserGroupings
 
 PRIOR_STRENGTH = 2.0  # pseudo-answers at the prior accuracy, so a first attempt has a finite accuracy
@@ -40,9 +41,9 @@ def history_columns(
     prior: float,
     expected: np.ndarray,
     tag_acc: np.ndarray,
-) -> Iterator[tuple[str, np.ndarray]]:
+) -> Iterator[tuple[str, np.ndarray | InGroupOrder]]:
     """(name, float64 column) pairs: the student's own rows (per student, per sitting), then the student x tag /
-    test / item / head families.
+    test / item / head families (their columns in the grouping's order: ``np.asarray`` puts one in row order).
 
     All arguments are arrays in row order (sorted by user, then time): int codes, ``answer`` in {-1,0,1},
     ``expected`` P(correct) by item difficulty (for the residuals), ``tag_acc`` the tag's population accuracy
@@ -101,38 +102,42 @@ def _own_columns(groups: UserGroupings, answer: np.ndarray, prior: float, all_kn
 
 def _key_columns(groups: UserGroupings, keys: dict[str, np.ndarray], answer: np.ndarray, seconds: np.ndarray,
                  prior: float, all_known: bool, known: np.ndarray, correct: np.ndarray, resid: np.ndarray,
-                 new_cycle: np.ndarray, tag_acc: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
+                 new_cycle: np.ndarray, tag_acc: np.ndarray) -> Iterator[tuple[str, np.ndarray | InGroupOrder]]:
     # each user x key grouping: its inputs put in group order once, every result computed in group order
-    # and put back in row order once (elementwise arithmetic: the same numbers either way)
+    # (elementwise arithmetic: the same numbers either way) and left in it: ``ungroup_later`` lets the writer
+    # of the column put it back in row order as it writes it
     for name, key in keys.items():
         g = groups.by(name, key)
         n_before = g.count_before(grouped=True)
-        yield f"user_{name}_cnt", g.ungroup(np.log1p(n_before))
+        yield f"user_{name}_cnt", g.ungroup_later(np.log1p(n_before))
         g_correct = g.grouped(correct)
         g_known = None if all_known else g.grouped(known)
         known_before = n_before if all_known else g.sum_before(g_known, grouped=True)
         correct_before = g.sum_before(g_correct, grouped=True)
-        user_acc = g.ungroup(_acc(correct_before, known_before, prior))
-        yield f"user_{name}_acc", user_acc
-        if name == "item":
-            yield "user_item_last", g.ungroup(g.previous(g.grouped(answer), fill=-1, grouped=True).astype(np.float64))
+        user_acc = _acc(correct_before, known_before, prior)
         if name == "tag":
-            yield "tag_acc_gap", user_acc - tag_acc
+            yield "tag_acc_gap", g.ungroup_later(user_acc - g.grouped(tag_acc))
+        yield f"user_{name}_acc", g.ungroup_later(user_acc)
+        if name == "item":
+            last = g.previous(g.grouped(answer), fill=-1, grouped=True)
+            yield "user_item_last", g.ungroup_later(last.astype(np.float64))
+            del last
+        if name == "tag":
             resid_sum = g.sum_before(g.grouped(resid), grouped=True)
-            yield "user_tag_resid", g.ungroup(resid_sum / (known_before + PRIOR_STRENGTH))
+            yield "user_tag_resid", g.ungroup_later(resid_sum / (known_before + PRIOR_STRENGTH))
             del resid_sum
             window_known = np.minimum(n_before, 3) if all_known else g.window_of(known_before, 3)
-            yield "user_tag_recent_acc_3", g.ungroup(_acc(g.window_of(correct_before, 3), window_known, prior))
+            yield "user_tag_recent_acc_3", g.ungroup_later(_acc(g.window_of(correct_before, 3), window_known, prior))
             del window_known
             g_seconds = g.grouped(seconds)
             last_seen = g.previous(g_seconds, fill=-1, grouped=True)  # the tag's previous row: its last practice
             since = np.where(last_seen >= 0, g_seconds - last_seen, 10 * 86400)
             del g_seconds, last_seen
-            yield "tag_seconds_since", g.ungroup(np.log1p(np.clip(since, 0, None, out=since)))
+            yield "tag_seconds_since", g.ungroup_later(np.log1p(np.clip(since, 0, None, out=since)))
         if name == "test":
             g_new = g.grouped(new_cycle)
             sittings = g.sum_before(g_new, grouped=True) + g_new  # incl. the current one
-            yield "test_sittings_before", g.ungroup(np.log1p(sittings - 1))
+            yield "test_sittings_before", g.ungroup_later(np.log1p(sittings - 1))
             del g_new, sittings
         del n_before, g_correct, g_known, known_before, correct_before, user_acc
         groups.release(name)

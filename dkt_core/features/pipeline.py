@@ -9,7 +9,10 @@ next to the model so a retrained model always ships with its own encoders.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dkt_core.data.columns import LABEL, USER
+from dkt_core.data.deferred import Deferred, Gathered
 from dkt_core.data.groupops import UserGroupings
 from dkt_core.features.elo import difficulty_from_accuracy, elo_ratings
 from dkt_core.features.encoders import CategoryEncoder, NumericScaler
@@ -31,6 +35,7 @@ from dkt_core.features.stats import SMOOTHING, STAT_KEYS, PopulationStats, out_o
 # previous answer: 2 wrong, 3 correct, 1 none).
 CATEGORICAL = ["item", "test", "tag", "head", "mid", "tail", "mid_tail", "elapsed_bin", "prev_answer"]
 ENCODED = ["item", "test", "tag", "head", "mid", "tail", "mid_tail"]
+CODE_COLUMNS = [LABEL, *ENCODED, "elapsed_bin", "prev_answer"]  # the int64 block of a feature frame
 # The numeric features in the order a pipeline fits them (its scaler's order: the feature frame's columns)
 NUMERIC = (
     "user_cnt", "user_acc", "recent_acc_5", "recent_acc_10", "prev_answer_num", "correct_streak",
@@ -40,6 +45,8 @@ NUMERIC = (
     "head_acc", "head_pop", "item_acc_h", "user_resid", "user_tag_resid", "tag_acc_gap", "elo_theta", "elo_p",
     "elapsed_log", "user_elapsed_mean", "tail_num",
 )
+
+WRITE_AHEAD = 2  # computed columns waiting for the writer thread: each is a float64 column of the log
 
 
 @dataclass(frozen=True)
@@ -62,13 +69,13 @@ class FeaturePipeline:
         keys = _stat_keys(base)
         self.stats = PopulationStats.fit(keys, base["answer"])
         oof = out_of_fold(keys, base["answer"], base["user_code"], self.config.oof_folds, self.config.seed)
-        return self._assemble(frame, base, self._matrix(base, oof, fit=True))
+        return self._frame(frame, base, oof, fit=True)
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
         if self.stats is None or self.scaler is None:
             raise RuntimeError("FeaturePipeline must be fit (or loaded) before transform")
         base = _base_columns(frame)
-        return self._assemble(frame, base, self._matrix(base, self.stats.transform(_stat_keys(base))))
+        return self._frame(frame, base, self.stats.transform(_stat_keys(base)))
 
     @property
     def spec(self) -> FeatureSpec:
@@ -98,23 +105,26 @@ class FeaturePipeline:
         return pipe
 
     # -- internals -------------------------------------------------------------------------------------
-    def _numeric_columns(self, base: dict, pop: dict[str, np.ndarray], *, vectorised_elo: bool = False
-                         ) -> Iterator[tuple[str, np.ndarray]]:
-        """(name, float64 column) of every numeric feature, in no fixed order (``NUMERIC`` is the order). Consumes
-        ``pop`` (the population statistics per row): each column is dropped once it is not needed any more."""
+    def _numeric_columns(self, base: dict, pop: dict[str, np.ndarray | Deferred], *, vectorised_elo: bool = False,
+                         after_history: Callable[[], None] | None = None) -> Iterator[tuple[str, np.ndarray | Deferred]]:
+        """(name, float64 column) of every numeric feature, in no fixed order (``NUMERIC`` is the order). A column
+        may be deferred (``dkt_core.data.deferred``: ``np.asarray`` gives it), so that the writer does its last
+        gather or reordering. Consumes ``pop`` (the population statistics per row): each column is dropped once
+        it is not needed any more. ``after_history`` is called once the student-history columns are yielded and
+        their groupings dropped: from there on the fewest arrays are alive."""
         prior = self.stats.prior
         codes = {k: key[0] for k, key in _stat_keys(base).items()}
         # item difficulty shrunk towards its test's accuracy instead of the global one: most items have
         # few answers, and their test says more about them than the population does
         # item_acc + SMOOTHING * (test_acc - prior) / (expm1(item_pop) + SMOOTHING), in place
-        item_acc_h = np.subtract(pop["test_acc"], prior)
+        item_acc_h = np.subtract(np.asarray(pop["test_acc"]), prior)
         item_acc_h *= SMOOTHING
-        shrink = np.expm1(pop["item_pop"])
+        shrink = np.expm1(np.asarray(pop["item_pop"]))
         shrink += SMOOTHING
         item_acc_h /= shrink
         del shrink
-        item_acc_h += pop["item_acc"]
-        tag_acc = pop["tag_acc"]
+        item_acc_h += np.asarray(pop["item_acc"])
+        tag_acc = np.asarray(pop["tag_acc"])
         while pop:
             yield pop.popitem()
         yield "item_acc_h", item_acc_h
@@ -123,6 +133,8 @@ class FeaturePipeline:
             base["answer"], base["seconds"], prior, expected=item_acc_h, tag_acc=tag_acc,
         )
         del tag_acc
+        if after_history is not None:
+            after_history()
         difficulty = difficulty_from_accuracy(item_acc_h)
         del item_acc_h
         theta, p = elo_ratings(base["user_code"], base["pos"], difficulty, base["answer"], vectorised=vectorised_elo)
@@ -141,40 +153,63 @@ class FeaturePipeline:
         columns = dict(self._numeric_columns(base, pop, vectorised_elo=vectorised_elo))
         return {k: np.asarray(columns[k], dtype=np.float64) for k in NUMERIC}
 
-    def _matrix(self, base: dict, pop: dict[str, np.ndarray], *, vectorised_elo: bool = False, fit: bool = False
-                ) -> np.ndarray:
+    def _frame(self, frame: pd.DataFrame, base: dict, pop: dict[str, np.ndarray], *, fit: bool = False) -> pd.DataFrame:
+        """The feature frame of ``frame`` (``_matrix`` then ``_assemble``; consumes ``pop``). The int64 code block is
+        built on the writer thread while the last numeric columns (Elo, time) are computed: started once the
+        student-history groupings are dropped, so it does not add to the call's peak memory. (Started first, it
+        raised the peak by its 184 MiB on the 2.3 M-row log, and fresh memory is most of the system time here.)"""
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            codes: list[Future] = []
+            x = self._matrix(base, pop, fit=fit, writer=writer,
+                             after_history=lambda: codes.append(writer.submit(self._codes, base)))
+            return self._assemble(frame, base, x, codes[0].result())
+
+    def _matrix(self, base: dict, pop: dict[str, np.ndarray], *, vectorised_elo: bool = False, fit: bool = False,
+                writer: Executor | None = None, after_history: Callable[[], None] | None = None) -> np.ndarray:
         """The scaled numeric features as one column-major float32 (rows, columns) matrix in the scaler's order;
         ``fit``: fit the scaler on them first (columns in ``NUMERIC`` order). Each column is scaled into the
         matrix as soon as it is computed, so only a few float64 columns are alive at a time (consumes ``pop``).
-        (One thread: two, one per feature family, measured slower on the 2 shared cores.)"""
+        The scaling runs on one ``writer`` thread (its own when not given), at most ``WRITE_AHEAD`` columns behind
+        the computing one: numpy releases the GIL, so the writes (and the page faults of the fresh matrix) overlap
+        the next column's arithmetic. (Computing the feature families themselves on two threads measured slower
+        on the 2 shared cores: both allocate, and they contend for the memory.)"""
         names = list(NUMERIC) if fit else list(self.scaler.mean)
         where = {c: j for j, c in enumerate(names)}
         out = np.empty((len(base["answer"]), len(names)), dtype=np.float32, order="F")
         scaler = NumericScaler(mean=dict.fromkeys(names, 0.0), std=dict.fromkeys(names, 1.0)) if fit else self.scaler
-        done = set()
-        for name, values in self._numeric_columns(base, pop, vectorised_elo=vectorised_elo):
-            if name not in where:
-                continue
-            values = np.asarray(values, dtype=np.float64)
+
+        def write(name: str, values: np.ndarray | Deferred) -> None:
+            if fit or not isinstance(values, Deferred):
+                values = np.asarray(values, dtype=np.float64)
             if fit:
                 scaler.mean[name], scaler.std[name] = NumericScaler.moments(values)
             scaler.transform_column(name, values, out[:, where[name]])
-            done.add(name)
+
+        done = set()
+        with ExitStack() as stack:
+            if writer is None:
+                writer = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+            pending: deque[Future] = deque()
+            for name, values in self._numeric_columns(base, pop, vectorised_elo=vectorised_elo,
+                                                      after_history=after_history):
+                if name not in where:
+                    continue
+                pending.append(writer.submit(write, name, values))
+                del values  # the writer holds it until written
+                while len(pending) > WRITE_AHEAD:
+                    pending.popleft().result()
+                done.add(name)
+            for f in pending:
+                f.result()
         if missing := [c for c in names if c not in done]:
             raise KeyError(f"the fitted scaler has columns this pipeline does not compute: {missing}; "
                            "refit the features (dkt train) with this version")
         self.scaler = scaler
         return out
 
-    def _assemble(self, frame: pd.DataFrame, base: dict, numeric: np.ndarray | dict[str, np.ndarray]
-                  ) -> pd.DataFrame:
-        """The feature frame: user ids, one column-major int64 block (label and categorical codes) and the scaled
-        float32 ``numeric`` matrix (``_matrix``; unscaled columns by name, as ``_numeric`` gives them, are scaled
-        here), joined without re-stacking; each block is written once."""
-        if isinstance(numeric, dict):
-            numeric = self.scaler.transform(numeric)
-        names = [LABEL, *ENCODED, "elapsed_bin", "prev_answer"]
-        codes = np.empty((len(frame), len(names)), dtype=np.int64, order="F")
+    def _codes(self, base: dict) -> np.ndarray:
+        """The (rows, ``CODE_COLUMNS``) column-major int64 block: label, encoded ids, elapsed bin, previous answer."""
+        codes = np.empty((len(base["answer"]), len(CODE_COLUMNS)), dtype=np.int64, order="F")
         answer = base["answer"]
         codes[:, 0] = answer
         for j, c in enumerate(ENCODED, start=1):
@@ -186,7 +221,18 @@ class FeaturePipeline:
         # previous answer: 2 wrong, 3 correct, 1 none (first row of a user, or a row to predict)
         prev = codes[:, 2 + len(ENCODED)]
         np.take(np.array([1, 2, 3], dtype=np.int64), answer[:-1] + 1, out=prev[1:])
-        prev[base["groups"].by("user").count_before() == 0] = 1
+        prev[base["pos"] == 0] = 1
+        return codes
+
+    def _assemble(self, frame: pd.DataFrame, base: dict, numeric: np.ndarray | dict[str, np.ndarray],
+                  codes: np.ndarray | None = None) -> pd.DataFrame:
+        """The feature frame: user ids, one column-major int64 block (label and categorical codes: ``_codes``, built
+        here when not given) and the scaled float32 ``numeric`` matrix (``_matrix``; unscaled columns by name, as
+        ``_numeric`` gives them, are scaled here), joined without re-stacking; each block is written once."""
+        if isinstance(numeric, dict):
+            numeric = self.scaler.transform(numeric)
+        if codes is None:
+            codes = self._codes(base)
         index = frame.index
         users = frame[USER]
         # a column of the string dtype pandas gives ids anyway is shared as it is (Arrow: immutable); anything
@@ -194,7 +240,7 @@ class FeaturePipeline:
         users = users.array if len(users) and users.dtype == _INFERRED_STR else users.to_numpy()
         blocks = [
             pd.DataFrame({USER: users}, index=index),
-            pd.DataFrame(codes, columns=names, index=index, copy=False),
+            pd.DataFrame(codes, columns=CODE_COLUMNS, index=index, copy=False),
             pd.DataFrame(numeric, columns=list(self.scaler.mean), index=index, copy=False),
         ]
         return pd.concat(blocks, axis=1, copy=False)
@@ -205,15 +251,11 @@ def _base_columns(frame: pd.DataFrame, item_test: dict[str, str] | None = None) 
 
     ``item_test``: each item's test (the test of its first row in the whole log this frame is a chunk of);
     default: the test of the item's first row in ``frame``."""
-    user_code = _user_codes(frame[USER])
-    seconds = _seconds(frame["Timestamp"])
-    if len(frame) > 1:
-        user_changes = np.count_nonzero(user_code[1:] != user_code[:-1])
-        backwards = (user_code[1:] == user_code[:-1]) & (seconds[1:] < seconds[:-1])
-        if user_changes + 1 != user_code.max() + 1 or backwards.any():
-            raise ValueError("interactions must be sorted per user by time (dkt_core.data.validate sorts them)")
-    groups = UserGroupings(user_code)
-    item, test, tag = (_factorize(frame[c]) for c in ("assessmentItemID", "testId", "KnowledgeTag"))
+    with ThreadPoolExecutor(max_workers=1) if len(frame) >= PARALLEL_MIN_ROWS else nullcontext() as side:
+        # the item and tag ids are hashed on a second thread (Arrow's kernels release the GIL) meanwhile
+        ids = side.submit(_factorize_columns, frame, ("assessmentItemID", "KnowledgeTag")) if side else None
+        user_code, seconds, groups, test = _user_columns(frame)
+        item, tag = ids.result() if ids else _factorize_columns(frame, ("assessmentItemID", "KnowledgeTag"))
     # the id parts are computed once per distinct item, then gathered by item code
     first_row = np.zeros(len(item[1]), dtype=np.int64)
     first_row[item[0][::-1]] = np.arange(len(frame))[::-1]
@@ -228,7 +270,7 @@ def _base_columns(frame: pd.DataFrame, item_test: dict[str, str] | None = None) 
         "user_code": user_code,
         "categorical": categorical,
         "stat_keys": {"item": item, "test": test, "tag": tag, "head": (head_of_item[item[0]], head_uniques)},
-        "tail_num": parts["tail_num"][item[0]],
+        "tail_num": Gathered(parts["tail_num"], item[0]),  # a number per item: gathered as it is written
         "answer": frame[LABEL].to_numpy().astype(np.int64),
         "seconds": seconds,
         "elapsed": elapsed_seconds(user_code, seconds),
@@ -237,12 +279,30 @@ def _base_columns(frame: pd.DataFrame, item_test: dict[str, str] | None = None) 
     }
 
 
+def _user_columns(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, UserGroupings, tuple[np.ndarray, np.ndarray]]:
+    """(user codes, whole seconds, the user groupings, the factorized tests) of a frame; checks it is sorted per
+    user by time."""
+    user_code = _user_codes(frame[USER])
+    seconds = _seconds(frame["Timestamp"])
+    if len(frame) > 1:
+        user_changes = np.count_nonzero(user_code[1:] != user_code[:-1])
+        backwards = (user_code[1:] == user_code[:-1]) & (seconds[1:] < seconds[:-1])
+        if user_changes + 1 != user_code.max() + 1 or backwards.any():
+            raise ValueError("interactions must be sorted per user by time (dkt_core.data.validate sorts them)")
+    return user_code, seconds, UserGroupings(user_code), _factorize(frame["testId"])
+
+
+def _factorize_columns(frame: pd.DataFrame, columns: tuple[str, ...]) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [_factorize(frame[c]) for c in columns]
+
+
 def _factorize(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     codes, uniques = pd.factorize(values)
     return codes.astype(np.int64, copy=False), np.asarray(uniques, dtype=object)
 
 
 _INFERRED_STR = pd.Series(np.array(["id"], dtype=object)).dtype  # what a column of Python strings becomes
+PARALLEL_MIN_ROWS = 100_000  # from this many rows a second thread hashes ids while the first reads the users
 RUNS_MIN_ROWS = 10_000  # below this the Arrow kernels' call overhead outweighs hashing every row (serving)
 
 

@@ -15,6 +15,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from dkt_core.data.deferred import Gathered
 from dkt_core.features.encoders import VECTOR_LOOKUP_MIN, as_strings
 
 SMOOTHING = 5.0  # pseudo-answers at the global accuracy
@@ -40,8 +41,9 @@ class KeyStats:
     correct: list[float]
     known: list[float]
 
-    def lookup(self, key: Key, prior: float) -> tuple[np.ndarray, np.ndarray]:
-        """(smoothed accuracy, log1p count) per row; values never seen in training get the prior and 0."""
+    def lookup(self, key: Key, prior: float) -> tuple[Gathered, Gathered]:
+        """(smoothed accuracy, log1p count) per row, as per-key tables gathered by the rows' codes (``np.asarray``
+        gives the columns); values never seen in training get the prior and 0."""
         codes, uniques = key
         index, correct_all, known_all = self._arrays
         uniques = np.asarray(uniques)
@@ -52,7 +54,7 @@ class KeyStats:
             pos = np.fromiter((get(str(u), -1) for u in uniques), dtype=np.int64, count=len(uniques))
         corr = np.where(pos >= 0, correct_all[pos], 0.0)
         known = np.where(pos >= 0, known_all[pos], 0.0)
-        return _smoothed(corr, known, prior)[codes], np.log1p(known)[codes]
+        return Gathered(_smoothed(corr, known, prior), codes), Gathered(np.log1p(known), codes)
 
     @cached_property
     def _arrays(self) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
@@ -88,7 +90,8 @@ class PopulationStats:
             )
         return cls(prior=_prior(answer), tables=tables)
 
-    def transform(self, keys: dict[str, Key]) -> dict[str, np.ndarray]:
+    def transform(self, keys: dict[str, Key]) -> dict[str, Gathered]:
+        """``<key>_acc`` and ``<key>_pop`` of every row (deferred gathers: ``np.asarray`` gives the columns)."""
         out = {}
         for name, key in keys.items():
             out[f"{name}_acc"], out[f"{name}_pop"] = self.tables[name].lookup(key, self.prior)

@@ -2,7 +2,9 @@
 
 Each shortcut is compared with the straightforward computation it replaces, bit for bit: user codes from runs
 vs ``pd.factorize``, seconds by integer division vs ``astype``, group-order sums and windows vs row-order ones,
-the all-answered Elo step vs the general one, the column-by-column scaled matrix vs scaling all columns at once.
+the all-answered Elo step vs the general one, the column-by-column scaled matrix vs scaling all columns at once,
+deferred gathers and reorderings (done while the column is written) vs the eager ones, ids hashed on a second
+thread vs one after the other; and the writer thread loses no error.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dkt_core.data.deferred import Gathered, InGroupOrder
 from dkt_core.data.groupops import Grouping, combine_codes
 from dkt_core.features import elo, pipeline
+from dkt_core.features.encoders import NumericScaler
 from dkt_core.features.pipeline import (
     NUMERIC,
     FeaturePipeline,
@@ -182,3 +186,62 @@ def test_correct_streak_counts_rows_since_the_last_wrong_answer(tiny_log):
             expected.append(run)
             run = 0 if a == 0 else run + 1
     np.testing.assert_array_equal(streak, np.log1p(np.array(expected, dtype=np.int64)))
+
+
+def test_deferred_columns_equal_the_eager_step_and_scale_the_same():
+    """A gather or a reordering left to the writer gives the eager column (``np.asarray``), and scaling it while
+    writing gives the float32 values of scaling the eager column."""
+    rng = np.random.default_rng(5)
+    table, codes = rng.normal(size=50), rng.integers(0, 50, 1000)
+    values, order = rng.normal(size=1000), rng.permutation(1000)
+    in_rows = np.empty(1000)
+    in_rows[order] = values
+    grouping = Grouping(rng.integers(0, 9, 1000))
+    in_group_order = rng.normal(size=1000)
+    scaler = NumericScaler(mean={"x": 0.3}, std={"x": 1.7})
+    for deferred, eager in ((Gathered(table, codes), table[codes]), (InGroupOrder(values, order), in_rows),
+                            (grouping.ungroup_later(in_group_order), grouping.ungroup(in_group_order))):
+        assert len(deferred) == 1000
+        np.testing.assert_array_equal(np.asarray(deferred), eager)
+        assert np.asarray(deferred, dtype=np.float32).dtype == np.float32
+        got, expected = np.empty(1000, np.float32), np.empty(1000, np.float32)
+        scaler.transform_column("x", deferred, got)
+        scaler.transform_column("x", eager, expected)
+        np.testing.assert_array_equal(got, expected)
+    ordered = Grouping(np.repeat(np.arange(10), 100))  # already grouped: nothing is deferred
+    assert ordered.ungroup_later(values) is values
+
+
+def test_ids_hashed_on_a_second_thread_give_the_same_base(tiny_log, monkeypatch):
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_ROWS", 10**12)
+    one = _base_columns(tiny_log)
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_ROWS", 1)
+    two = _base_columns(tiny_log)
+    for name in ("user_code", "answer", "seconds", "elapsed", "pos", "tail_num"):
+        np.testing.assert_array_equal(np.asarray(two[name]), np.asarray(one[name]))
+    for group in ("categorical", "stat_keys"):
+        assert list(two[group]) == list(one[group])
+        for name, (codes, uniques) in one[group].items():
+            np.testing.assert_array_equal(two[group][name][0], codes)
+            np.testing.assert_array_equal(two[group][name][1], uniques)
+    with pytest.raises(ValueError, match="sorted per user by time"):  # the check still runs with the thread
+        _base_columns(tiny_log.iloc[::-1].reset_index(drop=True))
+
+
+def test_a_column_that_fails_on_the_writer_thread_fails_the_call(tiny_log, monkeypatch):
+    """An error while a column is written (on the writer thread) is raised by ``transform``, not lost, and
+    no thread is left waiting: the call returns."""
+    pipe = FeaturePipeline()
+    pipe.fit_transform(tiny_log)
+    scale = NumericScaler.transform_column
+
+    def failing(self, name, values, out):
+        if name == "user_tag_acc":
+            raise MemoryError("no room for user_tag_acc")
+        scale(self, name, values, out)
+
+    monkeypatch.setattr(NumericScaler, "transform_column", failing)
+    with pytest.raises(MemoryError, match="user_tag_acc"):
+        pipe.transform(tiny_log)
+    monkeypatch.setattr(NumericScaler, "transform_column", scale)
+    assert len(pipe.transform(tiny_log)) == len(tiny_log)

@@ -69,13 +69,19 @@ class Grouping:
 
     def _excl_cumsum(self, v: np.ndarray) -> np.ndarray:
         """Exclusive cumulative sum within each group of ``v`` (group order). Booleans and integers are summed
-        exactly (int32 for booleans: half the memory traffic), floats as one float64 running sum."""
-        if v.dtype == bool:
-            v = v.astype(np.int32 if self.n < 2**31 else np.int64)
+        exactly: the running sum one row behind, accumulated straight from ``v`` (int32 for booleans: half the
+        memory traffic, no converted copy). Floats as one float64 running sum less each row's own value (the
+        numbers this has always given, bit for bit)."""
+        if v.dtype == bool or np.issubdtype(v.dtype, np.integer):
+            dtype = np.int32 if v.dtype == bool and self.n < 2**31 else np.int64
+            running = np.empty(self.n + 1, dtype=dtype)
+            running[0] = 0
+            np.cumsum(v, dtype=dtype, out=running[1:])
+            excl = running[:-1]
         else:
-            v = v.astype(np.int64 if np.issubdtype(v.dtype, np.integer) else np.float64, copy=False)
-        excl = np.cumsum(v)
-        excl -= v
+            v = v.astype(np.float64, copy=False)
+            excl = np.cumsum(v)
+            excl -= v
         excl -= excl[self._start]
         return excl
 

@@ -245,3 +245,24 @@ def test_a_column_that_fails_on_the_writer_thread_fails_the_call(tiny_log, monke
         pipe.transform(tiny_log)
     monkeypatch.setattr(NumericScaler, "transform_column", scale)
     assert len(pipe.transform(tiny_log)) == len(tiny_log)
+
+
+def test_sums_before_are_exact_per_group_sums():
+    """Booleans and integers: the running sum one row behind equals a per-group sum of the earlier rows exactly
+    (booleans in int32, integers in int64); floats: within rounding of it."""
+    rng = np.random.default_rng(11)
+    codes = combine_codes(np.sort(rng.integers(0, 30, 5000)), rng.integers(0, 5, 5000))
+    g = Grouping(codes)
+    frame = pd.DataFrame({"g": codes, "flag": rng.random(5000) < 0.4, "count": rng.integers(-3, 1000, 5000),
+                          "x": rng.normal(size=5000)})
+    for column, dtype in (("flag", np.int32), ("count", np.int64)):
+        values = frame[column].to_numpy()
+        expected = frame.groupby("g")[column].cumsum().to_numpy().astype(np.int64) - values
+        got = g.sum_before(values)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(g.window_sum_before(values, 3),
+                                      expected - np.nan_to_num(pd.Series(expected).groupby(codes).shift(3)
+                                                               .to_numpy(), nan=0).astype(np.int64))
+    x = frame["x"].to_numpy()
+    np.testing.assert_allclose(g.sum_before(x), frame.groupby("g")["x"].cumsum().to_numpy() - x, atol=1e-9)

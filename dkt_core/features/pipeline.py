@@ -154,15 +154,19 @@ class FeaturePipeline:
         return {k: np.asarray(columns[k], dtype=np.float64) for k in NUMERIC}
 
     def _frame(self, frame: pd.DataFrame, base: dict, pop: dict[str, np.ndarray], *, fit: bool = False) -> pd.DataFrame:
-        """The feature frame of ``frame`` (``_matrix`` then ``_assemble``; consumes ``pop``). The int64 code block is
-        built on the writer thread while the last numeric columns (Elo, time) are computed: started once the
-        student-history groupings are dropped, so it does not add to the call's peak memory. (Started first, it
-        raised the peak by its 184 MiB on the 2.3 M-row log, and fresh memory is most of the system time here.)"""
+        """The feature frame of ``frame`` (``_matrix`` then ``_assemble``; consumes ``pop``). The int64 code block's
+        encoded ids are written on the writer thread while the last numeric columns (Elo, time) are computed, and
+        its answer columns on this thread after them: started once the student-history groupings are dropped, the
+        block does not add to the call's peak memory. (Written first, it raised the peak by its 184 MiB on the
+        2.3 M-row log, and fresh memory is most of the system time on this VM.)"""
+        codes = np.empty((len(base["answer"]), len(CODE_COLUMNS)), dtype=np.int64, order="F")  # untouched: no memory
         with ThreadPoolExecutor(max_workers=1) as writer:
-            codes: list[Future] = []
+            ids: list[Future] = []
             x = self._matrix(base, pop, fit=fit, writer=writer,
-                             after_history=lambda: codes.append(writer.submit(self._codes, base)))
-            return self._assemble(frame, base, x, codes[0].result())
+                             after_history=lambda: ids.append(writer.submit(self._id_codes, base, codes)))
+            _answer_codes(base, codes)
+            ids[0].result()
+        return self._assemble(frame, base, x, codes)
 
     def _matrix(self, base: dict, pop: dict[str, np.ndarray], *, vectorised_elo: bool = False, fit: bool = False,
                 writer: Executor | None = None, after_history: Callable[[], None] | None = None) -> np.ndarray:
@@ -210,19 +214,15 @@ class FeaturePipeline:
     def _codes(self, base: dict) -> np.ndarray:
         """The (rows, ``CODE_COLUMNS``) column-major int64 block: label, encoded ids, elapsed bin, previous answer."""
         codes = np.empty((len(base["answer"]), len(CODE_COLUMNS)), dtype=np.int64, order="F")
-        answer = base["answer"]
-        codes[:, 0] = answer
+        self._id_codes(base, codes)
+        _answer_codes(base, codes)
+        return codes
+
+    def _id_codes(self, base: dict, codes: np.ndarray) -> None:
+        """Write the encoded ids (``ENCODED``) into their columns of the code block ``codes``."""
         for j, c in enumerate(ENCODED, start=1):
             row_codes, uniques = base["categorical"][c]
             np.take(self.encoders[c].transform(uniques), row_codes, out=codes[:, j])
-        elapsed_bin = codes[:, 1 + len(ENCODED)]
-        elapsed_bin[:] = base["elapsed"]  # whole seconds in [0, 600]
-        elapsed_bin += 2
-        # previous answer: 2 wrong, 3 correct, 1 none (first row of a user, or a row to predict)
-        prev = codes[:, 2 + len(ENCODED)]
-        np.take(np.array([1, 2, 3], dtype=np.int64), answer[:-1] + 1, out=prev[1:])
-        prev[base["pos"] == 0] = 1
-        return codes
 
     def _assemble(self, frame: pd.DataFrame, base: dict, numeric: np.ndarray | dict[str, np.ndarray],
                   codes: np.ndarray | None = None) -> pd.DataFrame:
@@ -244,6 +244,18 @@ class FeaturePipeline:
             pd.DataFrame(numeric, columns=list(self.scaler.mean), index=index, copy=False),
         ]
         return pd.concat(blocks, axis=1, copy=False)
+
+
+def _answer_codes(base: dict, codes: np.ndarray) -> None:
+    """Write the label, the elapsed bin and the previous answer into their columns of the code block ``codes``."""
+    answer = base["answer"]
+    codes[:, 0] = answer
+    np.add(base["elapsed"], 2, out=codes[:, 1 + len(ENCODED)], casting="unsafe")  # whole seconds in [0, 600], from 2
+    # previous answer: 2 wrong, 3 correct (the answer + 2), 1 none (first row of a user, or a row to predict)
+    prev = codes[:, 2 + len(ENCODED)]
+    prev[:1] = 1
+    np.add(answer[:-1], 2, out=prev[1:])
+    prev[base["pos"] == 0] = 1
 
 
 def _base_columns(frame: pd.DataFrame, item_test: dict[str, str] | None = None) -> dict:

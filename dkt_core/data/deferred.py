@@ -1,11 +1,15 @@
-"""Columns whose last step is left to whoever writes them.
+"""Columns whose last steps are left to whoever writes them.
 
-On millions of rows a feature column's final step is often a pure reordering: a per-key value gathered for
-every row (``table[codes]``), or a result computed in a grouping's order put back in row order. Done where
-the column is computed, that step allocates a fresh float64 column of the log and moves every value once
-more. The feature pipeline writes each column, scaled to float32, into its matrix on a second thread; a
-deferred column lets that thread do the step while it writes: it scales the (small) table before
-gathering, or scatters the scaled values straight into the matrix column.
+The feature pipeline writes each column, scaled to float32, into its matrix on a second thread. A deferred
+column hands that thread its last steps, so the thread that computes columns can go on to the next one:
+
+- ``Computed``: an elementwise function of arrays already in hand (a log, a smoothed ratio of two counts);
+- ``Gathered``: a per-key value looked up for every row; the writer scales the (small) table before gathering;
+- ``InGroupOrder``: a result computed in a grouping's order; the writer scatters the scaled values straight
+  into the matrix column instead of a fresh float64 column put back in row order first.
+
+They nest: an ``InGroupOrder`` of a ``Computed`` computes, scales and scatters on the writer. Arrays given to a
+deferred column must not be changed afterwards (it reads them later, on another thread).
 
 Anything else reads a deferred column as the array it stands for: ``np.asarray(column)`` (numpy's
 ``__array__`` protocol) gives the float64 column in row order, equal bit for bit to the eager step. The
@@ -32,12 +36,25 @@ class Deferred:
         raise NotImplementedError
 
     def write_scaled(self, scale: Scale, out: np.ndarray) -> None:
-        """``scale(np.asarray(self), out)``, without the row-order float64 column in between."""
-        raise NotImplementedError
+        """``scale(np.asarray(self), out)``, where possible without the row-order float64 column in between."""
+        scale(self.materialise(), out)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         values = self.materialise()
         return values if dtype is None else values.astype(dtype, copy=False)
+
+
+class Computed(Deferred):
+    """``func(*args)``: a column computed from arrays of the same length (the first one gives the length)."""
+
+    def __init__(self, func: Callable[..., np.ndarray], *args: np.ndarray | float):
+        self.func, self.args = func, args
+
+    def __len__(self) -> int:
+        return len(self.args[0])
+
+    def materialise(self) -> np.ndarray:
+        return self.func(*self.args)
 
 
 class Gathered(Deferred):
@@ -61,18 +78,19 @@ class Gathered(Deferred):
 class InGroupOrder(Deferred):
     """``values`` of a grouping's rows in group order: row ``order[i]`` holds ``values[i]``."""
 
-    def __init__(self, values: np.ndarray, order: np.ndarray):
-        self.values, self.order = np.asarray(values), order
+    def __init__(self, values: np.ndarray | Deferred, order: np.ndarray):
+        self.values, self.order = values if isinstance(values, Deferred) else np.asarray(values), order
 
     def __len__(self) -> int:
         return len(self.values)
 
     def materialise(self) -> np.ndarray:
-        out = np.empty_like(self.values)
-        out[self.order] = self.values
+        values = np.asarray(self.values)
+        out = np.empty_like(values)
+        out[self.order] = values
         return out
 
     def write_scaled(self, scale: Scale, out: np.ndarray) -> None:
         scaled = np.empty(len(self.values), dtype=out.dtype)
-        scale(self.values, scaled)
+        scale(np.asarray(self.values), scaled)
         out[self.order] = scaled

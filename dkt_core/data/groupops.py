@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dkt_core.data.deferred import InGroupOrder
+from dkt_core.data.deferred import Deferred, InGroupOrder
 
 
 def combine_codes(*codes: np.ndarray) -> np.ndarray:
@@ -54,7 +54,7 @@ class Grouping:
         """``values`` in group order back in row order."""
         return values if self.order is None else InGroupOrder(values, self.order).materialise()
 
-    def ungroup_later(self, values: np.ndarray) -> np.ndarray | InGroupOrder:
+    def ungroup_later(self, values: np.ndarray | Deferred) -> np.ndarray | Deferred:
         """``ungroup(values)`` left to whoever writes the column (``dkt_core.data.deferred``): a feature column
         that is only written away need not be put back in row order first."""
         return values if self.order is None else InGroupOrder(values, self.order)

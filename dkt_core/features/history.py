@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from dkt_core.data.deferred import InGroupOrder
+from dkt_core.data.deferred import Computed, Deferred
 from dkt_core.data.groupops import Grouping, UserGroupings
 
 PRIOR_STRENGTH = 2.0  # pseudo-answers at the prior accuracy, so a first attempt has a finite accuracy
@@ -28,6 +28,10 @@ def _acc(correct: np.ndarray, known: np.ndarray, prior: float) -> np.ndarray:
     out = np.add(correct, PRIOR_STRENGTH * prior, dtype=np.float64)
     out /= np.add(known, PRIOR_STRENGTH, dtype=np.float64)
     return out
+
+
+def _per_answer(total: np.ndarray, known: np.ndarray) -> np.ndarray:
+    return total / (known + PRIOR_STRENGTH)
 
 
 def history_columns(
@@ -41,7 +45,7 @@ def history_columns(
     prior: float,
     expected: np.ndarray,
     tag_acc: np.ndarray,
-) -> Iterator[tuple[str, np.ndarray | InGroupOrder]]:
+) -> Iterator[tuple[str, np.ndarray | Deferred]]:
     """(name, float64 column) pairs: the student's own rows (per student, per sitting), then the student x tag /
     test / item / head families (their columns in the grouping's order: ``np.asarray`` puts one in row order).
 
@@ -65,14 +69,15 @@ def _own_columns(groups: UserGroupings, answer: np.ndarray, prior: float, all_kn
                  correct: np.ndarray, resid: np.ndarray, new_cycle: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
     by_user = groups.by("user")
     pos = by_user.count_before()
-    yield "user_cnt", np.log1p(pos)
+    # (each column is computed where it is written, from arrays the next columns need anyway: Computed)
+    yield "user_cnt", Computed(np.log1p, pos)
     u_known = pos if all_known else by_user.sum_before(known)
     u_correct = by_user.sum_before(correct)
-    yield "user_acc", _acc(u_correct, u_known, prior)
-    yield "user_resid", by_user.sum_before(resid) / (u_known + PRIOR_STRENGTH)
+    yield "user_acc", Computed(_acc, u_correct, u_known, prior)
+    yield "user_resid", Computed(_per_answer, by_user.sum_before(resid), u_known)
     for w in RECENT_WINDOWS:  # (the user grouping is in row order: its sums need no reordering)
         w_known = np.minimum(pos, w) if all_known else by_user.window_of(u_known, w)
-        yield f"recent_acc_{w}", _acc(by_user.window_of(u_correct, w), w_known, prior)
+        yield f"recent_acc_{w}", Computed(_acc, by_user.window_of(u_correct, w), w_known, prior)
     del u_known, u_correct, w_known
     prev = by_user.previous(answer, fill=-2)  # -2: no previous row
     yield "prev_answer_num", np.where(prev >= 0, prev, 0.5)  # float64
@@ -89,55 +94,59 @@ def _own_columns(groups: UserGroupings, answer: np.ndarray, prior: float, all_kn
     np.maximum(streak, row - pos - 1, out=streak)
     np.subtract(row, streak, out=streak)
     streak -= 1
-    yield "correct_streak", np.log1p(streak)
+    yield "correct_streak", Computed(np.log1p, streak)
     del row, streak
     yield "is_first", (pos == 0).astype(np.float64)
     del pos
 
     by_cycle = Grouping(np.cumsum(new_cycle))
     yield "cycle_pos", by_cycle.count_before().astype(np.float64)
-    yield "cycle_acc", _acc(by_cycle.sum_before(correct), by_cycle.count_before() if all_known else
-                            by_cycle.sum_before(known), prior)
+    yield "cycle_acc", Computed(_acc, by_cycle.sum_before(correct), by_cycle.count_before() if all_known else
+                                by_cycle.sum_before(known), prior)
 
 
 def _key_columns(groups: UserGroupings, keys: dict[str, np.ndarray], answer: np.ndarray, seconds: np.ndarray,
                  prior: float, all_known: bool, known: np.ndarray, correct: np.ndarray, resid: np.ndarray,
-                 new_cycle: np.ndarray, tag_acc: np.ndarray) -> Iterator[tuple[str, np.ndarray | InGroupOrder]]:
+                 new_cycle: np.ndarray, tag_acc: np.ndarray) -> Iterator[tuple[str, np.ndarray | Deferred]]:
     # each user x key grouping: its inputs put in group order once, every result computed in group order
     # (elementwise arithmetic: the same numbers either way) and left in it: ``ungroup_later`` lets the writer
     # of the column put it back in row order as it writes it
     for name, key in keys.items():
         g = groups.by(name, key)
         n_before = g.count_before(grouped=True)
-        yield f"user_{name}_cnt", g.ungroup_later(np.log1p(n_before))
+        yield f"user_{name}_cnt", g.ungroup_later(Computed(np.log1p, n_before))
         g_correct = g.grouped(correct)
         g_known = None if all_known else g.grouped(known)
         known_before = n_before if all_known else g.sum_before(g_known, grouped=True)
         correct_before = g.sum_before(g_correct, grouped=True)
-        user_acc = _acc(correct_before, known_before, prior)
         if name == "tag":
-            yield "tag_acc_gap", g.ungroup_later(user_acc - g.grouped(tag_acc))
+            user_acc = _acc(correct_before, known_before, prior)
+            yield "tag_acc_gap", g.ungroup_later(Computed(np.subtract, user_acc, g.grouped(tag_acc)))
+        else:
+            user_acc = Computed(_acc, correct_before, known_before, prior)
         yield f"user_{name}_acc", g.ungroup_later(user_acc)
         if name == "item":
             last = g.previous(g.grouped(answer), fill=-1, grouped=True)
-            yield "user_item_last", g.ungroup_later(last.astype(np.float64))
+            yield "user_item_last", g.ungroup_later(Computed(np.asarray, last, np.float64))
             del last
         if name == "tag":
             resid_sum = g.sum_before(g.grouped(resid), grouped=True)
-            yield "user_tag_resid", g.ungroup_later(resid_sum / (known_before + PRIOR_STRENGTH))
+            yield "user_tag_resid", g.ungroup_later(Computed(_per_answer, resid_sum, known_before))
             del resid_sum
             window_known = np.minimum(n_before, 3) if all_known else g.window_of(known_before, 3)
-            yield "user_tag_recent_acc_3", g.ungroup_later(_acc(g.window_of(correct_before, 3), window_known, prior))
+            yield "user_tag_recent_acc_3", g.ungroup_later(Computed(_acc, g.window_of(correct_before, 3), window_known,
+                                                                    prior))
             del window_known
             g_seconds = g.grouped(seconds)
             last_seen = g.previous(g_seconds, fill=-1, grouped=True)  # the tag's previous row: its last practice
             since = np.where(last_seen >= 0, g_seconds - last_seen, 10 * 86400)
             del g_seconds, last_seen
-            yield "tag_seconds_since", g.ungroup_later(np.log1p(np.clip(since, 0, None, out=since)))
+            yield "tag_seconds_since", g.ungroup_later(Computed(np.log1p, np.clip(since, 0, None, out=since)))
         if name == "test":
             g_new = g.grouped(new_cycle)
             sittings = g.sum_before(g_new, grouped=True) + g_new  # incl. the current one
-            yield "test_sittings_before", g.ungroup_later(np.log1p(sittings - 1))
+            sittings -= 1
+            yield "test_sittings_before", g.ungroup_later(Computed(np.log1p, sittings))
             del g_new, sittings
         del n_before, g_correct, g_known, known_before, correct_before, user_acc
         groups.release(name)

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dkt_core.data.columns import LABEL, USER
-from dkt_core.data.deferred import Deferred, Gathered
+from dkt_core.data.deferred import Computed, Deferred, Gathered
 from dkt_core.data.groupops import UserGroupings
 from dkt_core.features.elo import difficulty_from_accuracy, elo_ratings
 from dkt_core.features.encoders import CategoryEncoder, NumericScaler
@@ -142,9 +142,8 @@ class FeaturePipeline:
         yield "elo_theta", theta
         yield "elo_p", p
         del theta, p
-        yield "elapsed_log", np.log1p(base["elapsed"])
-        n_before = base["pos"]
-        yield "user_elapsed_mean", np.log1p(base["groups"].by("user").sum_before(base["elapsed"]) / np.maximum(n_before, 1))
+        yield "elapsed_log", Computed(np.log1p, base["elapsed"])
+        yield "user_elapsed_mean", Computed(_log_mean, base["groups"].by("user").sum_before(base["elapsed"]), base["pos"])
         yield "tail_num", base["tail_num"]
 
     def _numeric(self, base: dict, pop: dict[str, np.ndarray], *, vectorised_elo: bool = False
@@ -244,6 +243,11 @@ class FeaturePipeline:
             pd.DataFrame(numeric, columns=list(self.scaler.mean), index=index, copy=False),
         ]
         return pd.concat(blocks, axis=1, copy=False)
+
+
+def _log_mean(total: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """log1p of the mean of ``n`` values summing to ``total`` (0 for none)."""
+    return np.log1p(total / np.maximum(n, 1))
 
 
 def _answer_codes(base: dict, codes: np.ndarray) -> None:

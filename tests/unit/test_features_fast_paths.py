@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dkt_core.data.deferred import Gathered, InGroupOrder
+from dkt_core.data.deferred import Computed, Gathered, InGroupOrder
 from dkt_core.data.groupops import Grouping, combine_codes
 from dkt_core.features import elo, pipeline
 from dkt_core.features.encoders import NumericScaler
@@ -199,8 +199,11 @@ def test_deferred_columns_equal_the_eager_step_and_scale_the_same():
     grouping = Grouping(rng.integers(0, 9, 1000))
     in_group_order = rng.normal(size=1000)
     scaler = NumericScaler(mean={"x": 0.3}, std={"x": 1.7})
+    computed = Computed(np.log1p, np.abs(in_group_order))
     for deferred, eager in ((Gathered(table, codes), table[codes]), (InGroupOrder(values, order), in_rows),
-                            (grouping.ungroup_later(in_group_order), grouping.ungroup(in_group_order))):
+                            (grouping.ungroup_later(in_group_order), grouping.ungroup(in_group_order)),
+                            (computed, np.log1p(np.abs(in_group_order))),
+                            (grouping.ungroup_later(computed), grouping.ungroup(np.log1p(np.abs(in_group_order))))):
         assert len(deferred) == 1000
         np.testing.assert_array_equal(np.asarray(deferred), eager)
         assert np.asarray(deferred, dtype=np.float32).dtype == np.float32

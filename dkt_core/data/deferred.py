@@ -70,6 +70,9 @@ class Gathered(Deferred):
         return self.table.take(self.codes)
 
     def write_scaled(self, scale: Scale, out: np.ndarray) -> None:
+        if len(self.codes) < len(self.table):  # fewer rows than keys (a serving request): gather first
+            scale(self.materialise(), out)
+            return
         scaled = np.empty(len(self.table), dtype=out.dtype)
         scale(self.table, scaled)
         np.take(scaled, self.codes, out=out)

@@ -159,7 +159,7 @@ class FeaturePipeline:
         block does not add to the call's peak memory. (Written first, it raised the peak by its 184 MiB on the
         2.3 M-row log, and fresh memory is most of the system time on this VM.)"""
         codes = np.empty((len(base["answer"]), len(CODE_COLUMNS)), dtype=np.int64, order="F")  # untouched: no memory
-        with ThreadPoolExecutor(max_workers=1) as writer:
+        with _writer(len(codes)) as writer:
             ids: list[Future] = []
             x = self._matrix(base, pop, fit=fit, writer=writer,
                              after_history=lambda: ids.append(writer.submit(self._id_codes, base, codes)))
@@ -191,7 +191,7 @@ class FeaturePipeline:
         done = set()
         with ExitStack() as stack:
             if writer is None:
-                writer = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+                writer = stack.enter_context(_writer(len(out)))
             pending: deque[Future] = deque()
             for name, values in self._numeric_columns(base, pop, vectorised_elo=vectorised_elo,
                                                       after_history=after_history):
@@ -243,6 +243,29 @@ class FeaturePipeline:
             pd.DataFrame(numeric, columns=list(self.scaler.mean), index=index, copy=False),
         ]
         return pd.concat(blocks, axis=1, copy=False)
+
+
+class _Done:
+    """What ``_Inline.submit`` returns: the call's result (its error is raised by submit itself)."""
+
+    def __init__(self, value: object):
+        self.value = value
+
+    def result(self) -> object:
+        return self.value
+
+
+class _Inline(Executor):
+    """Runs each submitted call at once, in the caller's thread (no ``Future``: each costs a lock)."""
+
+    def submit(self, fn: Callable, /, *args, **kwargs) -> _Done:
+        return _Done(fn(*args, **kwargs))
+
+
+def _writer(rows: int) -> Executor:
+    """The writer of a feature matrix of ``rows`` rows: one thread from ``PARALLEL_MIN_ROWS`` rows; below that
+    (a serving request) the caller's thread, since 40 hand-offs to a thread cost more than the columns."""
+    return ThreadPoolExecutor(max_workers=1) if rows >= PARALLEL_MIN_ROWS else _Inline()
 
 
 def _log_mean(total: np.ndarray, n: np.ndarray) -> np.ndarray:

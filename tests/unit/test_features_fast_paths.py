@@ -211,6 +211,11 @@ def test_deferred_columns_equal_the_eager_step_and_scale_the_same():
         scaler.transform_column("x", deferred, got)
         scaler.transform_column("x", eager, expected)
         np.testing.assert_array_equal(got, expected)
+    few = Gathered(table, codes[:10])  # fewer rows than keys (a serving request): gathered, then scaled
+    got, expected = np.empty(10, np.float32), np.empty(10, np.float32)
+    scaler.transform_column("x", few, got)
+    scaler.transform_column("x", table[codes[:10]], expected)
+    np.testing.assert_array_equal(got, expected)
     ordered = Grouping(np.repeat(np.arange(10), 100))  # already grouped: nothing is deferred
     assert ordered.ungroup_later(values) is values
 
@@ -231,9 +236,11 @@ def test_ids_hashed_on_a_second_thread_give_the_same_base(tiny_log, monkeypatch)
         _base_columns(tiny_log.iloc[::-1].reset_index(drop=True))
 
 
-def test_a_column_that_fails_on_the_writer_thread_fails_the_call(tiny_log, monkeypatch):
-    """An error while a column is written (on the writer thread) is raised by ``transform``, not lost, and
-    no thread is left waiting: the call returns."""
+@pytest.mark.parametrize("threads", [True, False])
+def test_a_column_that_fails_on_the_writer_thread_fails_the_call(tiny_log, monkeypatch, threads):
+    """An error while a column is written (on the writer thread, or inline for a small frame) is raised by
+    ``transform``, not lost, and no thread is left waiting: the call returns."""
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_ROWS", 1 if threads else 10**12)
     pipe = FeaturePipeline()
     pipe.fit_transform(tiny_log)
     scale = NumericScaler.transform_column
@@ -269,3 +276,19 @@ def test_sums_before_are_exact_per_group_sums():
                                                                .to_numpy(), nan=0).astype(np.int64))
     x = frame["x"].to_numpy()
     np.testing.assert_allclose(g.sum_before(x), frame.groupby("g")["x"].cumsum().to_numpy() - x, atol=1e-9)
+
+
+def test_the_writer_thread_and_the_inline_writer_give_the_same_frames(tiny_log, monkeypatch):
+    """A large frame is written by a second thread, a small one (a serving request) in the caller's thread:
+    the same fit, scaler and frames either way."""
+    assert isinstance(pipeline._writer(pipeline.PARALLEL_MIN_ROWS - 1), pipeline._Inline)
+    frames = []
+    for threshold in (1, 10**12):
+        monkeypatch.setattr(pipeline, "PARALLEL_MIN_ROWS", threshold)
+        pipe = FeaturePipeline()
+        fitted = pipe.fit_transform(tiny_log)
+        frames.append((fitted, pipe.transform(tiny_log.iloc[:5000]), dict(pipe.scaler.mean)))
+    (fit_a, tr_a, mean_a), (fit_b, tr_b, mean_b) = frames
+    pd.testing.assert_frame_equal(fit_a, fit_b, check_exact=True)
+    pd.testing.assert_frame_equal(tr_a, tr_b, check_exact=True)
+    assert mean_a == mean_b

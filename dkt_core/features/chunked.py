@@ -254,6 +254,12 @@ def matrix(pipeline: FeaturePipeline, frame: pd.DataFrame, item_test: dict[str, 
     return base, pipeline._matrix(base, pipeline.stats.transform(_stat_keys(base)), vectorised_elo=True)
 
 
+def frame_of(pipeline: FeaturePipeline, frame: pd.DataFrame, base: dict, x: np.ndarray) -> pd.DataFrame:
+    """The feature frame of a chunk from its base columns and scaled matrix (``train_matrix`` / ``matrix``): the
+    rows ``fit_transform`` / ``transform`` give for it, without computing its features again."""
+    return pipeline._assemble(frame, base, x)
+
+
 def _train_matrices(pipeline: FeaturePipeline, state: ChunkedFit, frames: Frames
                     ) -> Iterator[tuple[pd.DataFrame, dict, np.ndarray]]:
     for k, frame in enumerate(frames()):
@@ -264,7 +270,7 @@ def transform_train(pipeline: FeaturePipeline, state: ChunkedFit, frames: Frames
     """Feature frames of the training chunks (out-of-fold statistics), one per chunk: together the rows of
     ``fit_transform`` on their concatenation."""
     for frame, base, x in _train_matrices(pipeline, state, frames):
-        yield pipeline._assemble(frame, base, x)
+        yield frame_of(pipeline, frame, base, x)
 
 
 def transform_train_matrices(pipeline: FeaturePipeline, state: ChunkedFit, frames: Frames
@@ -281,7 +287,7 @@ def transform(pipeline: FeaturePipeline, frames: Frames, item_test: dict[str, st
     ``pipeline.transform`` on their concatenation. ``item_test``: ``item_tests(frames())`` (computed here
     when not given)."""
     for frame, base, x in _matrices(pipeline, frames, item_test):
-        yield pipeline._assemble(frame, base, x)
+        yield frame_of(pipeline, frame, base, x)
 
 
 def transform_matrices(pipeline: FeaturePipeline, frames: Frames, item_test: dict[str, str] | None = None

@@ -324,7 +324,7 @@ def _features_task(item: tuple[str, int, Path, Path]) -> tuple[str, FeatureChunk
     chunk = _save(frame, x, stem) if matrices else None
     windows = []
     if layouts:
-        features = pipeline._assemble(frame, base, x)  # the frame fit_transform / transform would give
+        features = chunked.frame_of(pipeline, frame, base, x)  # the frame fit_transform / transform would give
         spec = pipeline.spec
         windows = [write_chunk(features, spec, layout, stem.with_name(f"{stem.name}_seq{j}"))
                    for j, layout in enumerate(layouts)]

@@ -109,7 +109,7 @@ class FeaturePipeline:
                          after_history: Callable[[], None] | None = None) -> Iterator[tuple[str, np.ndarray | Deferred]]:
         """(name, float64 column) of every numeric feature, in no fixed order (``NUMERIC`` is the order). A column
         may be deferred (``dkt_core.data.deferred``: ``np.asarray`` gives it), so that the writer does its last
-        gather or reordering. Consumes ``pop`` (the population statistics per row): each column is dropped once
+        steps (a gather, a reordering, an elementwise function). Consumes ``pop`` (the population statistics per row): each column is dropped once
         it is not needed any more. ``after_history`` is called once the student-history columns are yielded and
         their groupings dropped: from there on the fewest arrays are alive."""
         prior = self.stats.prior

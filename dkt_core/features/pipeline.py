@@ -12,7 +12,7 @@ import json
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -158,8 +158,8 @@ class FeaturePipeline:
         its answer columns on this thread after them: started once the student-history groupings are dropped, the
         block does not add to the call's peak memory. (Written first, it raised the peak by its 184 MiB on the
         2.3 M-row log, and fresh memory is most of the system time on this VM.)"""
-        codes = np.empty((len(base["answer"]), len(CODE_COLUMNS)), dtype=np.int64, order="F")  # untouched: no memory
-        with _writer(len(codes)) as writer:
+        codes = _code_block(len(base["answer"]))  # untouched until written: no memory yet
+        with _second_thread(len(codes)) as writer:
             ids: list[Future] = []
             x = self._matrix(base, pop, fit=fit, writer=writer,
                              after_history=lambda: ids.append(writer.submit(self._id_codes, base, codes)))
@@ -191,7 +191,7 @@ class FeaturePipeline:
         done = set()
         with ExitStack() as stack:
             if writer is None:
-                writer = stack.enter_context(_writer(len(out)))
+                writer = stack.enter_context(_second_thread(len(out)))
             pending: deque[Future] = deque()
             for name, values in self._numeric_columns(base, pop, vectorised_elo=vectorised_elo,
                                                       after_history=after_history):
@@ -212,7 +212,7 @@ class FeaturePipeline:
 
     def _codes(self, base: dict) -> np.ndarray:
         """The (rows, ``CODE_COLUMNS``) column-major int64 block: label, encoded ids, elapsed bin, previous answer."""
-        codes = np.empty((len(base["answer"]), len(CODE_COLUMNS)), dtype=np.int64, order="F")
+        codes = _code_block(len(base["answer"]))
         self._id_codes(base, codes)
         _answer_codes(base, codes)
         return codes
@@ -262,10 +262,16 @@ class _Inline(Executor):
         return _Done(fn(*args, **kwargs))
 
 
-def _writer(rows: int) -> Executor:
-    """The writer of a feature matrix of ``rows`` rows: one thread from ``PARALLEL_MIN_ROWS`` rows; below that
-    (a serving request) the caller's thread, since 40 hand-offs to a thread cost more than the columns."""
+def _second_thread(rows: int) -> Executor:
+    """Where work on a frame of ``rows`` rows runs beside the caller (the matrix writer, the id hashing): one thread
+    from ``PARALLEL_MIN_ROWS`` rows; below that (a serving request) the caller's thread, since the hand-offs to a
+    thread cost more than the work."""
     return ThreadPoolExecutor(max_workers=1) if rows >= PARALLEL_MIN_ROWS else _Inline()
+
+
+def _code_block(rows: int) -> np.ndarray:
+    """An empty (rows, ``CODE_COLUMNS``) column-major int64 code block."""
+    return np.empty((rows, len(CODE_COLUMNS)), dtype=np.int64, order="F")
 
 
 def _log_mean(total: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -290,11 +296,11 @@ def _base_columns(frame: pd.DataFrame, item_test: dict[str, str] | None = None) 
 
     ``item_test``: each item's test (the test of its first row in the whole log this frame is a chunk of);
     default: the test of the item's first row in ``frame``."""
-    with ThreadPoolExecutor(max_workers=1) if len(frame) >= PARALLEL_MIN_ROWS else nullcontext() as side:
+    with _second_thread(len(frame)) as side:
         # the item and tag ids are hashed on a second thread (Arrow's kernels release the GIL) meanwhile
-        ids = side.submit(_factorize_columns, frame, ("assessmentItemID", "KnowledgeTag")) if side else None
+        ids = side.submit(_factorize_columns, frame, ("assessmentItemID", "KnowledgeTag"))
         user_code, seconds, groups, test = _user_columns(frame)
-        item, tag = ids.result() if ids else _factorize_columns(frame, ("assessmentItemID", "KnowledgeTag"))
+        item, tag = ids.result()
     # the id parts are computed once per distinct item, then gathered by item code
     first_row = np.zeros(len(item[1]), dtype=np.int64)
     first_row[item[0][::-1]] = np.arange(len(frame))[::-1]
@@ -341,7 +347,7 @@ def _factorize(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 _INFERRED_STR = pd.Series(np.array(["id"], dtype=object)).dtype  # what a column of Python strings becomes
-PARALLEL_MIN_ROWS = 100_000  # from this many rows a second thread hashes ids while the first reads the users
+PARALLEL_MIN_ROWS = 100_000  # from this many rows a second thread writes the matrix and hashes ids (_second_thread)
 RUNS_MIN_ROWS = 10_000  # below this the Arrow kernels' call overhead outweighs hashing every row (serving)
 
 

@@ -281,7 +281,7 @@ def test_sums_before_are_exact_per_group_sums():
 def test_the_writer_thread_and_the_inline_writer_give_the_same_frames(tiny_log, monkeypatch):
     """A large frame is written by a second thread, a small one (a serving request) in the caller's thread:
     the same fit, scaler and frames either way."""
-    assert isinstance(pipeline._writer(pipeline.PARALLEL_MIN_ROWS - 1), pipeline._Inline)
+    assert isinstance(pipeline._second_thread(pipeline.PARALLEL_MIN_ROWS - 1), pipeline._Inline)
     frames = []
     for threshold in (1, 10**12):
         monkeypatch.setattr(pipeline, "PARALLEL_MIN_ROWS", threshold)
